@@ -1,0 +1,51 @@
+"""Native callbacks: one interface for centralised Lightning training and federated rounds.
+
+This package imports no Lightning: ``lightning_bridge`` adapts it to ``lightning.Trainer`` and
+``federated`` drives it from its round loop.
+"""
+
+from callbacks.callback import CONTEXT_ARGUMENTS as CONTEXT_ARGUMENTS
+from callbacks.callback import HOOK_ARGUMENTS as HOOK_ARGUMENTS
+from callbacks.callback import Callback as Callback
+from callbacks.early_stopping import EarlyStopping as EarlyStopping
+from callbacks.exceptions import BridgeError as BridgeError
+from callbacks.exceptions import ConfigError as ConfigError
+from callbacks.exceptions import HookSignatureError as HookSignatureError
+from callbacks.exceptions import MetricNotFoundError as MetricNotFoundError
+from callbacks.exceptions import RegistryError as RegistryError
+from callbacks.lr_scheduler import LRScheduler as LRScheduler
+from callbacks.manager import CallbackManager as CallbackManager
+from callbacks.manager import OnError as OnError
+from callbacks.metrics_logger import MetricsLogger as MetricsLogger
+from callbacks.model_checkpoint import ModelCheckpoint as ModelCheckpoint
+from callbacks.monitor import MonitorCallback as MonitorCallback
+from callbacks.registry import build as build
+from callbacks.registry import build_callbacks as build_callbacks
+from callbacks.registry import register as register
+from callbacks.registry import registered as registered
+from callbacks.registry import resolve as resolve
+from callbacks.tensorboard import TensorBoard as TensorBoard
+
+__all__ = [
+    "CONTEXT_ARGUMENTS",
+    "HOOK_ARGUMENTS",
+    "BridgeError",
+    "Callback",
+    "CallbackManager",
+    "ConfigError",
+    "EarlyStopping",
+    "HookSignatureError",
+    "LRScheduler",
+    "MetricNotFoundError",
+    "MetricsLogger",
+    "ModelCheckpoint",
+    "MonitorCallback",
+    "OnError",
+    "RegistryError",
+    "TensorBoard",
+    "build",
+    "build_callbacks",
+    "register",
+    "registered",
+    "resolve",
+]

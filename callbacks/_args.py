@@ -1,0 +1,110 @@
+"""Check configuration arguments against a constructor's signature and annotations."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from callbacks.exceptions import ConfigError
+
+
+def suggest(name: str, choices: Sequence[str]) -> str:
+    """Return ``" (did you mean `x`?)"`` for the closest of ``choices``, or ``""``."""
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean `{match[0]}`?)" if match else ""
+
+
+def check_arguments(target: Callable[..., Any], args: Mapping[str, Any], path: str) -> None:
+    """Raise :class:`ConfigError` unless ``target(**args)`` names known arguments of fitting types.
+
+    Args:
+        target: A class (its ``__init__`` is read) or a function.
+        args: The keyword arguments the configuration gives.
+        path: The configuration path of ``args``, e.g. ``callbacks[1].args``.
+    """
+    init = target.__init__ if inspect.isclass(target) else target
+    params = {
+        name: p
+        for name, p in inspect.signature(init).parameters.items()
+        if name != "self" and p.kind not in (p.VAR_POSITIONAL,)
+    }
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    named = {n: p for n, p in params.items() if p.kind is not p.VAR_KEYWORD}
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # unresolvable annotations: check names only
+        hints = {}
+    for key, value in args.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"argument names must be strings, got {key!r}", path)
+        if key not in named:
+            if takes_all:
+                continue
+            accepted = ", ".join(sorted(named)) or "none"
+            raise ConfigError(
+                f"unknown argument `{key}`{suggest(key, list(named))}; accepted: {accepted}", f"{path}.{key}"
+            )
+        hint = hints.get(key)
+        if hint is not None and not matches(value, hint):
+            raise ConfigError(
+                f"expected {describe(hint)}, got {type(value).__name__} {value!r}", f"{path}.{key}"
+            )
+    missing = [
+        n for n, p in named.items() if p.default is p.empty and p.kind is not p.POSITIONAL_ONLY and n not in args
+    ]
+    if missing:
+        raise ConfigError(f"missing required argument {', '.join(f'`{m}`' for m in missing)}", path)
+
+
+def matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint``, as far as YAML values can be checked."""
+    if hint is Any or hint is object:
+        return True
+    origin = typing.get_origin(hint)
+    targs = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, a) for a in targs)
+    if origin is typing.Literal:
+        return value in targs
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (os.PathLike, os.PathLike[str]) or origin is os.PathLike:
+        return isinstance(value, (str, os.PathLike))
+    if origin in (list, Sequence, tuple, typing.Sequence) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and len(targs) == 2 and targs[1] is Ellipsis:
+            return all(matches(v, targs[0]) for v in value)
+        if origin is tuple and targs:
+            return len(targs) == len(value) and all(matches(v, a) for v, a in zip(value, targs))
+        return not targs or all(matches(v, targs[0]) for v in value)
+    if origin in (dict, Mapping) or hint is dict:
+        if not isinstance(value, Mapping):
+            return False
+        return len(targs) != 2 or all(matches(k, targs[0]) and matches(v, targs[1]) for k, v in value.items())
+    if inspect.isclass(hint):
+        return isinstance(value, hint)
+    return True
+
+
+def describe(hint: Any) -> str:
+    """A short readable name for an annotation: ``int``, ``'min' or 'max'``, ``float or None``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe(a) for a in typing.get_args(hint))
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "None"
+    if origin is not None:
+        return str(hint).replace("typing.", "")
+    return getattr(hint, "__name__", str(hint))

@@ -1,0 +1,106 @@
+"""The native :class:`Callback` base class and the table of hooks it defines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CONTEXT_ARGUMENTS", "HOOK_ARGUMENTS", "Callback"]
+
+HOOK_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "on_train_start": ("trainer",),
+    "on_epoch_start": ("epoch", "learner", "round_num"),
+    "on_batch_start": ("epoch", "batch_idx"),
+    "on_train_step_end": ("epoch", "batch_idx", "loss", "metrics"),
+    "on_batch_end": ("epoch", "batch_idx"),
+    "on_validation_start": ("epoch",),
+    "on_validation_end": ("epoch", "logs"),
+    "on_save_checkpoint": ("epoch", "round_num", "path"),
+    "on_epoch_end": ("epoch", "logs", "learner", "metrics", "round_num"),
+    "on_exception": ("exception",),
+    "on_train_end": ("trainer", "result"),
+    "on_round_start": ("trainer", "round_num"),
+    "on_aggregate_start": ("trainer", "updates"),
+    "on_aggregate_end": ("trainer", "weights"),
+    "on_round_end": ("trainer", "round_num", "result"),
+}
+"""Each hook and the arguments its event supplies, in the order of a training run."""
+
+CONTEXT_ARGUMENTS: tuple[str, ...] = ("trainer", "pl_module")
+"""Arguments any hook may ask for; ``pl_module`` only where a LightningModule is at hand."""
+
+
+class Callback:
+    """Base class of native callbacks: every hook is a no-op until a subclass overrides it.
+
+    A hook may be a plain ``def`` or an ``async def`` and may ask for any subset of the arguments
+    its event supplies (see :data:`HOOK_ARGUMENTS`), by name; ``**kwargs`` receives all of them.
+    The same object runs inside a ``lightning.Trainer`` (through
+    ``lightning_bridge.LightningCallbackAdapter``) and in the federated round loop.
+
+    Example:
+        >>> class PrintLoss(Callback):
+        ...     def on_epoch_end(self, epoch, logs):
+        ...         print(f"epoch {epoch}: {logs['avg_loss']:.2f}")
+        >>> from callbacks import CallbackManager
+        >>> CallbackManager([PrintLoss()]).call("on_epoch_end", epoch=0, logs={"avg_loss": 0.5})
+        epoch 0: 0.50
+    """
+
+    @property
+    def state_key(self) -> str:
+        """The key under which this callback's state is stored in checkpoints."""
+        return type(self).__qualname__
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the state to checkpoint: a small dict of primitives, empty when stateless."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the state returned by :meth:`state_dict`."""
+
+    def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
+        """Called once when training starts, before any other hook."""
+
+    def on_epoch_start(self, epoch: int, learner: Any, **kwargs: Any) -> None:
+        """Called when a training epoch (or a client's local epoch) begins."""
+
+    def on_batch_start(self, epoch: int, batch_idx: int, **kwargs: Any) -> None:
+        """Called before a training batch."""
+
+    def on_train_step_end(
+        self, epoch: int, batch_idx: int, loss: Any, metrics: dict[str, float], **kwargs: Any
+    ) -> None:
+        """Called after the optimizer step of a batch; ``loss`` is a detached tensor."""
+
+    def on_batch_end(self, epoch: int, batch_idx: int, **kwargs: Any) -> None:
+        """Called after all processing of a training batch."""
+
+    def on_validation_start(self, epoch: int, **kwargs: Any) -> None:
+        """Called when a validation run begins (never for a sanity check)."""
+
+    def on_validation_end(self, epoch: int, logs: dict[str, float], **kwargs: Any) -> None:
+        """Called when validation metrics are known, e.g. ``logs == {'val_loss': 0.12}``."""
+
+    def on_save_checkpoint(self, path: str, **kwargs: Any) -> None:
+        """Called after a checkpoint file has been written."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], **kwargs: Any) -> None:
+        """Called after training and validation of an epoch: the last hook of the epoch."""
+
+    def on_exception(self, exception: BaseException, **kwargs: Any) -> None:
+        """Called when training raised."""
+
+    def on_train_end(self, trainer: Any, result: Any, **kwargs: Any) -> None:
+        """Called exactly once when training ends, last, also after an exception or a stop."""
+
+    def on_round_start(self, trainer: Any, round_num: int, **kwargs: Any) -> None:
+        """Called when a federated round begins; rounds count from 1."""
+
+    def on_aggregate_start(self, trainer: Any, updates: list[Any], **kwargs: Any) -> None:
+        """Called when the clients' updates are in, before aggregation."""
+
+    def on_aggregate_end(self, trainer: Any, weights: dict[str, Any], **kwargs: Any) -> None:
+        """Called when the new global weights are computed."""
+
+    def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
+        """Called after aggregation and global evaluation of a round."""

@@ -1,0 +1,167 @@
+"""Learning-rate schedules: per epoch on the trainer's optimizers, or per round for the clients."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    ExponentialLR,
+    LRScheduler as TorchLRScheduler,
+    MultiStepLR,
+    ReduceLROnPlateau,
+    StepLR,
+)
+
+from callbacks.callback import Callback
+from callbacks.monitor import Mode
+from callbacks.registry import register
+
+__all__ = ["LRScheduler", "SCHEDULER_TYPES"]
+
+SCHEDULER_TYPES = ("step", "multistep", "exponential", "cosine", "plateau")
+SchedulerType = Literal["step", "multistep", "exponential", "cosine", "plateau"]
+
+
+@register("callback.lr_scheduler")
+class LRScheduler(Callback):
+    """Steps a torch learning-rate scheduler once per epoch (centralised) or per round (federated).
+
+    Centralised it schedules the optimizers of the ``lightning.Trainer`` and steps at each
+    ``on_epoch_end``. In the federated round loop the schedule is the server's: it runs on a
+    learning rate of 1.0 and sets ``trainer.client_lr_scale`` at each ``on_round_start``, so every
+    client of the round trains with its own base learning rate times that scale; it steps at
+    ``on_round_end``. The learning rate in use is reported as ``lr`` in the epoch logs or round
+    metrics.
+
+    Args:
+        scheduler_type: One of ``step``, ``multistep``, ``exponential``, ``cosine``, ``plateau``.
+            Defaults to ``"step"``.
+        step_size: Period of ``step``. Defaults to ``10``.
+        gamma: Decay factor of ``step``, ``multistep`` and ``exponential``. Defaults to ``0.1``.
+        T_max: Half period of ``cosine``, in steps. Defaults to ``100``.
+        eta_min: Floor of ``cosine`` (relative to 1.0 in the federated loop). Defaults to ``0.0``.
+        milestones: Steps where ``multistep`` decays. Defaults to ``[30, 60, 90]``.
+        factor: Decay of ``plateau``. Defaults to ``0.1``.
+        patience: Steps without improvement before ``plateau`` decays. Defaults to ``10``.
+        metric: The metric ``plateau`` watches. Defaults to ``"val_loss"``.
+        mode: ``"min"`` or ``"max"``, for ``plateau``. Defaults to ``"min"``.
+
+    Raises:
+        ValueError: Unknown ``scheduler_type`` or an out-of-range argument.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> sched = LRScheduler(scheduler_type="step", step_size=1, gamma=0.5)
+        >>> server = SimpleNamespace(client_lr_scale=1.0)
+        >>> for round_num in (1, 2, 3):
+        ...     sched.on_round_start(server, round_num)
+        ...     sched.on_round_end(server, round_num, SimpleNamespace(metrics={}))
+        >>> server.client_lr_scale
+        0.25
+    """
+
+    def __init__(
+        self,
+        scheduler_type: SchedulerType = "step",
+        step_size: int = 10,
+        gamma: float = 0.1,
+        T_max: int = 100,  # noqa: N803 - the name of torch's argument and of the seed's YAML key
+        eta_min: float = 0.0,
+        milestones: list[int] | None = None,
+        factor: float = 0.1,
+        patience: int = 10,
+        metric: str = "val_loss",
+        mode: Mode = "min",
+    ) -> None:
+        if scheduler_type not in SCHEDULER_TYPES:
+            raise ValueError(f"`scheduler_type` can be {', '.join(SCHEDULER_TYPES)}, got {scheduler_type!r}")
+        for name, value in (("step_size", step_size), ("T_max", T_max)):
+            if value < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {value!r}")
+        if gamma <= 0 or factor <= 0:
+            raise ValueError(f"`gamma` and `factor` must be > 0, got gamma={gamma!r}, factor={factor!r}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"`mode` can be 'min' or 'max', got {mode!r}")
+        self.scheduler_type = scheduler_type
+        self.step_size = step_size
+        self.gamma = gamma
+        self.T_max = T_max
+        self.eta_min = eta_min
+        self.milestones = list(milestones) if milestones is not None else [30, 60, 90]
+        self.factor = factor
+        self.patience = patience
+        self.metric = metric
+        self.mode: Mode = mode
+        self.schedulers: list[TorchLRScheduler | ReduceLROnPlateau] = []
+        self._pending: list[dict[str, Any]] | None = None
+        self._probe: torch.optim.Optimizer | None = None
+
+    @property
+    def state_key(self) -> str:
+        return f"LRScheduler{{'scheduler_type': {self.scheduler_type!r}}}"
+
+    def state_dict(self) -> dict[str, Any]:
+        if not self.schedulers:
+            return {"schedulers": self._pending or []}
+        return {"schedulers": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = list(state_dict["schedulers"])
+        if self.schedulers:
+            self._load_pending()
+
+    def make(self, optimizer: torch.optim.Optimizer) -> TorchLRScheduler | ReduceLROnPlateau:
+        """Build the configured torch scheduler on ``optimizer``."""
+        kind = self.scheduler_type
+        if kind == "step":
+            return StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
+        if kind == "multistep":
+            return MultiStepLR(optimizer, milestones=self.milestones, gamma=self.gamma)
+        if kind == "exponential":
+            return ExponentialLR(optimizer, gamma=self.gamma)
+        if kind == "cosine":
+            return CosineAnnealingLR(optimizer, T_max=self.T_max, eta_min=self.eta_min)
+        return ReduceLROnPlateau(optimizer, mode=self.mode, factor=self.factor, patience=self.patience)
+
+    def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
+        optimizers = getattr(trainer, "optimizers", None)
+        if optimizers:  # centralised: the trainer's own optimizers
+            self.schedulers = [self.make(opt) for opt in optimizers]
+            self._load_pending()
+
+    def on_epoch_end(
+        self, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any
+    ) -> None:
+        if round_num is None:
+            self._step(logs)
+
+    def on_round_start(self, trainer: Any, round_num: int, **kwargs: Any) -> None:
+        if not self.schedulers:
+            self._probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+            self.schedulers = [self.make(self._probe)]
+            self._load_pending()
+        trainer.client_lr_scale = float(self.schedulers[0].optimizer.param_groups[0]["lr"])
+
+    def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
+        self._step(result.metrics)
+
+    def _step(self, metrics: Mapping[str, float]) -> None:
+        for scheduler in self.schedulers:
+            if isinstance(scheduler, ReduceLROnPlateau):
+                if self.metric in metrics:
+                    scheduler.step(float(metrics[self.metric]))
+            else:
+                scheduler.step()
+
+    def _load_pending(self) -> None:
+        if self._pending:
+            for scheduler, state in zip(self.schedulers, self._pending):
+                scheduler.load_state_dict(state)
+                if isinstance(scheduler, ReduceLROnPlateau):
+                    continue
+                for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_last_lr()):
+                    group["lr"] = lr
+        self._pending = None

@@ -1,0 +1,134 @@
+"""Name -> class registry and the builder of callbacks from configuration."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from callbacks._args import check_arguments, suggest
+from callbacks.exceptions import ConfigError, RegistryError
+
+__all__ = ["build", "build_callbacks", "register", "registered", "resolve"]
+
+T = TypeVar("T")
+
+_REGISTRY: dict[str, dict[str, Any]] = {}
+
+
+def register(name: str) -> Callable[[T], T]:
+    """Register a class (or factory) under ``"kind.short_name"``, e.g. ``"callback.early_stopping"``.
+
+    Configuration then refers to it by the short name within its kind (``type: early_stopping``).
+
+    Raises:
+        RegistryError: The name has no kind prefix, is taken by another object, or the object is not
+            callable.
+
+    Example:
+        >>> from callbacks import Callback
+        >>> @register("callback.doc_example")
+        ... class DocExample(Callback):
+        ...     pass
+        >>> resolve("callback", "doc_example") is DocExample
+        True
+    """
+    kind, sep, short = name.partition(".")
+    if not sep or not kind or not short:
+        raise RegistryError(f"a registry name is `kind.name`, e.g. `callback.early_stopping`, got {name!r}")
+
+    def decorator(obj: T) -> T:
+        if not callable(obj):
+            raise RegistryError(f"only classes and factories can be registered, got {obj!r} for {name!r}")
+        names = _REGISTRY.setdefault(kind, {})
+        existing = names.get(short)
+        if existing is not None and _qualname(existing) != _qualname(obj):
+            raise RegistryError(f"{name!r} is registered already, to {_qualname(existing)}")
+        names[short] = obj
+        return obj
+
+    return decorator
+
+
+def registered(kind: str) -> list[str]:
+    """The short names registered under ``kind``, sorted."""
+    return sorted(_REGISTRY.get(kind, {}))
+
+
+def resolve(kind: str, type_name: Any, path: str = "type") -> Any:
+    """Return the object registered as ``type_name`` under ``kind``, or imported from ``pkg.mod:Name``.
+
+    Raises:
+        ConfigError: Unknown name (the known ones are listed, with a close match) or failed import.
+    """
+    if not isinstance(type_name, str) or not type_name:
+        raise ConfigError(f"expected a {kind} type name or an import path `pkg.module:Name`, got {type_name!r}", path)
+    if ":" in type_name:
+        module_name, _, attr = type_name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise ConfigError(f"cannot import `{module_name}` ({type(exc).__name__}: {exc})", path) from exc
+        try:
+            return getattr(module, attr)
+        except AttributeError as exc:
+            raise ConfigError(f"module `{module_name}` has no attribute `{attr}`", path) from exc
+    names = _REGISTRY.get(kind, {})
+    if type_name in names:
+        return names[type_name]
+    known = ", ".join(sorted(names)) or "none"
+    raise ConfigError(
+        f"unknown {kind} type {type_name!r}{suggest(type_name, list(names))}; known: {known}, "
+        "or an import path `pkg.module:Name`",
+        path,
+    )
+
+
+def build(kind: str, entry: Any, path: str) -> Any:
+    """Build one ``{type: ..., args: {...}}`` entry of ``kind`` at configuration ``path``."""
+    if isinstance(entry, str):
+        entry = {"type": entry}
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"expected a mapping with `type` and `args`, got {type(entry).__name__} {entry!r}", path)
+    for key in entry:
+        if key not in ("type", "args"):
+            raise ConfigError(f"unknown key `{key}`{suggest(str(key), ['type', 'args'])}; accepted: type, args", path)
+    if "type" not in entry:
+        raise ConfigError("missing `type`", path)
+    target = resolve(kind, entry["type"], f"{path}.type")
+    args = entry.get("args") or {}
+    if not isinstance(args, Mapping):
+        raise ConfigError(f"expected a mapping of arguments, got {type(args).__name__} {args!r}", f"{path}.args")
+    check_arguments(target, args, f"{path}.args")
+    try:
+        return target(**args)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{_qualname(target)}: {exc}", f"{path}.args") from exc
+
+
+def build_callbacks(config: Sequence[Any] | None, path: str = "callbacks") -> list[Any]:
+    """Build native callbacks from a list of ``{type, args}`` entries, in order.
+
+    Args:
+        config: Entries such as ``{"type": "early_stopping", "args": {"patience": 3}}``; a type is a
+            registered short name or an import path ``pkg.module:Class``. A bare string is a type
+            without arguments. ``None`` builds nothing.
+        path: The configuration path of the list, used in error messages. Defaults to ``"callbacks"``.
+
+    Raises:
+        ConfigError: One readable line naming the path, what was found and what is accepted.
+
+    Example:
+        >>> import callbacks
+        >>> [type(cb).__name__ for cb in build_callbacks([{"type": "early_stopping", "args": {"patience": 2}}])]
+        ['EarlyStopping']
+    """
+    if config is None:
+        return []
+    if isinstance(config, (str, bytes, Mapping)) or not isinstance(config, Sequence):
+        raise ConfigError(f"expected a list of callback entries, got {type(config).__name__}", path)
+    return [build("callback", entry, f"{path}[{i}]") for i, entry in enumerate(config)]
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"

@@ -1,0 +1,99 @@
+"""TensorBoard logging with the native hooks, through torch's ``SummaryWriter``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from callbacks.callback import Callback
+from callbacks.rank_zero import NullWriter, is_global_zero
+from callbacks.registry import register
+
+__all__ = ["TensorBoard"]
+
+
+@register("callback.tensorboard")
+class TensorBoard(Callback):
+    """Writes scalars for TensorBoard under ``log_dir`` (global rank 0 only).
+
+    Centralised: the batch loss (``train/batch_loss``, one point per optimizer step) and every
+    epoch metric at step ``epoch``. Batch losses stay tensors until the epoch ends and are then
+    moved to the host together, so logging adds no device synchronisation per step. In the
+    federated round loop: every round metric at step ``round_num``, and each client's training
+    metrics as ``client/<id>/<name>``.
+
+    Args:
+        log_dir: The directory of the event files. Defaults to ``"./runs"``.
+
+    Example:
+        >>> tb = TensorBoard(log_dir="runs/example")
+        >>> tb.log_dir
+        'runs/example'
+    """
+
+    def __init__(self, log_dir: str = "./runs") -> None:
+        self.log_dir = os.fspath(log_dir)
+        self.writer: Any = None
+        self.step = 0
+        self._pending: list[torch.Tensor] = []
+
+    @property
+    def state_key(self) -> str:
+        return f"TensorBoard{{'log_dir': {self.log_dir!r}}}"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.step = state_dict["step"]
+
+    def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
+        if self.writer is None:
+            if is_global_zero(trainer):
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(self.log_dir)
+            else:
+                self.writer = NullWriter()
+
+    def on_train_step_end(self, loss: Any, **kwargs: Any) -> None:
+        if isinstance(loss, torch.Tensor):
+            self._pending.append(loss.detach().float().reshape(()))
+        elif loss is not None:
+            self._pending.append(torch.tensor(float(loss)))
+
+    def on_epoch_end(
+        self, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any
+    ) -> None:
+        if round_num is not None:  # a client's epoch in the round loop: the round is the unit
+            return
+        self._flush_batches()
+        for key, value in logs.items():
+            self.writer.add_scalar(key, value, epoch)
+        self.writer.flush()
+
+    def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
+        for key, value in result.metrics.items():
+            self.writer.add_scalar(key, value, round_num)
+        for update in result.updates:
+            for key, value in update.metrics.items():
+                self.writer.add_scalar(f"client/{update.client_id}/{key}", value, round_num)
+        self.writer.flush()
+
+    def on_train_end(self, **kwargs: Any) -> None:
+        if self.writer is not None:
+            self._flush_batches()
+            self.writer.close()
+            self.writer = None
+
+    def _flush_batches(self) -> None:
+        if not self._pending:
+            return
+        values = torch.stack([t.to("cpu", non_blocking=True) for t in self._pending]).tolist()
+        for value in values:
+            self.writer.add_scalar("train/batch_loss", value, self.step)
+            self.step += 1
+        self._pending.clear()

@@ -1,0 +1,3 @@
+"""Native callbacks inside lightning.Trainer."""
+
+__all__: list[str] = []
