@@ -85,7 +85,7 @@ def matches(value: Any, hint: Any) -> bool:
         if origin is tuple and len(targs) == 2 and targs[1] is Ellipsis:
             return all(matches(v, targs[0]) for v in value)
         if origin is tuple and targs:
-            return len(targs) == len(value) and all(matches(v, a) for v, a in zip(value, targs))
+            return len(targs) == len(value) and all(matches(v, a) for v, a in zip(value, targs, strict=True))
         return not targs or all(matches(v, targs[0]) for v in value)
     if origin in (dict, Mapping) or hint is dict:
         if not isinstance(value, Mapping):

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal
 
 import torch
-from torch.optim.lr_scheduler import (
-    CosineAnnealingLR,
-    ExponentialLR,
-    LRScheduler as TorchLRScheduler,
-    MultiStepLR,
-    ReduceLROnPlateau,
-    StepLR,
-)
+from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, MultiStepLR, ReduceLROnPlateau, StepLR
+from torch.optim.lr_scheduler import LRScheduler as TorchLRScheduler
 
 from callbacks.callback import Callback
 from callbacks.monitor import Mode
 from callbacks.registry import register
 
-__all__ = ["LRScheduler", "SCHEDULER_TYPES"]
+__all__ = ["SCHEDULER_TYPES", "LRScheduler"]
 
 SCHEDULER_TYPES = ("step", "multistep", "exponential", "cosine", "plateau")
 SchedulerType = Literal["step", "multistep", "exponential", "cosine", "plateau"]
@@ -33,8 +27,9 @@ class LRScheduler(Callback):
     ``on_epoch_end``. In the federated round loop the schedule is the server's: it runs on a
     learning rate of 1.0 and sets ``trainer.client_lr_scale`` at each ``on_round_start``, so every
     client of the round trains with its own base learning rate times that scale; it steps at
-    ``on_round_end``. The learning rate in use is reported as ``lr`` in the epoch logs or round
-    metrics.
+    ``on_round_end``. The value in use is added to the event's dict before the step, for the
+    callbacks after this one: ``lr`` (of the first optimizer) in the epoch logs, ``lr_scale`` in
+    the round metrics.
 
     Args:
         scheduler_type: One of ``step``, ``multistep``, ``exponential``, ``cosine``, ``plateau``.
@@ -135,17 +130,21 @@ class LRScheduler(Callback):
     def on_epoch_end(
         self, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any
     ) -> None:
-        if round_num is None:
+        if round_num is None and self.schedulers:
+            _report(logs, "lr", self.schedulers[0].optimizer.param_groups[0]["lr"])
             self._step(logs)
 
     def on_round_start(self, trainer: Any, round_num: int, **kwargs: Any) -> None:
         if not self.schedulers:
             self._probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
             self.schedulers = [self.make(self._probe)]
+            self._probe.step()  # no gradients: a no-op that tells torch the optimizer steps before the schedule
             self._load_pending()
         trainer.client_lr_scale = float(self.schedulers[0].optimizer.param_groups[0]["lr"])
 
     def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
+        if self.schedulers:
+            _report(result.metrics, "lr_scale", self.schedulers[0].optimizer.param_groups[0]["lr"])
         self._step(result.metrics)
 
     def _step(self, metrics: Mapping[str, float]) -> None:
@@ -158,10 +157,20 @@ class LRScheduler(Callback):
 
     def _load_pending(self) -> None:
         if self._pending:
-            for scheduler, state in zip(self.schedulers, self._pending):
+            if len(self._pending) != len(self.schedulers):
+                raise ValueError(
+                    f"the saved LRScheduler state holds {len(self._pending)} schedulers, but there are "
+                    f"{len(self.schedulers)} optimizers to schedule now"
+                )
+            for scheduler, state in zip(self.schedulers, self._pending, strict=True):
                 scheduler.load_state_dict(state)
-                if isinstance(scheduler, ReduceLROnPlateau):
-                    continue
-                for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_last_lr()):
+                # The optimizer of a federated schedule is not checkpointed: its LR comes from here.
+                for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
                     group["lr"] = lr
         self._pending = None
+
+
+def _report(metrics: Mapping[str, Any], key: str, value: float) -> None:
+    # Later callbacks of the same event (MetricsLogger, TensorBoard) see the LR in use.
+    if isinstance(metrics, MutableMapping):
+        metrics[key] = float(value)

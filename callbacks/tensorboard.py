@@ -50,6 +50,13 @@ class TensorBoard(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.step = state_dict["step"]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # An open SummaryWriter holds a file and a thread and cannot be pickled or deep-copied:
+        # a copy (a client's, a spawned rank's) opens its own at `on_train_start`.
+        state = self.__dict__.copy()
+        state["writer"] = None
+        return state
+
     def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
         if self.writer is None:
             if is_global_zero(trainer):
