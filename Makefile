@@ -1,0 +1,51 @@
+# The two set-up commands of the README: `make demo` runs the main job, `make test` the tests.
+# Each creates the virtual environment when it is missing and installs what the project needs,
+# so nothing installed by hand is relied on. VENV=/some/dir uses another environment.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch first: the package's bare `torch` requirement would otherwise resolve
+# to a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+EXTRAS ?= dev,ray
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lightning-bridge-installed
+
+.PHONY: help venv demo test lint bench clean
+
+help:
+	@echo "make demo    train a small model with native callbacks (creates $(VENV) if missing)"
+	@echo "make test    ruff check and the test suite"
+	@echo "make lint    ruff check only"
+	@echo "make bench   benchmarks (callback dispatch cost)"
+	@echo "make venv    create or update $(VENV) only"
+	@echo "make clean   remove $(VENV) and build outputs"
+
+venv: $(STAMP)
+
+# Re-installs when pyproject.toml (the dependencies) or this file (the recipe) changes.
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --no-input '$(TORCH)'
+	$(BIN)/python -m pip install --quiet --no-input -e '.[$(EXTRAS)]'
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/dispatch.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info runs/demo
