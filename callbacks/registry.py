@@ -96,6 +96,8 @@ def build(kind: str, entry: Any, path: str) -> Any:
     if "type" not in entry:
         raise ConfigError("missing `type`", path)
     target = resolve(kind, entry["type"], f"{path}.type")
+    if not callable(target):
+        raise ConfigError(f"`{entry['type']}` is a {type(target).__name__}, not a class or factory", f"{path}.type")
     args = entry.get("args") or {}
     if not isinstance(args, Mapping):
         raise ConfigError(f"expected a mapping of arguments, got {type(args).__name__} {args!r}", f"{path}.args")
