@@ -1,0 +1,64 @@
+"""The aggregation strategy interface: begin a round, fold in updates one by one, finish."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from federated.aggregate import StateDict
+    from federated.results import ClientUpdate
+
+__all__ = ["Strategy"]
+
+
+class Strategy:
+    """Base of aggregation strategies. The round loop calls, for each round::
+
+        strategy.begin_round(round_num, global_weights)
+        strategy.accumulate(update)          # once per successful client, as it arrives
+        new_weights = strategy.finish_round()
+
+    Updates are handed over one at a time so that a strategy can keep a running sum instead of
+    every update (see :class:`~federated.FedAvg`). The maths lives in pure functions
+    (:mod:`federated.aggregate`); a strategy only coordinates them. Room for more: FedAdam keeps the
+    weights given to ``begin_round``, applies a server optimizer to ``mean - weights`` in
+    ``finish_round`` and returns its moments from :meth:`state_dict`; FedProx adds the proximal
+    term on the client side and aggregates as FedAvg.
+
+    State that must survive a resume (server optimizer moments, control variates) goes in
+    :meth:`state_dict`, as tensors and primitives: it is stored in the federation checkpoint,
+    which is read with ``torch.load(weights_only=True)``.
+
+    Example:
+        >>> class KeepGlobal(Strategy):
+        ...     def begin_round(self, round_num, weights):
+        ...         self.weights = dict(weights)
+        ...     def accumulate(self, update):
+        ...         pass
+        ...     def finish_round(self):
+        ...         return self.weights
+        >>> s = KeepGlobal()
+        >>> s.begin_round(1, {"w": torch.ones(1)})
+        >>> s.finish_round()
+        {'w': tensor([1.])}
+    """
+
+    def begin_round(self, round_num: int, weights: StateDict) -> None:
+        """Called when round ``round_num`` starts, with the current global weights."""
+
+    def accumulate(self, update: ClientUpdate) -> None:
+        """Fold one successful client update in; ``update.weights`` may be freed afterwards."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `accumulate(update)`")
+
+    def finish_round(self) -> dict[str, torch.Tensor]:
+        """Return the new global weights from the updates folded in this round."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `finish_round()`")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state to checkpoint between rounds: tensors and primitives, empty when stateless."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the state returned by :meth:`state_dict`."""
