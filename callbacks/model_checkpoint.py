@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -11,14 +12,19 @@ from callbacks.registry import register
 
 __all__ = ["ModelCheckpoint"]
 
+log = logging.getLogger(__name__)
+
 
 @register("callback.model_checkpoint")
 class ModelCheckpoint(MonitorCallback):
     """Writes checkpoints through ``trainer.save_checkpoint(path)``.
 
     Centralised that is a Lightning checkpoint (resume with ``trainer.fit(ckpt_path=...)``), written
-    when validation metrics are known (``on_validation_end``; at ``on_epoch_end`` in runs without
-    validation). In the federated round loop it is the federation checkpoint, at ``on_round_end``.
+    once per epoch as soon as ``metric`` is known: at ``on_validation_end`` when validation reports
+    it, else at ``on_epoch_end`` (``avg_loss`` and training metrics; epochs without validation). An
+    epoch whose logs lack ``metric`` still gets its periodic and ``last`` files, only no best
+    decision; a run that never reported ``metric`` says so in a warning when it ends. In the
+    federated round loop it is the federation checkpoint, at ``on_round_end``.
     Files: ``epoch=0004.ckpt`` / ``round=0004.ckpt`` every ``save_every`` epochs/rounds,
     ``best.ckpt`` on a new best of ``metric``, and ``last.ckpt`` each time. The trainer writes
     atomically (temporary file, then rename) and fires ``on_save_checkpoint`` after each write.
@@ -58,13 +64,26 @@ class ModelCheckpoint(MonitorCallback):
         self.save_last = save_last
         self.best_path: str | None = None
         self._saved_epoch: int | None = None
+        self._unseen_in: list[str] | None = None  # the epoch logs that lacked `metric`, if any did
+        self._restored = False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_path": self.best_path}
+        state: dict[str, Any] = {"best": self.best, "best_path": self.best_path}
+        if self._saved_epoch is not None:  # centralised: a resumed epoch end must not write again
+            state["saved_epoch"] = self._saved_epoch
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict["best"]
         self.best_path = state_dict["best_path"]
+        self._saved_epoch = state_dict.get("saved_epoch")
+        self._restored = True
+
+    def on_train_start(self, **kwargs: Any) -> None:
+        if not self._restored:  # a new fit counts epochs from 0 again; a resumed one keeps its place
+            self._saved_epoch = None
+        self._restored = False
+        self._unseen_in = None
 
     def paths_for(self, unit: str, index: int, is_best: bool) -> list[str]:
         """The files to write for epoch or round ``index``: periodic, best, last (in that order)."""
@@ -79,21 +98,41 @@ class ModelCheckpoint(MonitorCallback):
         return paths
 
     def on_validation_end(self, trainer: Any, epoch: int, logs: Mapping[str, float], **kwargs: Any) -> None:
-        self._save(trainer, "epoch", epoch, logs, "validation logs")
-        self._saved_epoch = epoch
+        if self.metric in logs or not self.save_best:  # else wait for the epoch logs
+            self._saved_epoch = epoch
+            self._save(trainer, "epoch", epoch, logs, "validation logs")
 
     def on_epoch_end(
         self, trainer: Any, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any
     ) -> None:
-        if round_num is None and self._saved_epoch != epoch:
-            self._save(trainer, "epoch", epoch, logs, "epoch logs")
+        if round_num is not None or self._saved_epoch == epoch:
+            return
+        self._saved_epoch = epoch
+        if self.save_best and self.metric not in logs:  # e.g. an epoch without validation
+            self._unseen_in = sorted(logs)
+            self._write(trainer, self.paths_for("epoch", epoch, is_best=False))
+            return
+        self._save(trainer, "epoch", epoch, logs, "epoch logs")
+
+    def on_train_end(self, **kwargs: Any) -> None:
+        if self._unseen_in is not None and self.best is None:
+            log.warning(
+                "ModelCheckpoint watches `%s`, which this run never reported, so no best checkpoint was "
+                "written; the epoch logs had: %s. HINT: log it, or set `metric` to one of those",
+                self.metric,
+                ", ".join(self._unseen_in) or "nothing",
+            )
+        self._unseen_in = None
 
     def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
         self._save(trainer, "round", round_num, result.metrics, "round metrics")
 
     def _save(self, trainer: Any, unit: str, index: int, metrics: Mapping[str, float], where: str) -> None:
         is_best = self.save_best and self.improves(self.read(metrics, where))
-        for path in self.paths_for(unit, index, is_best):
+        self._write(trainer, self.paths_for(unit, index, is_best))
+
+    def _write(self, trainer: Any, paths: list[str]) -> None:
+        for path in paths:
+            if os.path.basename(path) == "best.ckpt":
+                self.best_path = path  # before the write, so that the file's own state names itself
             trainer.save_checkpoint(path)
-            if path.endswith("best.ckpt"):
-                self.best_path = path

@@ -45,7 +45,8 @@ class TensorBoard(Callback):
         return f"TensorBoard{{'log_dir': {self.log_dir!r}}}"
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step}
+        # the batch losses not written yet take the next steps: a resumed run continues after them
+        return {"step": self.step + len(self._pending)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.step = state_dict["step"]
