@@ -11,6 +11,7 @@ import torch
 import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback as LightningCallback
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from callbacks import Callback as NativeCallback
@@ -21,6 +22,9 @@ __all__ = ["LightningCallbackAdapter"]
 
 CallbackSource = Sequence[Any] | Mapping[str, Any] | str | os.PathLike[str] | None
 
+_PENDING = "lightning_bridge:epoch_in_progress"
+"""Key, in the adapter's checkpointed state, of the epoch whose native end hooks were still due."""
+
 
 class LightningCallbackAdapter(LightningCallback):
     """A Lightning callback that runs native callbacks, unchanged, inside ``Trainer.fit``.
@@ -29,18 +33,21 @@ class LightningCallbackAdapter(LightningCallback):
     ``on_train_step_end`` (``loss`` a detached tensor), ``on_batch_end``; ``on_validation_start``
     and ``on_validation_end`` (``logs`` of floats) when validation runs (never for the sanity
     check); ``on_save_checkpoint`` for each checkpoint written in the epoch; ``on_epoch_end`` (``logs``
-    = ``metrics``: the trainer's metrics as floats, ``avg_loss`` and ``lr``). ``on_train_start``
-    comes first, before the sanity check; ``on_train_end`` exactly once and last, also after
-    ``on_exception`` or an early stop.
+    = ``metrics``: the trainer's metrics as floats, the validation metrics of this epoch only,
+    ``avg_loss`` and ``lr``). ``on_train_start`` comes first, before the sanity check;
+    ``on_train_end`` exactly once and last, also after ``on_exception`` or an early stop.
 
     ``trainer.should_stop = True`` from a native hook stops the run; under DDP the decision is
-    reduced across ranks when validation ends and when the epoch ends, so every rank stops together.
+    reduced across ranks when validation ends and when the epoch ends, so every rank stops together,
+    and every rank sees global rank 0's ``logs``, so native callbacks decide alike everywhere.
     Native callbacks' ``state_dict`` go into Lightning checkpoints and come back with
-    ``fit(ckpt_path=...)``.
+    ``fit(ckpt_path=...)``. A checkpoint written while an epoch was ending (by a native or a Lightning
+    ``ModelCheckpoint`` at validation end) also records which native end hooks of that epoch were
+    still due; the resumed fit runs those, and only those, before it goes on.
 
     Args:
-        callbacks: Native callbacks; or ``{type, args}`` entries to build; or a YAML file or
-            mapping with a ``callbacks:`` list. Defaults to none.
+        callbacks: Native callbacks; or ``{type, args}`` entries to build; or the path of a YAML file
+            (or a mapping) holding a ``callbacks:`` list. Defaults to none.
         on_error: ``"warn"`` logs a failing native hook and goes on, ``"raise"`` fails the fit.
             Defaults to ``"warn"``.
 
@@ -58,6 +65,7 @@ class LightningCallbackAdapter(LightningCallback):
     def __init__(self, callbacks: CallbackSource = None, on_error: OnError = "warn") -> None:
         natives = _natives(callbacks)
         self.manager = CallbackManager(natives, on_error=on_error)
+        self._each = [CallbackManager([cb], on_error=on_error) for cb in natives]
         self._stateful: dict[str, Any] = {}
         for cb in natives:
             if not _has_state(cb):
@@ -74,15 +82,31 @@ class LightningCallbackAdapter(LightningCallback):
         self._distributed = False
         self._stop_requested = False
         self._io: RecordingCheckpointIO | None = None
+        self._last_logs: dict[str, float] = {}
+        self._restored: dict[str, Any] | None = None
+        self._new_run()
+
+    def _new_run(self) -> None:
+        """Reset the bookkeeping of one fit (the restored epoch in progress is kept apart)."""
+        self._epoch: int | None = None  # the epoch whose native on_epoch_end is still due
+        self._stage: tuple[str, int] | None = None  # end hook being dispatched, index of the callback
         self._loss_sum: torch.Tensor | None = None
         self._loss_count = 0
-        self._last_logs: dict[str, float] = {}
+        self._loss_carry = (0.0, 0)  # loss sum and count of the epoch before a mid-epoch checkpoint
+        self._before_val: dict[str, Any] = {}
+        self._val_keys: set[str] = set()
+        self._val_logs: dict[str, float] = {}
+        self._val_end_logs: dict[str, float] = {}
+        self._epoch_logs: dict[str, float] | None = None
 
     @classmethod
     def from_config(
         cls, source: Mapping[str, Any] | str | os.PathLike[str], on_error: OnError = "warn"
     ) -> LightningCallbackAdapter:
         """Build the adapter from a YAML file path or a mapping holding a ``callbacks:`` list.
+
+        Raises:
+            ConfigError: One line naming the file and the key path of the wrong entry.
 
         Example:
             >>> adapter = LightningCallbackAdapter.from_config({"callbacks": [{"type": "early_stopping"}]})
@@ -99,17 +123,32 @@ class LightningCallbackAdapter(LightningCallback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(callbacks=sorted(self._stateful))
+        # one key whatever the natives: adding a callback or changing a path between runs must not
+        # orphan the others' states (each native's own `state_key` picks its state out of this one)
+        return type(self).__qualname__
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {key: cb.state_dict() for key, cb in self._stateful.items()}
+        state: dict[str, Any] = {key: cb.state_dict() for key, cb in self._stateful.items()}
+        if self._epoch is not None:
+            state[_PENDING] = self._pending()
+        return state
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        unclaimed = []
         for key, state in state_dict.items():
             if key in self._stateful:
                 self._stateful[key].load_state_dict(copy.deepcopy(state))
+            elif key != _PENDING:
+                unclaimed.append(key)
+        if unclaimed:
+            rank_zero_warn(
+                f"The checkpoint holds native callback states that no callback here claims: {', '.join(unclaimed)}. "
+                "A state goes back to the callback with the same `state_key` (class and distinguishing arguments)."
+            )
+        pending = state_dict.get(_PENDING)
+        self._restored = copy.deepcopy(pending) if pending else None
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -122,16 +161,24 @@ class LightningCallbackAdapter(LightningCallback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._started, self._ended, self._stop_requested = True, False, False
         self._distributed = trainer.world_size > 1
+        self._new_run()
         self._call("on_train_start", trainer=trainer, pl_module=pl_module)
+        restored, self._restored = self._restored, None
+        if restored is not None:
+            self._resume(trainer, pl_module, restored)
 
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._loss_sum, self._loss_count = None, 0
+        if self._epoch is not None:  # Lightning skipped the end of a restored epoch: it is still owed
+            self._finish_epoch(trainer, pl_module)
         epoch = trainer.current_epoch
+        self._new_epoch(epoch)
         self._call("on_epoch_start", epoch=epoch, learner=pl_module, trainer=trainer, pl_module=pl_module)
 
     @override
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._epoch is None:  # resumed in the middle of an epoch
+            self._new_epoch(trainer.current_epoch)
         if self.manager.overrides("on_batch_start"):
             epoch = trainer.current_epoch
             self._call("on_batch_start", epoch=epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
@@ -145,46 +192,49 @@ class LightningCallbackAdapter(LightningCallback):
             loss = loss.detach()
             self._loss_sum = loss.float() if self._loss_sum is None else self._loss_sum + loss
             self._loss_count += 1
-        epoch = trainer.current_epoch
         if self.manager.overrides("on_train_step_end"):
             metrics = {"lr": _lr(trainer)} if trainer.optimizers else {}
             self._call(
-                "on_train_step_end", epoch=epoch, batch_idx=batch_idx, loss=loss, metrics=metrics,
+                "on_train_step_end", epoch=trainer.current_epoch, batch_idx=batch_idx, loss=loss, metrics=metrics,
                 trainer=trainer, pl_module=pl_module,
             )
         if self.manager.overrides("on_batch_end"):
+            epoch = trainer.current_epoch
             self._call("on_batch_end", epoch=epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking and trainer.state.fn == "fit":
-            self._call("on_validation_start", epoch=trainer.current_epoch, trainer=trainer, pl_module=pl_module)
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        if self._epoch is None:
+            self._new_epoch(trainer.current_epoch)
+        self._before_val = dict(trainer.callback_metrics)
+        self._call("on_validation_start", epoch=trainer.current_epoch, trainer=trainer, pl_module=pl_module)
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        logs = _floats(trainer.callback_metrics)
-        self._call("on_validation_end", epoch=trainer.current_epoch, logs=logs, trainer=trainer, pl_module=pl_module)
+        metrics = trainer.callback_metrics
+        # Lightning keeps old values in `callback_metrics`: the ones validation just reported are new objects
+        fresh = sorted(k for k, v in metrics.items() if self._before_val.get(k) is not v)
+        logs = _floats(metrics)
+        if self._distributed:
+            logs, fresh = trainer.strategy.broadcast((logs, fresh), src=0)
+        self._val_keys.update(fresh)
+        self._val_logs = {k: logs[k] for k in fresh if k in logs}
+        self._val_end_logs = logs
+        self._dispatch_each(
+            "on_validation_end", 0, epoch=trainer.current_epoch, logs=logs, trainer=trainer, pl_module=pl_module
+        )
         self._sync_stop(trainer)
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        epoch = trainer.current_epoch
-        logs = _floats(trainer.callback_metrics)
-        if self._loss_sum is not None:
-            avg = self._loss_sum / self._loss_count
-            logs["avg_loss"] = float(trainer.strategy.reduce(avg, reduce_op="mean") if self._distributed else avg)
-        if trainer.optimizers:
-            logs["lr"] = _lr(trainer)
-        self._last_logs = logs
-        self._report_saved(trainer, epoch)
-        self._call(
-            "on_epoch_end", epoch=epoch, logs=logs, metrics=logs, learner=pl_module,
-            trainer=trainer, pl_module=pl_module,
-        )
-        self._report_saved(trainer, epoch)
-        self._sync_stop(trainer)
+        if self._epoch is None:  # Lightning replays the end of a restored epoch whose native hooks all ran
+            self._report_saved(trainer, trainer.current_epoch)
+            return
+        self._finish_epoch(trainer, pl_module)
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
@@ -202,14 +252,102 @@ class LightningCallbackAdapter(LightningCallback):
         self._ended = True
         self.manager.call("on_train_end", trainer=trainer, result=result, pl_module=pl_module)
 
-    def _call(self, hook: str, /, **available: Any) -> None:
+    def _finish_epoch(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        epoch = self._epoch
+        start = 0
+        logs = self._epoch_logs
+        if self._stage is not None and self._stage[0] == "on_epoch_end" and logs is not None:
+            start = self._stage[1]  # resumed while these hooks were being dispatched: finish them
+        else:
+            logs = self._epoch_logs = self._collect_epoch_logs(trainer)
+        self._last_logs = logs
+        self._report_saved(trainer, epoch)
+        self._dispatch_each(
+            "on_epoch_end", start, epoch=epoch, logs=logs, metrics=logs, learner=pl_module,
+            trainer=trainer, pl_module=pl_module,
+        )
+        self._epoch, self._stage = None, None
+        self._report_saved(trainer, epoch)
+        self._sync_stop(trainer)
+
+    def _new_epoch(self, epoch: int) -> None:
+        self._epoch, self._stage, self._epoch_logs = epoch, None, None
+        self._loss_sum, self._loss_count, self._loss_carry = None, 0, (0.0, 0)
+        self._val_logs, self._val_end_logs = {}, {}
+
+    def _collect_epoch_logs(self, trainer: Trainer) -> dict[str, float]:
+        """The epoch's logs: trainer metrics (validation ones only if validation ran), avg_loss, lr."""
+        logs = {k: v for k, v in _floats(trainer.callback_metrics).items() if k not in self._val_keys}
+        logs.update(self._val_logs)
+        carry_sum, carry_count = self._loss_carry
+        total: Any = carry_sum if self._loss_sum is None else self._loss_sum + carry_sum
+        count: Any = self._loss_count + carry_count
+        if self._distributed:  # every rank takes part, also one that had no loss to report
+            device = trainer.strategy.root_device
+            stats = torch.stack(
+                [torch.as_tensor(total, device=device).float(), torch.tensor(float(count), device=device)]
+            )
+            total, count = trainer.strategy.reduce(stats, reduce_op="sum").tolist()
+        if count:
+            logs["avg_loss"] = float(total / count)
+        if trainer.optimizers:
+            logs["lr"] = _lr(trainer)
+        if self._distributed:
+            logs = trainer.strategy.broadcast(logs, src=0)
+        return logs
+
+    def _pending(self) -> dict[str, Any]:
+        """What a resumed fit needs to finish the epoch in progress when a checkpoint is written."""
+        stage = None
+        if self._stage is not None:  # the callback being dispatched wrote the checkpoint: its hook counts as run
+            stage = [self._stage[0], min(self._stage[1] + 1, len(self._each))]
+        loss_sum = float(self._loss_sum) if self._loss_sum is not None else 0.0
+        return {
+            "epoch": self._epoch,
+            "stage": stage,
+            "loss_sum": loss_sum + self._loss_carry[0],
+            "loss_count": self._loss_count + self._loss_carry[1],
+            "val_keys": sorted(self._val_keys),
+            "val_logs": dict(self._val_logs),
+            "val_end_logs": dict(self._val_end_logs),
+            "epoch_logs": dict(self._epoch_logs) if self._epoch_logs is not None else None,
+        }
+
+    def _resume(self, trainer: Trainer, pl_module: LightningModule, pending: Mapping[str, Any]) -> None:
+        """Take up the epoch that was in progress when the checkpoint was written."""
+        self._epoch = int(pending["epoch"])
+        self._loss_carry = (float(pending["loss_sum"]), int(pending["loss_count"]))
+        self._val_keys = set(pending["val_keys"])
+        self._val_logs = dict(pending["val_logs"])
+        self._val_end_logs = dict(pending["val_end_logs"])
+        if pending["epoch_logs"] is not None:
+            self._epoch_logs = dict(pending["epoch_logs"])
+        if pending["stage"] is None:
+            return
+        hook, done = pending["stage"]
+        self._stage = (hook, int(done))
+        if hook == "on_validation_end":
+            self._dispatch_each(
+                hook, int(done), epoch=self._epoch, logs=self._val_end_logs, trainer=trainer, pl_module=pl_module
+            )
+            self._sync_stop(trainer)
+
+    def _dispatch_each(self, hook: str, start: int, /, **available: Any) -> None:
+        """Dispatch ``hook`` one callback at a time from ``start``, keeping track of how far it got."""
+        for index in range(start, len(self._each)):
+            self._stage = (hook, index)
+            self._call(hook, self._each[index], **available)
+        self._stage = (hook, len(self._each))
+
+    def _call(self, hook: str, manager: CallbackManager | None = None, /, **available: Any) -> None:
         """Dispatch ``hook``; under DDP a stop set by a native hook waits for the next rank sync."""
+        manager = self.manager if manager is None else manager
         if not self._distributed:
-            self.manager.call(hook, **available)
+            manager.call(hook, **available)
             return
         trainer = available["trainer"]
         before = trainer.should_stop
-        self.manager.call(hook, **available)
+        manager.call(hook, **available)
         if trainer.should_stop and not before:
             trainer.should_stop = False
             self._stop_requested = True
@@ -237,11 +375,15 @@ def _natives(source: CallbackSource) -> list[Any]:
         path = os.fspath(source)
         try:
             with open(path) as f:
-                source = yaml.safe_load(f) or {}
+                config = yaml.safe_load(f) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read callbacks config ({exc.strerror})", path) from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"invalid YAML: {exc}".replace("\n", " "), path) from exc
+        try:
+            return _natives(config if isinstance(config, Mapping) else {"callbacks": config})
+        except ConfigError as exc:
+            raise ConfigError(exc.message, f"{path}: {exc.path}" if exc.path else path) from exc
     if isinstance(source, Mapping):
         unknown = [k for k in source if k != "callbacks"]
         if unknown:
