@@ -100,11 +100,22 @@ def describe(hint: Any) -> str:
     """A short readable name for an annotation: ``int``, ``'min' or 'max'``, ``float or None``."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(describe(a) for a in typing.get_args(hint))
+        literals = [repr(v) for a in _flat(hint) if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
+        others = [describe(a) for a in _flat(hint) if typing.get_origin(a) is not typing.Literal]
+        if literals:
+            return "one of " + ", ".join(literals + others)
+        return " or ".join(others)
     if origin is typing.Literal:
-        return " or ".join(repr(a) for a in typing.get_args(hint))
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     if hint is type(None):
         return "None"
     if origin is not None:
         return str(hint).replace("typing.", "")
     return getattr(hint, "__name__", str(hint))
+
+
+def _flat(hint: Any) -> list[Any]:
+    """The members of a (possibly nested) union annotation."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(hint) for m in _flat(a)]
+    return [hint]

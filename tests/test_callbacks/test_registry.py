@@ -255,12 +255,12 @@ CONFIG_MISTAKES = {
     ),
     "bad value": (
         [{"type": "early_stopping", "args": {"mode": "maxx"}}],
-        "callbacks[0].args.mode: expected 'min' or 'max', got str 'maxx'",
+        "callbacks[0].args.mode: expected one of 'min', 'max', got str 'maxx'",
         [],
     ),
     "bad scheduler type": (
         [{"type": "lr_scheduler", "args": {"scheduler_type": "cosin"}}],
-        "callbacks[0].args.scheduler_type: expected 'step' or 'multistep' or 'exponential' or 'cosine' or "
+        "callbacks[0].args.scheduler_type: expected one of 'step', 'multistep', 'exponential', 'cosine', "
         "'plateau', got str 'cosin'",
         [],
     ),
