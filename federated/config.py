@@ -1,0 +1,257 @@
+"""The federation's YAML configuration: defaults, validation with key paths, ``--set`` overrides.
+
+Every error is a :class:`~callbacks.ConfigError` whose message is one line naming the key path,
+what was found and what is accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from callbacks import ConfigError
+from callbacks._args import describe, matches, suggest
+
+__all__ = ["DEFAULTS", "apply_override", "load_config", "read_yaml", "validate_config"]
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One configuration value: its accepted type, default and an extra check."""
+
+    hint: Any
+    default: Any = None
+    check: Callable[[Any], str | None] | None = None  # returns what is wrong, or None
+
+
+@dataclass(frozen=True)
+class _Section:
+    """A mapping of named fields; ``open_keys`` sections pass unknown keys through."""
+
+    fields: dict[str, _Field | _Section] = field(default_factory=dict)
+    open_keys: bool = False
+
+
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def _between(low: float, high: float) -> Callable[[Any], str | None]:
+    return lambda v: None if low < v < high else f"must be between {low} and {high} (exclusive)"
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _entries(v: Any) -> str | None:
+    return None if all(isinstance(e, (str, Mapping)) for e in v) else "each entry must be a mapping {type, args}"
+
+
+_SCHEMA = _Section(
+    {
+        "seed": _Field(int, 0, _at_least(0)),
+        "rounds": _Field(int, 20, _at_least(1)),
+        "output_dir": _Field(str, "runs/federation"),
+        "data": _Section(
+            {
+                "type": _Field(str, "digits"),
+                "args": _Field(dict, {}),
+                "num_clients": _Field(int, 10, _at_least(1)),
+                "partition": _Section(
+                    {
+                        "type": _Field(Literal["iid", "dirichlet", "shards"], "iid"),
+                        "alpha": _Field(float, 0.5, _positive),
+                        "shards_per_client": _Field(int, 2, _at_least(1)),
+                    }
+                ),
+                "test_fraction": _Field(float, 0.2, _between(0.0, 1.0)),
+                "batch_size": _Field(int, 32, _at_least(1)),
+            }
+        ),
+        "model": _Section({"type": _Field(str, "mlp"), "args": _Field(dict, {})}),
+        "clients": _Section(
+            {
+                "per_round": _Field(int | None, None, _at_least(1)),
+                "fraction": _Field(float | None, None, lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
+                "local_epochs": _Field(int, 1, _at_least(1)),
+                "min_clients": _Field(int, 1, _at_least(1)),
+            }
+        ),
+        "strategy": _Section({"type": _Field(str, "fedavg"), "args": _Field(dict, {})}),
+        "trainer": _Section(open_keys=True),
+        "callbacks": _Field(list, [], _entries),
+        "client_callbacks": _Field(list, [], _entries),
+        "on_error": _Field(str, "warn", lambda v: None if v in ("warn", "raise") else "can be 'warn' or 'raise'"),
+    }
+)
+
+DEFAULTS: dict[str, Any] = {}
+"""The configuration with every default filled in (built from the schema below)."""
+
+
+def _defaults(section: _Section) -> dict[str, Any]:
+    return {
+        name: _defaults(spec) if isinstance(spec, _Section) else copy.deepcopy(spec.default)
+        for name, spec in section.fields.items()
+    }
+
+
+DEFAULTS.update(_defaults(_SCHEMA))
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML mapping from ``path``.
+
+    Raises:
+        ConfigError: The file is missing or unreadable, the YAML is malformed (with its line), or
+            the top level is not a mapping.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file ({exc.strerror})", path) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"invalid YAML at {where}{exc.problem or exc.context}", path) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}".replace("\n", " "), path) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"the top level must be a mapping of keys, got {type(data).__name__}", path)
+    return dict(data)
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def apply_override(config: dict[str, Any], assignment: str) -> None:
+    """Apply one ``--set key.path=value`` (the value is parsed as YAML) to ``config`` in place.
+
+    Example:
+        >>> cfg = {"clients": {"per_round": 5}}
+        >>> apply_override(cfg, "clients.per_round=3")
+        >>> apply_override(cfg, "callbacks=[{type: early_stopping}]")
+        >>> cfg
+        {'clients': {'per_round': 3}, 'callbacks': [{'type': 'early_stopping'}]}
+    """
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"expected KEY.PATH=VALUE, got {assignment!r}", "--set")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the value {raw!r} is not valid YAML", f"--set {key}") from exc
+    parts: list[str | int] = [
+        int(index) if index else name for name, index in _PATH_PART.findall(key.strip().replace("].", "]."))
+    ]
+    node: Any = config
+    for i, part in enumerate(parts[:-1]):
+        nxt: Any = {} if not isinstance(parts[i + 1], int) else []
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise ConfigError(f"index [{part}] is out of range", f"--set {key}")
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"`{part}` is not inside a mapping", f"--set {key}")
+        if node.get(part) is None:
+            node[part] = nxt
+        node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last > len(node):
+            raise ConfigError(f"index [{last}] is out of range", f"--set {key}")
+        if last == len(node):
+            node.append(value)
+        else:
+            node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"`{last}` is not inside a mapping", f"--set {key}")
+
+
+def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Check every key, type and range, fill defaults and return the resolved configuration.
+
+    Raises:
+        ConfigError: One line with the key path, what was found and what is accepted.
+
+    Example:
+        >>> validate_config({"rounds": 3})["clients"]["local_epochs"]
+        1
+        >>> validate_config({"rouns": 3})
+        Traceback (most recent call last):
+        ...
+        callbacks.exceptions.ConfigError: rouns: unknown key (did you mean `rounds`?); accepted: ...
+    """
+    config = _check_section(_SCHEMA, raw, "")
+    clients, data = config["clients"], config["data"]
+    if clients["per_round"] is not None and clients["fraction"] is not None:
+        raise ConfigError("give `per_round` or `fraction`, not both", "clients")
+    if clients["per_round"] is None and clients["fraction"] is None:
+        clients["per_round"] = data["num_clients"]
+    if clients["per_round"] is not None and clients["per_round"] > data["num_clients"]:
+        raise ConfigError(
+            f"{clients['per_round']} clients per round, but data.num_clients is {data['num_clients']}; "
+            f"accepted: 1..{data['num_clients']}",
+            "clients.per_round",
+        )
+    selected = clients["per_round"] or max(1, round(clients["fraction"] * data["num_clients"]))
+    if clients["min_clients"] > selected:
+        raise ConfigError(
+            f"{clients['min_clients']} is more than the {selected} clients selected per round; accepted: 1..{selected}",
+            "clients.min_clients",
+        )
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read ``path`` (or start from the defaults when ``None``), apply ``--set`` overrides, validate."""
+    raw = read_yaml(path) if path is not None else {}
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return validate_config(raw)
+
+
+def _check_section(section: _Section, raw: Any, path: str) -> dict[str, Any]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"expected a mapping, got {type(raw).__name__} {raw!r}", path or "<top level>")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in section.fields:
+            if section.open_keys:
+                out[key] = value
+                continue
+            accepted = ", ".join(section.fields)
+            raise ConfigError(f"unknown key{suggest(str(key), list(section.fields))}; accepted: {accepted}", where)
+        spec = section.fields[key]
+        if isinstance(spec, _Section):
+            out[key] = _check_section(spec, value, where)
+            continue
+        if not matches(value, spec.hint):
+            raise ConfigError(f"expected {describe(spec.hint)}, got {type(value).__name__} {value!r}", where)
+        problem = spec.check(value) if spec.check is not None and value is not None else None
+        if problem:
+            raise ConfigError(f"{problem}, got {value!r}", where)
+        out[key] = float(value) if spec.hint is float else value
+    for name, spec in section.fields.items():
+        if name not in out:
+            out[name] = _check_section(spec, {}, name) if isinstance(spec, _Section) else copy.deepcopy(spec.default)
+    return out

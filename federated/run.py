@@ -1,0 +1,308 @@
+"""One federation run from a YAML config: build and check everything, then train and write outputs.
+
+This is the engine of ``python -m lightning_bridge.fed``. :func:`prepare_run` builds every object
+the config names, so a config error surfaces before anything is written; :meth:`Run.execute` then
+trains and writes, under ``output_dir``: ``config.yaml`` (the resolved config), ``metrics.csv``
+(one row per round, written as each round ends), ``tensorboard/``, ``checkpoints/last.ckpt``
+(after every round: ``--resume auto`` continues from the newest checkpoint), the checkpoints of a
+configured ``model_checkpoint``, and ``final_weights.pt``.
+"""
+
+from __future__ import annotations
+
+import glob
+import inspect
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning
+import torch
+import yaml
+
+from callbacks import Callback, ConfigError, MetricsLogger, TensorBoard, build, build_callbacks, resolve
+from callbacks._args import check_arguments
+from federated import datasets as _datasets  # noqa: F401 - registers the built-in data sets
+from federated import fedavg as _fedavg  # noqa: F401 - registers the FedAvg strategy
+from federated import models as _models  # noqa: F401 - registers the built-in models
+from federated.config import load_config
+from federated.datasets import as_federated_data
+from federated.trainer import FederatedTrainer, _quiet_lightning
+
+__all__ = ["Run", "prepare_run"]
+
+PATH_ARGUMENTS = ("save_dir", "log_dir", "path")
+"""Callback arguments that name files; relative ones resolve under ``output_dir``."""
+
+RESERVED_TRAINER_KEYS = {
+    "max_epochs": "clients.local_epochs",
+    "min_epochs": "clients.local_epochs",
+    "callbacks": "client_callbacks",
+    "logger": "callbacks (e.g. tensorboard)",
+    "enable_checkpointing": "callbacks (model_checkpoint)",
+}
+
+
+@dataclass
+class Run:
+    """A checked federation, ready to :meth:`execute`."""
+
+    config: dict[str, Any]
+    trainer: FederatedTrainer
+    output_dir: str
+    resume: str | None
+    metric: str
+    mode: str
+    outputs: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line: what this run will do."""
+        data, clients = self.config["data"], self.config["clients"]
+        return (
+            f"{self.config['rounds']} rounds, {data['type']} over {data['num_clients']} clients "
+            f"({data['partition']['type']}), {self.trainer.clients_per_round} per round, "
+            f"model {self.config['model']['type']}, strategy {self.config['strategy']['type']}, "
+            f"{clients['local_epochs']} local epoch(s); outputs in {self.output_dir}"
+        )
+
+    def execute(self) -> dict[str, Any]:
+        """Train, write the outputs and return a summary of the run."""
+        os.makedirs(self.output_dir, exist_ok=True)
+        if self.resume is None:
+            for stale in self.outputs:
+                if os.path.isdir(stale):
+                    shutil.rmtree(stale)
+                elif os.path.exists(stale):
+                    os.remove(stale)
+        _atomic_write_text(os.path.join(self.output_dir, "config.yaml"), yaml.safe_dump(self.config, sort_keys=False))
+        result = self.trainer.fit(resume_from=self.resume)
+        weights_path = os.path.join(self.output_dir, "final_weights.pt")
+        tmp = f"{weights_path}.tmp"
+        torch.save(result.weights, tmp)
+        os.replace(tmp, weights_path)
+        return self._summary(result)
+
+    def _summary(self, result: Any) -> dict[str, Any]:
+        scored = [(r.metrics[self.metric], r.round_num) for r in result.history if self.metric in r.metrics]
+        best = (max if self.mode == "max" else min)(scored, default=None, key=lambda s: s[0])
+        return {
+            "rounds": len(result.history),
+            "stopped_early": result.stopped_early,
+            "metric": self.metric,
+            "best": best[0] if best else None,
+            "best_round": best[1] if best else None,
+            "final": dict(result.history[-1].metrics) if result.history else {},
+            "output_dir": self.output_dir,
+        }
+
+
+def prepare_run(
+    config_path: str | os.PathLike[str] | None, overrides: Sequence[str] = (), resume: str | None = None
+) -> Run:
+    """Load and check the config, build data, model, strategy and callbacks; write nothing.
+
+    Raises:
+        ConfigError: Anything wrong in the config or the command line, as one line with its key path.
+    """
+    config = load_config(config_path, list(overrides))
+    out = config["output_dir"]
+    data = _build_data(config["data"], config["seed"])
+    model = _build_model(config["model"], data)
+    strategy = build("strategy", config["strategy"], "strategy")
+    callbacks = build_callbacks(_under(config["callbacks"], out), "callbacks")
+    client_callbacks = build_callbacks(_under(config["client_callbacks"], out), "client_callbacks")
+    trainer_kwargs = _check_trainer(config["trainer"])
+    own = _own_outputs(callbacks, out)
+    metric, mode = _watched(callbacks)
+    callbacks += [cb for cb in own if isinstance(cb, Callback)]
+    callbacks.append(RoundProgress(config["rounds"], metric))
+    clients = config["clients"]
+    try:
+        trainer = FederatedTrainer(
+            model,
+            data.client_loaders,
+            data.test_loader,
+            rounds=config["rounds"],
+            clients_per_round=clients["per_round"] if clients["per_round"] is not None else clients["fraction"],
+            local_epochs=clients["local_epochs"],
+            strategy=strategy,
+            callbacks=callbacks,
+            client_callbacks=client_callbacks,
+            trainer_kwargs=trainer_kwargs,
+            min_clients=clients["min_clients"],
+            seed=config["seed"],
+            checkpoint_dir=os.path.join(out, "checkpoints"),
+            on_error=config["on_error"],
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc), "<config>") from exc
+    stale = [os.path.join(out, name) for name in ("metrics.csv", "tensorboard", "checkpoints", "final_weights.pt")]
+    stale += [p for cb in callbacks for p in _paths_of(cb) if p.startswith(out)]
+    return Run(config, trainer, out, _resume_path(resume, out), metric, mode, outputs=sorted(set(stale)))
+
+
+class RoundProgress(Callback):
+    """Shows the rounds: a tqdm bar with the live metric on a terminal, one line per round otherwise.
+
+    Args:
+        rounds: The number of rounds planned.
+        metric: The metric shown first. Defaults to ``"accuracy"``.
+        stream: Where to write. Defaults to ``sys.stderr``.
+
+    Example:
+        >>> progress = RoundProgress(rounds=20)
+        >>> progress.metric
+        'accuracy'
+    """
+
+    def __init__(self, rounds: int, metric: str = "accuracy", stream: Any = None) -> None:
+        self.rounds = rounds
+        self.metric = metric
+        self.stream = stream if stream is not None else sys.stderr
+        self._bar: Any = None
+        self._started = 0.0
+
+    def on_train_start(self, trainer: Any) -> None:
+        self._started = time.perf_counter()
+        if getattr(self.stream, "isatty", lambda: False)():
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.rounds, initial=trainer.current_round, desc="rounds", file=self.stream)
+
+    def on_round_end(self, trainer: Any, round_num: int, result: Any) -> None:
+        shown = {k: v for k, v in result.metrics.items() if k in (self.metric, "accuracy", "val_loss", "train_loss")}
+        if self._bar is not None:
+            self._bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()}, refresh=False)
+            self._bar.update(1)
+            return
+        failed = f", {len(result.failures)} failed" if result.failures else ""
+        values = "  ".join(f"{k}={v:.4f}" for k, v in shown.items())
+        elapsed = time.perf_counter() - self._started
+        print(
+            f"round {round_num:>3}/{self.rounds}  {values}  clients={len(result.updates)}{failed}  {elapsed:.1f}s",
+            file=self.stream,
+            flush=True,
+        )
+
+    def on_train_end(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _build_data(section: Mapping[str, Any], seed: int) -> Any:
+    fn = resolve("data", section["type"], "data.type")
+    available = {
+        "num_clients": section["num_clients"],
+        "partition": section["partition"]["type"],
+        "alpha": section["partition"]["alpha"],
+        "shards_per_client": section["partition"]["shards_per_client"],
+        "batch_size": section["batch_size"],
+        "test_fraction": section["test_fraction"],
+        "seed": seed,
+    }
+    args = dict(section["args"])
+    check_arguments(fn, args, "data.args")
+    params = inspect.signature(fn).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in available.items() if takes_all or k in params}
+    try:
+        data = as_federated_data(fn(**kwargs, **args))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{exc}", "data") from exc
+    if len(data.client_loaders) != section["num_clients"]:
+        raise ConfigError(
+            f"the data function gave {len(data.client_loaders)} clients, expected {section['num_clients']}", "data"
+        )
+    return data
+
+
+def _build_model(section: Mapping[str, Any], data: Any) -> Any:
+    cls = resolve("model", section["type"], "model.type")
+    args = dict(section["args"])
+    check_arguments(cls, args, "model.args")
+    params = inspect.signature(cls).parameters
+    for name in ("in_features", "num_classes"):  # fit the built-in data's shapes unless given
+        value = getattr(data, name, None)
+        if name in params and name not in args and value is not None:
+            args[name] = value
+    try:
+        model = cls(**args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{exc}", "model.args") from exc
+    if not isinstance(model, lightning.LightningModule):
+        raise ConfigError(f"{section['type']!r} built a {type(model).__name__}, not a LightningModule", "model.type")
+    return model
+
+
+def _check_trainer(section: Mapping[str, Any]) -> dict[str, Any]:
+    for key, instead in RESERVED_TRAINER_KEYS.items():
+        if key in section:
+            raise ConfigError(f"set by the federation; use `{instead}` instead", f"trainer.{key}")
+    check_arguments(lightning.Trainer, section, "trainer")
+    try:  # Lightning checks values (accelerator, precision, devices) when a Trainer is made
+        with _quiet_lightning():
+            lightning.Trainer(**section, logger=False, enable_checkpointing=False, enable_model_summary=False)
+    except Exception as exc:
+        raise ConfigError(f"{type(exc).__name__}: {exc}".splitlines()[0], "trainer") from exc
+    return dict(section)
+
+
+def _under(entries: list[Any], out: str) -> list[Any]:
+    """A copy of callback entries whose relative path arguments point under ``out``."""
+    resolved = []
+    for entry in entries:
+        if isinstance(entry, Mapping) and isinstance(entry.get("args"), Mapping):
+            args = {
+                k: os.path.join(out, v) if k in PATH_ARGUMENTS and isinstance(v, str) and not os.path.isabs(v) else v
+                for k, v in entry["args"].items()
+            }
+            entry = {**entry, "args": args}
+        resolved.append(entry)
+    return resolved
+
+
+def _own_outputs(callbacks: list[Any], out: str) -> list[Any]:
+    """The CLI's metrics.csv and TensorBoard writers, unless the config has its own."""
+    own: list[Any] = []
+    if not any(isinstance(cb, MetricsLogger) for cb in callbacks):
+        own.append(MetricsLogger(path=os.path.join(out, "metrics.csv")))
+    if not any(isinstance(cb, TensorBoard) for cb in callbacks):
+        own.append(TensorBoard(log_dir=os.path.join(out, "tensorboard")))
+    return own
+
+
+def _watched(callbacks: list[Any]) -> tuple[str, str]:
+    for cb in callbacks:
+        if type(cb).__name__ == "EarlyStopping":
+            return cb.metric, cb.mode
+    return "accuracy", "max"
+
+
+def _paths_of(callback: Any) -> list[str]:
+    return [p for name in PATH_ARGUMENTS if isinstance(p := getattr(callback, name, None), str)]
+
+
+def _resume_path(resume: str | None, out: str) -> str | None:
+    if resume is None:
+        return None
+    if resume == "auto":
+        found = glob.glob(os.path.join(out, "**", "*.ckpt"), recursive=True)
+        if not found:
+            print(f"no checkpoint under {out}: starting afresh", file=sys.stderr)
+            return None
+        return max(found, key=os.path.getmtime)
+    if not os.path.exists(resume):
+        raise ConfigError(f"no such checkpoint file or directory: {resume!r}", "--resume")
+    return resume
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
