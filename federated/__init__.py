@@ -1,3 +1,53 @@
-"""Federated learning on Lightning: the round loop, strategies, client data, config, backends."""
+"""Federated learning on Lightning: the round loop, strategies, client data and the built-in model.
 
-__all__: list[str] = []
+``FederatedTrainer`` runs one ``lightning.Trainer.fit`` per selected client per round and fires the
+native callbacks' round, aggregate and learner hooks (``callbacks`` package).
+"""
+
+from federated.aggregate import WeightedSum as WeightedSum
+from federated.aggregate import weighted_average as weighted_average
+from federated.aggregate import weighted_average_reference as weighted_average_reference
+from federated.client import Client as Client
+from federated.data import digits_federation as digits_federation
+from federated.data import load_digits_data as load_digits_data
+from federated.data import partition as partition
+from federated.data import partition_dirichlet as partition_dirichlet
+from federated.data import partition_iid as partition_iid
+from federated.data import partition_shards as partition_shards
+from federated.exceptions import CheckpointError as CheckpointError
+from federated.exceptions import FederationError as FederationError
+from federated.exceptions import NotEnoughClientsError as NotEnoughClientsError
+from federated.fedavg import FedAvg as FedAvg
+from federated.models import MLP as MLP
+from federated.results import ClientFailure as ClientFailure
+from federated.results import ClientUpdate as ClientUpdate
+from federated.results import FederationResult as FederationResult
+from federated.results import RoundResult as RoundResult
+from federated.runner import ClientRunner as ClientRunner
+from federated.strategy import Strategy as Strategy
+from federated.trainer import FederatedTrainer as FederatedTrainer
+
+__all__ = [
+    "MLP",
+    "CheckpointError",
+    "Client",
+    "ClientFailure",
+    "ClientRunner",
+    "ClientUpdate",
+    "FedAvg",
+    "FederatedTrainer",
+    "FederationError",
+    "FederationResult",
+    "NotEnoughClientsError",
+    "RoundResult",
+    "Strategy",
+    "WeightedSum",
+    "digits_federation",
+    "load_digits_data",
+    "partition",
+    "partition_dirichlet",
+    "partition_iid",
+    "partition_shards",
+    "weighted_average",
+    "weighted_average_reference",
+]

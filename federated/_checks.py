@@ -1,0 +1,131 @@
+"""Argument checks of ``FederatedTrainer``: one readable line per mistake, naming the parameter."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from torch.utils.data import DataLoader, Dataset
+
+from callbacks import build_callbacks, resolve
+from federated.strategy import Strategy
+
+
+def check_model(model: Any, needs_validation: bool) -> LightningModule:
+    if not isinstance(model, LightningModule):
+        raise TypeError(f"`model` must be a lightning.LightningModule, got {type(model).__name__}")
+    if needs_validation and not is_overridden("validation_step", model):
+        raise ValueError(
+            f"`test_data` is given but {type(model).__name__} has no `validation_step`; the server evaluates "
+            "the global model with it. HINT: define `validation_step`, or pass `test_data=None`"
+        )
+    return model
+
+
+def as_loader(data: Any, name: str, batch_size: int, shuffle: bool) -> DataLoader:
+    if isinstance(data, DataLoader):
+        loader = data
+    elif isinstance(data, Dataset):
+        loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle)
+    else:
+        raise TypeError(f"`{name}` must be a torch DataLoader or Dataset, got {type(data).__name__}")
+    try:
+        size = len(loader.dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"`{name}` must have a sized dataset (its length is the client's FedAvg weight)") from None
+    if size < 1:
+        raise ValueError(f"`{name}` is empty")
+    return loader
+
+
+def client_loaders(client_data: Any, batch_size: int) -> list[DataLoader]:
+    if isinstance(client_data, (DataLoader, Dataset)) or not isinstance(client_data, Sequence) or not client_data:
+        raise ValueError(
+            "`client_data` must be a non-empty list with one DataLoader (or Dataset) per client, "
+            f"got {type(client_data).__name__}"
+        )
+    return [as_loader(d, f"client_data[{i}]", batch_size, shuffle=True) for i, d in enumerate(client_data)]
+
+
+def positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def clients_per_round(value: Any, num_clients: int) -> int:
+    if isinstance(value, float) and not isinstance(value, bool):
+        if not (0 < value <= 1) or math.isnan(value):
+            raise ValueError(f"`clients_per_round` as a fraction must be in (0, 1], got {value!r}")
+        return max(1, round(value * num_clients))
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= num_clients:
+        raise ValueError(
+            f"`clients_per_round` must be an int in [1, {num_clients}] (the number of clients) or a fraction "
+            f"in (0, 1], got {value!r}"
+        )
+    return value
+
+
+def min_clients(value: Any, per_round: int) -> int:
+    positive_int(value, "min_clients")
+    if value > per_round:
+        raise ValueError(
+            f"`min_clients` ({value}) cannot exceed the clients sampled per round ({per_round}); "
+            "HINT: lower `min_clients` or raise `clients_per_round`"
+        )
+    return value
+
+
+def strategy(value: Any) -> Strategy:
+    if isinstance(value, Strategy):
+        return value
+    if isinstance(value, str):
+        built = resolve("strategy", value, path="strategy")()
+        if not isinstance(built, Strategy):
+            raise TypeError(f"`strategy` {value!r} built a {type(built).__name__}, not a federated.Strategy")
+        return built
+    raise TypeError(f"`strategy` must be a registered name such as 'fedavg' or a Strategy, got {type(value).__name__}")
+
+
+def native_callbacks(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise TypeError(f"`{name}` must be a list of native callbacks (or of {{type, args}} entries)")
+    items = list(value)
+    if any(isinstance(item, (Mapping, str)) for item in items):
+        return build_callbacks(items, path=name)
+    return items
+
+
+def checkpoint_dir(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"`checkpoint_dir` must be a path or None, got {type(value).__name__}")
+    return os.fspath(value)
+
+
+def selection_weights(weights: Any, num_clients: int) -> list[float]:
+    """``client_selection_weights`` as one weight per client (clients not named get 0)."""
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"`client_selection_weights` must be a dict client id -> weight, got {type(weights).__name__}")
+    out = [0.0] * num_clients
+    for client_id, weight in weights.items():
+        if isinstance(client_id, bool) or not isinstance(client_id, int) or not 0 <= client_id < num_clients:
+            raise ValueError(
+                f"`client_selection_weights` names client {client_id!r}; client ids are 0..{num_clients - 1}"
+            )
+        value = float(weight)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"`client_selection_weights[{client_id}]` must be a finite weight >= 0, got {weight!r}"
+            )
+        out[client_id] = value
+    if not any(out):
+        raise ValueError("`client_selection_weights` gives no client a positive weight; no client can be selected")
+    return out

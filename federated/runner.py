@@ -1,0 +1,304 @@
+"""Local training of one client at a time with ``lightning.Trainer.fit``, cheaply and reproducibly."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import logging
+import random
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback as LightningCallback
+
+from callbacks._args import suggest
+from federated.results import ClientFailure, ClientUpdate
+
+if TYPE_CHECKING:
+    from federated.aggregate import StateDict
+    from federated.client import Client
+
+__all__ = ["CLIENT_TRAINER_DEFAULTS", "ClientRunner", "derive_seed", "quiet_lightning", "seed_everything"]
+
+CLIENT_TRAINER_DEFAULTS: dict[str, Any] = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "num_sanity_val_steps": 0,
+    "devices": 1,
+}
+"""What a client's ``lightning.Trainer`` does without: no logger, checkpoints, progress bar or summary."""
+
+_RESERVED = ("max_epochs", "min_epochs")
+
+
+class ClientRunner:
+    """Trains clients one after the other in this process, each with ``lightning.Trainer.fit``.
+
+    What can be reused is: one working copy of the LightningModule receives each client's
+    starting weights with ``load_state_dict``, and one ``lightning.Trainer`` serves every fit
+    (NVFlare's Lightning client keeps one trainer too): building a ``Trainer`` scans the installed
+    packages' entry points, which costs more than a small client's whole epoch. Before each fit
+    the trainer gets fresh fit loops and this client's callbacks. A trainer that launches
+    processes (DDP) is built anew for each fit instead, and so is the trainer after a failed fit.
+
+    Before each fit, Python's, NumPy's and torch's random generators (and the generator of the
+    client loader's sampler, if it has one) are seeded with ``seed``, so a client's training does
+    not depend on what ran before it: a resumed run trains exactly as an uninterrupted one.
+
+    Args:
+        model: The global model's template; the runner trains a deep copy of it.
+        local_epochs: Epochs per client fit.
+        trainer_kwargs: ``lightning.Trainer`` arguments, merged over
+            :data:`CLIENT_TRAINER_DEFAULTS`; ``callbacks`` are added to every client fit.
+            Defaults to none.
+        reuse_trainer: Keep one ``Trainer`` for all fits. Defaults to ``True``.
+
+    Raises:
+        ValueError: An unknown ``lightning.Trainer`` argument, or ``max_epochs``/``min_epochs``
+            (use ``local_epochs``).
+
+    Example:
+        >>> from federated.models import MLP
+        >>> runner = ClientRunner(MLP(hidden=8), local_epochs=1)
+        >>> runner.trainer_kwargs["max_epochs"], runner.trainer_kwargs["logger"]
+        (1, False)
+    """
+
+    def __init__(
+        self,
+        model: LightningModule,
+        *,
+        local_epochs: int,
+        trainer_kwargs: Mapping[str, Any] | None = None,
+        reuse_trainer: bool = True,
+    ) -> None:
+        user = dict(trainer_kwargs or {})
+        check_trainer_kwargs(user)
+        self.module = copy.deepcopy(model)
+        self.reuse_trainer = reuse_trainer
+        self.extra_callbacks: list[Any] = _as_list(user.pop("callbacks", None))
+        self.trainer_kwargs: dict[str, Any] = {**CLIENT_TRAINER_DEFAULTS, **user, "max_epochs": local_epochs}
+        self._probe = _ClientProbe()
+        self._trainer: Trainer | None = None
+        self._base_callbacks: list[Any] = []
+
+    def fit(
+        self, client: Client, weights: StateDict, *, round_num: int, seed: int, lr_scale: float = 1.0
+    ) -> ClientUpdate | ClientFailure:
+        """Train ``client`` from ``weights``; return its update, or the failure if it raised or diverged.
+
+        Args:
+            client: The client to train.
+            weights: The global weights to start from.
+            round_num: The round, for the failure message.
+            seed: The seed of this client's fit in this round.
+            lr_scale: Factor on every learning rate of the client's optimizers (and its schedulers'
+                base rates) for this fit. Defaults to ``1.0``.
+        """
+        probe = self._probe
+        try:
+            self.module.load_state_dict(weights)
+            seed_everything(seed, client.data)
+            probe.start(lr_scale)
+            trainer = self._trainer_for(client)
+            trainer.fit(self.module, train_dataloaders=client.data)
+            state = {name: t.detach().to("cpu", copy=True) for name, t in self.module.state_dict().items()}
+        except Exception as exc:
+            self._trainer = None  # do not reuse a trainer left in an unknown state
+            return ClientFailure(
+                client_id=client.client_id, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+            )
+        bad = non_finite(state)
+        if bad:
+            names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            return ClientFailure(client_id=client.client_id, error=f"non-finite weights in round {round_num}: {names}")
+        epochs = probe.epoch_metrics
+        return ClientUpdate(
+            client_id=client.client_id,
+            num_samples=client.num_samples,
+            weights=state,
+            metrics=dict(epochs[-1]) if epochs else {},
+            epoch_metrics=epochs,
+        )
+
+    def _trainer_for(self, client: Client) -> Trainer:
+        adapter = client.adapter
+        trainer = self._trainer
+        if trainer is None:
+            trainer = Trainer(**self.trainer_kwargs, callbacks=[*self.extra_callbacks, self._probe])
+            self._base_callbacks = list(trainer.callbacks)
+            if self.reuse_trainer and trainer.strategy.launcher is None and trainer.world_size == 1:
+                self._trainer = trainer
+        else:
+            _fresh_fit_loop(trainer, self.trainer_kwargs)
+        trainer.callbacks = [*self._base_callbacks, adapter] if adapter is not None else list(self._base_callbacks)
+        return trainer
+
+
+class _ClientProbe(LightningCallback):
+    """Scales the client's learning rates for the fit and records each epoch's metrics as floats.
+
+    An epoch's metrics are the trainer's ``callback_metrics``, its ``lr`` (first optimizer, first
+    group) and, unless the module logs its own, ``train_loss``: the mean of the step losses,
+    summed on the device (no ``self.log`` needed, no host sync per step).
+    """
+
+    def __init__(self) -> None:
+        self.lr_scale = 1.0
+        self.epoch_metrics: list[dict[str, float]] = []
+        self._lrs: list[float] = []
+        self._losses: list[tuple[torch.Tensor, int]] = []
+        self._loss_sum: torch.Tensor | None = None
+        self._loss_count = 0
+
+    def start(self, lr_scale: float) -> None:
+        self.lr_scale = float(lr_scale)
+        self.epoch_metrics, self._lrs, self._losses = [], [], []
+        self._loss_sum, self._loss_count = None, 0
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # optimizers exist from here on; before the adapter's on_fit_start, so native schedulers see the scaled LR
+        if self.lr_scale == 1.0:
+            return
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] *= self.lr_scale
+                if "initial_lr" in group:
+                    group["initial_lr"] *= self.lr_scale
+        for config in trainer.lr_scheduler_configs:
+            base_lrs = getattr(config.scheduler, "base_lrs", None)
+            if base_lrs is not None:
+                config.scheduler.base_lrs = [lr * self.lr_scale for lr in base_lrs]
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._record(trainer)  # the previous epoch, with what its end logged
+        if trainer.optimizers:
+            self._lrs.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor):
+            loss = loss.detach()
+            self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+            self._loss_count += 1
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._loss_sum is not None:
+            self._losses.append((self._loss_sum, self._loss_count))
+        self._loss_sum, self._loss_count = None, 0
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._record(trainer)
+
+    def _record(self, trainer: Trainer) -> None:
+        # `current_epoch` counts completed epochs here; the metrics of one still stand at the next start
+        while len(self.epoch_metrics) < trainer.current_epoch:
+            index = len(self.epoch_metrics)
+            metrics = dict(trainer.callback_metrics)
+            if index < len(self._losses) and "train_loss" not in metrics:
+                loss_sum, count = self._losses[index]
+                metrics["train_loss"] = loss_sum / count
+            metrics = floats(metrics)
+            if index < len(self._lrs):
+                metrics["lr"] = self._lrs[index]
+            self.epoch_metrics.append(metrics)
+
+
+def seed_everything(seed: int, loader: Any = None) -> None:
+    """Seed Python's, NumPy's and torch's generators, and ``loader``'s sampler generator if it has one."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    # the CPU generator directly: `torch.manual_seed` also queues lazy CUDA/XPU/MTIA seeding, formatting
+    # a stack trace each time (about 1 ms, more than a small client's epoch)
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.manual_seed_all(seed)
+    generator = getattr(getattr(loader, "sampler", None), "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(seed)
+
+
+def non_finite(state: StateDict) -> list[str]:
+    """The names of floating tensors of ``state`` that hold a NaN or an infinity."""
+    names = [n for n, t in state.items() if t.is_floating_point() or t.is_complex()]
+    if not names:
+        return []
+    finite = torch.stack([torch.isfinite(state[n]).all() for n in names]).tolist()
+    return [n for n, ok in zip(names, finite, strict=True) if not ok]
+
+
+def floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Scalar metrics as Python floats, with one transfer for all tensor values."""
+    out = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    names = [k for k, v in metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
+    if names:
+        values = torch.stack([metrics[k].detach().reshape(()).float().cpu() for k in names]).tolist()
+        out.update(zip(names, values, strict=True))
+    return out
+
+
+def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` for names ``lightning.Trainer`` does not take, and for the epoch limits."""
+    accepted = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
+    for name in kwargs:
+        if name in _RESERVED:
+            raise ValueError(
+                f"`trainer_kwargs` cannot set `{name}`: the federation sets it from `local_epochs`; "
+                "HINT: pass `local_epochs=` to FederatedTrainer"
+            )
+        if name not in accepted:
+            raise ValueError(
+                f"`trainer_kwargs` has `{name}`, which lightning.Trainer does not take{suggest(name, accepted)}"
+            )
+
+
+def _fresh_fit_loop(trainer: Trainer, kwargs: Mapping[str, Any]) -> None:
+    """Give a used trainer new fit loops (epoch and step counters from zero), as ``Trainer.__init__`` does."""
+    from lightning.pytorch.loops.fit_loop import _FitLoop
+    from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+
+    trainer.fit_loop = _FitLoop(trainer, min_epochs=kwargs.get("min_epochs"), max_epochs=kwargs["max_epochs"])
+    trainer.fit_loop.epoch_loop = _TrainingEpochLoop(
+        trainer, min_steps=kwargs.get("min_steps"), max_steps=kwargs.get("max_steps", -1)
+    )
+
+
+def _as_list(callbacks: Any) -> list[Any]:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, LightningCallback):
+        return [callbacks]
+    return list(callbacks)
+
+
+def derive_seed(*words: int) -> int:
+    """A 63-bit seed from a path in the seed tree, independent of everything run before."""
+    low, high = np.random.SeedSequence(list(words)).generate_state(2, dtype=np.uint32).tolist()
+    return ((high & 0x7FFFFFFF) << 32) | low
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence what Lightning says at every client fit (its info lines, the few-workers hint)."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*but have no `val_dataloader`.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

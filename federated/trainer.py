@@ -1,0 +1,406 @@
+"""The federated server: the round loop over clients trained with ``lightning.Trainer.fit``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule, Trainer
+
+from callbacks import CallbackManager, OnError
+from federated import _checks
+from federated.checkpoint import (
+    callback_states,
+    get_rng_states,
+    load_callback_states,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_states,
+    stateful_callbacks,
+)
+from federated.client import Client
+from federated.exceptions import CheckpointError, NotEnoughClientsError
+from federated.results import ClientFailure, ClientUpdate, FederationResult, RoundResult
+from federated.runner import (
+    CLIENT_TRAINER_DEFAULTS,
+    ClientRunner,
+    derive_seed,
+    floats,
+    quiet_lightning,
+    seed_everything,
+)
+from federated.strategy import Strategy
+
+__all__ = ["FederatedTrainer"]
+
+log = logging.getLogger(__name__)
+
+LAST = "last.ckpt"
+_GLOBAL, _SAMPLING, _CLIENT_FIT = 0, 1, 2  # streams of the seed tree: seed -> round -> purpose (-> client)
+
+
+class FederatedTrainer:
+    """Runs federated rounds: each selected client trains with ``lightning.Trainer.fit``, then the server aggregates.
+
+    A round, with the native callbacks' hooks (SPEC's federated column; rounds count from 1):
+
+    1. ``on_round_start(trainer, round_num)``; sample ``clients_per_round`` clients (seeded; a
+       callback may set ``trainer.client_selection_weights``, a dict client id -> weight, and
+       clients it does not name are not sampled).
+    2. Each client loads the global weights and trains ``local_epochs`` epochs with its own
+       ``lightning.Trainer.fit`` (its LR times ``trainer.client_lr_scale``), its own copies of
+       ``client_callbacks`` bridged in. When it returns, the server callbacks receive
+       ``on_epoch_start(learner, epoch, round_num)`` and ``on_epoch_end(learner, epoch, metrics,
+       logs, round_num)`` for each of its local epochs (``learner`` is the :class:`Client`).
+    3. ``on_aggregate_start(trainer, updates)``; the strategy aggregates;
+       ``on_aggregate_end(trainer, weights)``.
+    4. The global model is evaluated on ``test_data``; ``on_round_end(trainer, round_num, result)``
+       with ``result.metrics`` (the evaluation and the sample-weighted client training metrics) and
+       ``result.updates``. Then checkpoints are written, and the run stops if ``trainer.should_stop``.
+
+    ``on_train_start(trainer)`` comes once before the first round, ``on_train_end(trainer, result)``
+    once and last, also after a failure (preceded by ``on_exception(exception)``; the error is then
+    re-raised).
+
+    Updates are folded into the strategy as each client returns (memory independent of the number
+    of clients) and their ``weights`` released; when a server callback overrides
+    ``on_aggregate_start`` (it may inspect or edit the updates) they are kept until it has run, and
+    until ``on_round_end``. ``buffer_updates`` forces either way. The history keeps no weights.
+
+    A client that raises or returns non-finite weights is recorded in ``result.failures`` and left
+    out; below ``min_clients`` successful clients the round fails with
+    :class:`~federated.NotEnoughClientsError`. Errors in callbacks follow ``on_error``.
+
+    With ``checkpoint_dir``, the federation checkpoint (round, global weights, strategy, callback
+    and client-callback states, RNG states, history) is written atomically to
+    ``checkpoint_dir/last.ckpt`` after each round; ``fit(resume_from="auto")`` continues from it, and
+    ends with the very weights an uninterrupted run ends with (fixed seed, CPU).
+
+    Args:
+        model: The global model (a LightningModule); after ``fit`` it holds the final weights.
+        client_data: One ``DataLoader`` (or ``Dataset``) per client; client ids are the indices.
+        test_data: The server's evaluation data (``DataLoader`` or ``Dataset``), run through the
+            model's ``validation_step``; ``None`` skips the evaluation. Defaults to ``None``.
+        rounds: The number of rounds. Defaults to ``10``.
+        clients_per_round: Clients sampled per round, a number or a fraction of all. Defaults to ``1.0``.
+        local_epochs: Epochs of each client fit. Defaults to ``1``.
+        strategy: A :class:`~federated.Strategy` or a registered name. Defaults to ``"fedavg"``.
+        callbacks: Server (federation-level) native callbacks, or ``{type, args}`` entries. Defaults to none.
+        client_callbacks: Native callbacks copied into every client's Lightning fit. Defaults to none.
+        trainer_kwargs: ``lightning.Trainer`` arguments for the clients (and the evaluation), over
+            logger, checkpointing, progress bar and model summary all off. Defaults to none.
+        min_clients: The fewest successful clients a round may end with. Defaults to ``1``.
+        seed: The seed of sampling and of every client fit. Defaults to ``0``.
+        checkpoint_dir: Where ``last.ckpt`` is written after each round; ``None`` writes nothing.
+            Defaults to ``None``.
+        on_error: ``"warn"`` logs a failing callback hook and goes on, ``"raise"`` fails the run.
+            Defaults to ``"warn"``.
+        batch_size: Batch size of the loaders made for data given as a ``Dataset``. Defaults to ``32``.
+        buffer_updates: Keep the round's updates with their weights until ``on_round_end``;
+            ``None`` decides as described above. Defaults to ``None``.
+        reuse_trainer: Serve all client fits with one ``lightning.Trainer``. Defaults to ``True``.
+
+    Raises:
+        TypeError: An argument of the wrong kind.
+        ValueError: An argument out of range; the message names it and what is allowed.
+
+    Example:
+        >>> from federated import MLP, digits_federation
+        >>> loaders, test = digits_federation(num_clients=3, partition="iid", seed=0)
+        >>> fed = FederatedTrainer(MLP(hidden=16), loaders, test, rounds=2, clients_per_round=2, seed=0)
+        >>> result = fed.fit()
+        >>> [r.round_num for r in result.history], sorted(result.metrics)
+        ([1, 2], ['accuracy', 'lr', 'train_loss', 'val_loss'])
+    """
+
+    is_global_zero = True
+
+    def __init__(
+        self,
+        model: LightningModule,
+        client_data: Sequence[Any],
+        test_data: Any = None,
+        *,
+        rounds: int = 10,
+        clients_per_round: int | float = 1.0,
+        local_epochs: int = 1,
+        strategy: str | Strategy = "fedavg",
+        callbacks: Sequence[Any] | None = None,
+        client_callbacks: Sequence[Any] | None = None,
+        trainer_kwargs: Mapping[str, Any] | None = None,
+        min_clients: int = 1,
+        seed: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        on_error: OnError = "warn",
+        batch_size: int = 32,
+        buffer_updates: bool | None = None,
+        reuse_trainer: bool = True,
+    ) -> None:
+        self.model = _checks.check_model(model, needs_validation=test_data is not None)
+        self.batch_size = _checks.positive_int(batch_size, "batch_size")
+        loaders = _checks.client_loaders(client_data, self.batch_size)
+        self.test_data = None if test_data is None else _checks.as_loader(test_data, "test_data", 256, shuffle=False)
+        self.rounds = _checks.positive_int(rounds, "rounds")
+        self.clients_per_round = _checks.clients_per_round(clients_per_round, len(loaders))
+        self.local_epochs = _checks.positive_int(local_epochs, "local_epochs")
+        self.min_clients = _checks.min_clients(min_clients, self.clients_per_round)
+        self.seed = _checks.positive_int(seed, "seed", minimum=0)
+        self.checkpoint_dir = _checks.checkpoint_dir(checkpoint_dir)
+        self.strategy = _checks.strategy(strategy)
+        self.manager = CallbackManager(_checks.native_callbacks(callbacks, "callbacks"), on_error=on_error)
+        stateful_callbacks(self.manager.callbacks)  # refuse shared state keys now, not at the first save
+        template = _checks.native_callbacks(client_callbacks, "client_callbacks")
+        if template:
+            import lightning_bridge  # noqa: F401 - fail here if the adapter cannot be imported
+        self.clients = [Client(i, loader, template, on_error=on_error) for i, loader in enumerate(loaders)]
+        self.trainer_kwargs = dict(trainer_kwargs or {})
+        self._runner = ClientRunner(
+            model, local_epochs=self.local_epochs, trainer_kwargs=self.trainer_kwargs, reuse_trainer=reuse_trainer
+        )
+        self.buffer_updates = (
+            buffer_updates if buffer_updates is not None else self.manager.overrides("on_aggregate_start")
+        )
+        self._eval_trainer: Trainer | None = None
+        self._pending_saves: list[str] | None = None
+        self._reset()
+
+    @property
+    def callbacks(self) -> list[Any]:
+        """The server's native callbacks, in dispatch order."""
+        return self.manager.callbacks
+
+    @property
+    def global_weights(self) -> dict[str, torch.Tensor]:
+        """The current global state dict (CPU tensors)."""
+        return self._weights
+
+    def fit(self, resume_from: str | os.PathLike[str] | None = None) -> FederationResult:
+        """Run the rounds and return the result; the global ``model`` ends with the final weights.
+
+        Args:
+            resume_from: ``None`` starts from the model's weights at round 1; a checkpoint file (or a
+                folder holding ``last.ckpt``) continues after its round; ``"auto"`` continues from
+                ``checkpoint_dir/last.ckpt`` if it exists and starts afresh otherwise.
+
+        Raises:
+            NotEnoughClientsError: A round kept fewer than ``min_clients`` clients.
+            CheckpointError: The checkpoint does not fit this federation.
+        """
+        self._reset()
+        path = self._resume_path(resume_from)
+        if path is not None:
+            self._restore(path)
+            log.info("resuming after round %d from %s", self.current_round, path)
+        else:  # callbacks drawing random numbers (seed 003's adaptive selection) draw the same each run
+            seed_everything(derive_seed(self.seed, 0, _GLOBAL))
+        with quiet_lightning():
+            try:
+                self.manager.call("on_train_start", trainer=self)
+                while self.current_round < self.rounds and not self.should_stop:
+                    self._run_round(self.current_round + 1)
+            except BaseException as exc:
+                try:
+                    self.manager.call("on_exception", exception=exc, trainer=self)
+                finally:
+                    self.manager.call("on_train_end", trainer=self, result=self._result(interrupted=True))
+                raise
+            result = self._result()
+            self.manager.call("on_train_end", trainer=self, result=result)
+        return result
+
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> str:
+        """Write the federation checkpoint to ``path`` atomically, then fire ``on_save_checkpoint``.
+
+        Called from ``on_round_end`` (as ``ModelCheckpoint`` does), the write waits until every
+        callback has seen the round, so the file holds their states after it and resumes exactly.
+        """
+        path = os.fspath(path)
+        if self._pending_saves is not None:
+            self._pending_saves.append(path)
+            return path
+        save_checkpoint(path, self._checkpoint())
+        self.manager.call("on_save_checkpoint", round_num=self.current_round, path=path, trainer=self)
+        return path
+
+    # ------------------------------------------------------------------ the round
+
+    def _run_round(self, round_num: int) -> None:
+        self.manager.call("on_round_start", trainer=self, round_num=round_num)
+        selected = self._sample(round_num)
+        self.strategy.begin_round(round_num, self._weights)
+        updates: list[ClientUpdate] = []
+        failures: list[ClientFailure] = []
+        for client_id in selected:
+            client = self.clients[client_id]
+            outcome = self._runner.fit(
+                client,
+                self._weights,
+                round_num=round_num,
+                seed=derive_seed(self.seed, round_num, _CLIENT_FIT, client_id),
+                lr_scale=self.client_lr_scale,
+            )
+            if isinstance(outcome, ClientFailure):
+                log.warning("round %d: client %d left out: %s", round_num, client_id, outcome.error)
+                failures.append(outcome)
+                continue
+            self._learner_hooks(client, outcome, round_num)
+            updates.append(outcome)
+            if not self.buffer_updates:
+                self.strategy.accumulate(outcome)
+                outcome.weights = None
+        if len(updates) < self.min_clients:
+            raise NotEnoughClientsError(_not_enough(round_num, len(selected), failures, self.min_clients))
+        self.manager.call("on_aggregate_start", trainer=self, updates=updates, round_num=round_num)
+        if self.buffer_updates:
+            for update in updates:
+                self.strategy.accumulate(update)
+        self._weights = self.strategy.finish_round()
+        self.manager.call("on_aggregate_end", trainer=self, weights=self._weights, round_num=round_num)
+        self.model.load_state_dict(self._weights)
+        metrics = {**_weighted_metrics(updates), **self._evaluate()}
+        result = RoundResult(round_num, metrics=metrics, updates=updates, failures=failures, selected=selected)
+        self.history.append(result)
+        self.current_round = round_num
+        self._pending_saves = []
+        try:
+            self.manager.call("on_round_end", trainer=self, round_num=round_num, result=result)
+        finally:
+            pending, self._pending_saves = self._pending_saves, None
+        for path in dict.fromkeys(pending):
+            self.save_checkpoint(path)
+        if self.checkpoint_dir is not None:
+            self.save_checkpoint(os.path.join(self.checkpoint_dir, LAST))
+        for update in updates:
+            update.weights = None
+        log.info("round %d/%d: %s", round_num, self.rounds, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+    def _sample(self, round_num: int) -> list[int]:
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, round_num, _SAMPLING]))
+        n, k = len(self.clients), self.clients_per_round
+        if self.client_selection_weights is None:
+            chosen = rng.choice(n, size=k, replace=False)
+        else:
+            weights = np.asarray(_checks.selection_weights(self.client_selection_weights, n))
+            positive = int(np.count_nonzero(weights))
+            if positive < k:
+                log.warning(
+                    "round %d: `client_selection_weights` gives %d client(s) a positive weight, fewer than "
+                    "clients_per_round=%d; sampling those", round_num, positive, k
+                )
+            chosen = rng.choice(n, size=min(k, positive), replace=False, p=weights / weights.sum())
+        return sorted(int(c) for c in chosen)
+
+    def _learner_hooks(self, client: Client, update: ClientUpdate, round_num: int) -> None:
+        manager = self.manager
+        if not (manager.overrides("on_epoch_start") or manager.overrides("on_epoch_end")):
+            return
+        for epoch, metrics in enumerate(update.epoch_metrics):
+            manager.call("on_epoch_start", learner=client, epoch=epoch, round_num=round_num, trainer=self)
+            manager.call(
+                "on_epoch_end", learner=client, epoch=epoch, metrics=metrics, logs=metrics, round_num=round_num,
+                trainer=self,
+            )
+
+    def _evaluate(self) -> dict[str, float]:
+        if self.test_data is None:
+            return {}
+        if self._eval_trainer is None:
+            kwargs = {k: v for k, v in self.trainer_kwargs.items() if k != "callbacks"}
+            self._eval_trainer = Trainer(**{**CLIENT_TRAINER_DEFAULTS, **kwargs})
+        out = self._eval_trainer.validate(self.model, dataloaders=self.test_data, verbose=False)
+        return floats(out[0]) if out else {}
+
+    # ------------------------------------------------------------------ state
+
+    def _reset(self) -> None:
+        self.should_stop = False
+        self.client_selection_weights: dict[int, float] | None = None
+        self.client_lr_scale = 1.0
+        self.current_round = 0
+        self.history: list[RoundResult] = []
+        self._weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def _result(self, interrupted: bool = False) -> FederationResult:
+        stopped = self.should_stop and self.current_round < self.rounds
+        return FederationResult(
+            history=list(self.history), weights=self._weights, stopped_early=stopped, interrupted=interrupted
+        )
+
+    def _checkpoint(self) -> dict[str, Any]:
+        return {
+            "round": self.current_round,
+            "weights": self._weights,
+            "strategy": self.strategy.state_dict(),
+            "callbacks": callback_states(self.manager.callbacks),
+            "client_callbacks": {c.client_id: s for c in self.clients if (s := c.state_dict())},
+            "rng": get_rng_states(),
+            "history": [r.to_dict() for r in self.history],
+            "trainer": {
+                "should_stop": self.should_stop,
+                "client_selection_weights": self.client_selection_weights,
+                "client_lr_scale": self.client_lr_scale,
+                "seed": self.seed,
+                "num_clients": len(self.clients),
+            },
+        }
+
+    def _resume_path(self, resume_from: str | os.PathLike[str] | None) -> str | None:
+        if resume_from is None:
+            return None
+        if os.fspath(resume_from) == "auto":
+            if self.checkpoint_dir is None:
+                raise ValueError("`resume_from='auto'` needs `checkpoint_dir`, where the last checkpoint is kept")
+            path = os.path.join(self.checkpoint_dir, LAST)
+            return path if os.path.isfile(path) else None
+        path = os.fspath(resume_from)
+        return os.path.join(path, LAST) if os.path.isdir(path) else path
+
+    def _restore(self, path: str) -> None:
+        ckpt = load_checkpoint(path)
+        saved = ckpt["trainer"]
+        if saved["num_clients"] != len(self.clients):
+            raise CheckpointError(
+                f"{path!r} is from a federation of {saved['num_clients']} clients, this one has {len(self.clients)}"
+            )
+        if saved["seed"] != self.seed:
+            log.warning("resuming with seed=%d from a run with seed=%d: not the same run", self.seed, saved["seed"])
+        try:
+            self.model.load_state_dict(ckpt["weights"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"the weights in {path!r} do not fit the model: {exc}") from exc
+        self._weights = dict(ckpt["weights"])
+        self.strategy.load_state_dict(ckpt["strategy"])
+        load_callback_states(self.manager.callbacks, ckpt["callbacks"])
+        for client_id, state in ckpt["client_callbacks"].items():
+            self.clients[client_id].load_state_dict(state)
+        set_rng_states(ckpt["rng"])
+        self.history = [RoundResult.from_dict(r) for r in ckpt["history"]]
+        self.current_round = ckpt["round"]
+        self.should_stop = saved["should_stop"]
+        self.client_selection_weights = saved["client_selection_weights"]
+        self.client_lr_scale = saved["client_lr_scale"]
+
+
+def _weighted_metrics(updates: Sequence[ClientUpdate]) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    totals: dict[str, float] = {}
+    for update in updates:
+        for key, value in update.metrics.items():
+            if math.isfinite(value):
+                sums[key] = sums.get(key, 0.0) + value * update.num_samples
+                totals[key] = totals.get(key, 0.0) + update.num_samples
+    return {key: sums[key] / totals[key] for key in sums}
+
+
+def _not_enough(round_num: int, selected: int, failures: Sequence[ClientFailure], minimum: int) -> str:
+    details = "; ".join(f"client {f.client_id}: {f.error}" for f in failures[:5])
+    more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
+    return (
+        f"round {round_num}: {selected - len(failures)} of {selected} selected clients succeeded, fewer than "
+        f"`min_clients={minimum}`; failures: {details}{more}"
+    )
