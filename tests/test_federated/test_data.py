@@ -1,0 +1,47 @@
+"""Seeded partitions of the digits: complete, disjoint, reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from federated import digits_federation, load_digits_data, partition, partition_dirichlet
+
+
+@pytest.mark.parametrize("kind", ["iid", "dirichlet", "shards"])
+def test_partition_is_complete_disjoint_and_seeded(kind: str) -> None:
+    labels = load_digits_data()[0].tensors[1]
+    parts = partition(labels, 10, kind, seed=3)  # type: ignore[arg-type]
+    flat = [i for part in parts for i in part]
+    assert sorted(flat) == list(range(len(labels)))
+    assert parts == partition(labels, 10, kind, seed=3)  # type: ignore[arg-type]
+    assert parts != partition(labels, 10, kind, seed=4)  # type: ignore[arg-type]
+
+
+def test_dirichlet_small_alpha_skews_labels() -> None:
+    labels = load_digits_data()[0].tensors[1].numpy()
+    skewed = partition_dirichlet(labels, 10, alpha=0.1, seed=0)
+    even = partition_dirichlet(labels, 10, alpha=100.0, seed=0)
+
+    def classes_held(parts: list[list[int]]) -> float:  # mean number of classes with >= 5 samples
+        return float(np.mean([(np.bincount(labels[p], minlength=10) >= 5).sum() for p in parts]))
+
+    assert classes_held(skewed) < classes_held(even)
+    assert min(len(p) for p in skewed) >= 2
+
+
+def test_digits_federation_shapes() -> None:
+    loaders, test = digits_federation(num_clients=5, partition="iid", batch_size=16, seed=0)
+    x, y = next(iter(loaders[0]))
+    assert x.shape == (16, 64) and y.dtype.is_floating_point is False
+    assert float(x.max()) <= 1.0
+    assert sum(len(dl.dataset) for dl in loaders) + len(test.dataset) == 1797
+
+
+def test_partition_errors_name_the_argument() -> None:
+    with pytest.raises(ValueError, match="`partition` can be"):
+        partition([0, 1], 2, "zipf")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`alpha` must be > 0"):
+        partition_dirichlet([0, 1, 0, 1], 2, alpha=0)
+    with pytest.raises(ValueError, match="cannot give 10 clients"):
+        partition([0, 1, 2], 10, "iid")

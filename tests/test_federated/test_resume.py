@@ -1,0 +1,156 @@
+"""Determinism and resume: a run killed at any point and resumed ends with the same weights."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from callbacks import Callback, EarlyStopping, LRScheduler, MetricsLogger
+from federated import MLP, FederatedTrainer, FederationResult
+
+
+class Crash(BaseException):
+    """Stands for a kill: not an Exception, so no error policy swallows it."""
+
+
+class CrashAt(Callback):
+    def __init__(self, hook: str, round_num: int) -> None:
+        self.hook, self.round_num = hook, round_num
+
+    def on_round_start(self, round_num: int) -> None:
+        if self.hook == "round_start" and round_num == self.round_num:
+            raise Crash
+
+    def on_epoch_end(self, epoch: int, round_num: int | None = None) -> None:
+        if self.hook == "client_returned" and round_num == self.round_num:
+            raise Crash  # mid-round: a client has trained, aggregation has not happened
+
+
+class AdaptiveSelection(Callback):
+    """Seed 003's adaptive selection with its state: draws from Python's global RNG each round."""
+
+    def __init__(self) -> None:
+        self.scores: dict[int, float] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scores": dict(self.scores)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.scores = dict(state_dict["scores"])
+
+    def on_round_end(self, result: Any) -> None:
+        for update in result.updates:
+            self.scores[update.client_id] = update.metrics["train_loss"]
+
+    def on_round_start(self, trainer: Any) -> None:
+        if random.random() < 0.7 and self.scores:
+            trainer.client_selection_weights = {c: 0.5 + s for c, s in self.scores.items()}
+
+
+class ClientLocalDecay(Callback):
+    """A client callback with state that changes training: each fit of this client uses a smaller LR."""
+
+    def __init__(self) -> None:
+        self.fits = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fits": self.fits}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.fits = state_dict["fits"]
+
+    def on_train_start(self, trainer: Any) -> None:
+        for group in trainer.optimizers[0].param_groups:
+            group["lr"] *= 0.8**self.fits
+        self.fits += 1
+
+
+def run(make_model: Callable[..., MLP], digits4: Any, checkpoint_dir: Path, seed: int = 0,
+        extra: list[Callback] | None = None, resume: bool = False) -> tuple[FederationResult, FederatedTrainer]:
+    loaders, test = digits4
+    callbacks = [
+        AdaptiveSelection(),
+        LRScheduler(scheduler_type="step", step_size=2, gamma=0.5),
+        EarlyStopping(patience=20, metric="accuracy"),
+        MetricsLogger(path=None),
+        *(extra or []),
+    ]
+    fed = FederatedTrainer(
+        make_model(), loaders, test, rounds=5, clients_per_round=2, seed=seed, callbacks=callbacks,
+        client_callbacks=[ClientLocalDecay()], checkpoint_dir=checkpoint_dir, on_error="raise",
+    )
+    return fed.fit(resume_from="auto" if resume else None), fed
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, digits4: Any) -> FederationResult:
+    def make(seed: int = 0) -> MLP:
+        torch.manual_seed(seed)
+        return MLP(hidden=16)
+
+    torch.set_num_threads(1)
+    return run(make, digits4, tmp_path_factory.mktemp("uninterrupted"))[0]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_same_seed_same_weights(
+    uninterrupted: FederationResult, make_model: Callable[..., MLP], digits4: Any, tmp_path: Path
+) -> None:
+    again, _ = run(make_model, digits4, tmp_path / "a")
+    other, _ = run(make_model, digits4, tmp_path / "b", seed=1)
+    assert_same_weights(again.weights, uninterrupted.weights)
+    assert [r.selected for r in again.history] == [r.selected for r in uninterrupted.history]
+    assert not torch.equal(other.weights["net.0.weight"], uninterrupted.weights["net.0.weight"])
+
+
+@pytest.mark.parametrize(("hook", "round_num"), [("round_start", 1), ("round_start", 4), ("client_returned", 3)])
+def test_resume_equals_uninterrupted(
+    uninterrupted: FederationResult, make_model: Callable[..., MLP], digits4: Any, tmp_path: Path,
+    hook: str, round_num: int,
+) -> None:
+    # Prepare: a run killed at `hook` of round `round_num`
+    with pytest.raises(Crash):
+        run(make_model, digits4, tmp_path, extra=[CrashAt(hook, round_num)])
+    # Execute: fresh objects, as after a restart, continue from checkpoint_dir/last.ckpt
+    resumed, fed = run(make_model, digits4, tmp_path, resume=True)
+    # Assert
+    assert_same_weights(resumed.weights, uninterrupted.weights)
+    assert [r.metrics for r in resumed.history] == [r.metrics for r in uninterrupted.history]
+    assert [r.selected for r in resumed.history] == [r.selected for r in uninterrupted.history]
+    logger = next(cb for cb in fed.callbacks if isinstance(cb, MetricsLogger))
+    assert [row["round"] for row in logger.history] == [1, 2, 3, 4, 5]
+
+
+def test_checkpoint_loads_with_weights_only(make_model: Callable[..., MLP], digits4: Any, tmp_path: Path) -> None:
+    result, _ = run(make_model, digits4, tmp_path)
+
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=True)
+
+    assert ckpt["format"] == "federated/1" and ckpt["round"] == 5
+    assert_same_weights(ckpt["weights"], result.weights)
+    assert set(ckpt["rng"]) >= {"python", "numpy", "torch"}
+    assert [r["round_num"] for r in ckpt["history"]] == [1, 2, 3, 4, 5]
+    assert all("weights" not in u for r in ckpt["history"] for u in r["updates"])
+    trained = {c for r in result.history for c in r.selected}
+    assert sorted(ckpt["client_callbacks"]) == sorted(trained)
+    assert all(s["ClientLocalDecay"]["fits"] >= 1 for s in ckpt["client_callbacks"].values())
+    assert ckpt["trainer"]["num_clients"] == 4 and "AdaptiveSelection" in ckpt["callbacks"]
+
+
+def test_resume_after_the_last_round_runs_no_round(
+    make_model: Callable[..., MLP], digits4: Any, tmp_path: Path
+) -> None:
+    first, _ = run(make_model, digits4, tmp_path)
+    again, _ = run(make_model, digits4, tmp_path, resume=True)
+    assert again.rounds == 5
+    assert_same_weights(again.weights, first.weights)
