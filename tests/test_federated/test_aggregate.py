@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
+from lightning.pytorch import LightningModule
 
 from callbacks import resolve
-from federated import ClientUpdate, FedAvg, weighted_average, weighted_average_reference
+from federated import ClientUpdate, FedAvg, FederatedTrainer, weighted_average, weighted_average_reference
 from federated.aggregate import accumulate, finalize, init_sum
 
 
@@ -93,3 +96,35 @@ def test_fedavg_is_registered_and_validates() -> None:
         FedAvg(accumulate_dtype="float16")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="without updates"):
         FedAvg().finish_round()
+
+
+class BatchNormNet(LightningModule):
+    """A model with integer buffers (BatchNorm's num_batches_tracked)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 10))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_round_loop_keeps_integer_buffers_integer(digits4: Any) -> None:
+    # Prepare: two clients with different numbers of batches
+    loaders, _ = digits4
+    torch.manual_seed(0)
+    model = BatchNormNet()
+    batches = [len(loaders[0]), len(loaders[1])]
+    # Execute
+    result = FederatedTrainer(model, loaders[:2], rounds=2, clients_per_round=2).fit()
+    # Assert: after 2 rounds each client has stepped 2 * its batches; the mean is rounded, dtype kept
+    tracked = result.weights["net.1.num_batches_tracked"]
+    assert tracked.dtype == torch.int64
+    sizes = [len(dl.dataset) for dl in loaders[:2]]
+    after_one = round(sum(n * b for n, b in zip(sizes, batches, strict=True)) / sum(sizes))
+    assert tracked.item() == round(sum(n * (after_one + b) for n, b in zip(sizes, batches, strict=True)) / sum(sizes))
+    assert torch.equal(model.net[1].num_batches_tracked, tracked)
