@@ -19,8 +19,8 @@ HOOK_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "on_exception": ("exception",),
     "on_train_end": ("trainer", "result"),
     "on_round_start": ("trainer", "round_num"),
-    "on_aggregate_start": ("trainer", "updates"),
-    "on_aggregate_end": ("trainer", "weights"),
+    "on_aggregate_start": ("trainer", "updates", "round_num"),
+    "on_aggregate_end": ("trainer", "weights", "round_num"),
     "on_round_end": ("trainer", "round_num", "result"),
 }
 """Each hook and the arguments its event supplies, in the order of a training run."""
