@@ -66,6 +66,9 @@ class LightningCallbackAdapter(LightningCallback):
         natives = _natives(callbacks)
         self.manager = CallbackManager(natives, on_error=on_error)
         self._each = [CallbackManager([cb], on_error=on_error) for cb in natives]
+        self._on_batch_start = self.manager.overrides("on_batch_start")
+        self._on_train_step_end = self.manager.overrides("on_train_step_end")
+        self._on_batch_end = self.manager.overrides("on_batch_end")
         self._stateful: dict[str, Any] = {}
         for cb in natives:
             if not _has_state(cb):
@@ -179,7 +182,7 @@ class LightningCallbackAdapter(LightningCallback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if self._epoch is None:  # resumed in the middle of an epoch
             self._new_epoch(trainer.current_epoch)
-        if self.manager.overrides("on_batch_start"):
+        if self._on_batch_start:
             epoch = trainer.current_epoch
             self._call("on_batch_start", epoch=epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
 
@@ -187,19 +190,23 @@ class LightningCallbackAdapter(LightningCallback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        # per step: no host sync, no tensor op beyond one add; Lightning's own loss is already detached
+        loss = outputs.get("loss") if type(outputs) is dict or isinstance(outputs, Mapping) else outputs
         if isinstance(loss, torch.Tensor):
-            loss = loss.detach()
+            if loss.requires_grad:
+                loss = loss.detach()
             self._loss_sum = loss.float() if self._loss_sum is None else self._loss_sum + loss
             self._loss_count += 1
-        if self.manager.overrides("on_train_step_end"):
+        if not (self._on_train_step_end or self._on_batch_end):
+            return
+        epoch = trainer.current_epoch
+        if self._on_train_step_end:
             metrics = {"lr": _lr(trainer)} if trainer.optimizers else {}
             self._call(
-                "on_train_step_end", epoch=trainer.current_epoch, batch_idx=batch_idx, loss=loss, metrics=metrics,
+                "on_train_step_end", epoch=epoch, batch_idx=batch_idx, loss=loss, metrics=metrics,
                 trainer=trainer, pl_module=pl_module,
             )
-        if self.manager.overrides("on_batch_end"):
-            epoch = trainer.current_epoch
+        if self._on_batch_end:
             self._call("on_batch_end", epoch=epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
 
     @override
