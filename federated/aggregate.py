@@ -5,6 +5,10 @@ updates needs the memory of the accumulator plus one update, whatever K is; Flow
 ``aggregate`` holds all K. :func:`weighted_average_reference` stacks every update and is kept as
 the plain-formula reference for tests.
 
+The robust aggregates, :func:`median` and :func:`trimmed_mean`, are coordinate-wise order
+statistics: they need every state of the round at once (K copies in memory), and they do not
+weight by samples (a client cannot buy influence by claiming many samples), as Flower's.
+
 Floating tensors are summed in ``float64`` (``complex128`` for complex ones) and cast back to their
 own dtype at the end. Integer and boolean tensors (BatchNorm's ``num_batches_tracked``) get the
 weighted mean rounded to the nearest integer, cast back to their dtype (for booleans: the weighted
@@ -14,7 +18,7 @@ majority).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +29,8 @@ __all__ = [
     "accumulate",
     "finalize",
     "init_sum",
+    "median",
+    "trimmed_mean",
     "weighted_average",
     "weighted_average_reference",
 ]
@@ -159,6 +165,70 @@ def weighted_average_reference(pairs: Iterable[tuple[StateDict, float]]) -> dict
         scale = weights.to(acc_dtype).reshape(-1, *([1] * tensor.dim()))
         out[name] = _cast((stacked * scale).sum(0) / weights.sum(), tensor.dtype)
     return out
+
+
+def median(states: Sequence[StateDict]) -> dict[str, torch.Tensor]:
+    """The coordinate-wise median of ``states`` (unweighted; for an even count, the mean of the two middle values).
+
+    Every tensor is ranked in ``float64`` and cast back as :func:`finalize` does (integers rounded).
+
+    Raises:
+        ValueError: ``states`` is empty, or the states do not have the same names and shapes.
+
+    Example:
+        >>> states = [{"w": torch.tensor([1.0, 9.0])}, {"w": torch.tensor([2.0, 0.0])}, {"w": torch.tensor([7.0, 1.0])}]
+        >>> median(states)["w"]
+        tensor([2., 1.])
+    """
+    out: dict[str, torch.Tensor] = {}
+    for name, ranked in _sorted_stacks(states):
+        count = ranked.shape[0]
+        middle = ranked[count // 2] if count % 2 else (ranked[count // 2 - 1] + ranked[count // 2]) / 2
+        out[name] = _cast(middle, states[0][name].dtype)
+    return out
+
+
+def trimmed_mean(states: Sequence[StateDict], beta: float) -> dict[str, torch.Tensor]:
+    """The coordinate-wise mean of ``states`` without the ``int(beta * K)`` lowest and highest values.
+
+    Unweighted; ``beta=0`` gives the plain mean. Same dtype rules as :func:`median`.
+
+    Args:
+        states: The K states of the round.
+        beta: The fraction cut at each end, ``0 <= beta < 0.5``.
+
+    Raises:
+        ValueError: ``beta`` out of range, ``states`` empty or not alike.
+
+    Example:
+        >>> states = [{"w": torch.tensor([v])} for v in (0.0, 1.0, 2.0, 100.0)]
+        >>> trimmed_mean(states, beta=0.25)["w"]
+        tensor([1.5000])
+    """
+    if not 0.0 <= beta < 0.5:
+        raise ValueError(f"`beta` must be in [0, 0.5), got {beta!r}")
+    out: dict[str, torch.Tensor] = {}
+    for name, ranked in _sorted_stacks(states):
+        cut = int(beta * ranked.shape[0])
+        out[name] = _cast(ranked[cut : ranked.shape[0] - cut].mean(0), states[0][name].dtype)
+    return out
+
+
+def _sorted_stacks(states: Sequence[StateDict]) -> Iterator[tuple[str, torch.Tensor]]:
+    """For each tensor name, the K values of each coordinate sorted along a new first dimension (float64)."""
+    if not states:
+        raise ValueError("cannot aggregate zero states: `states` is empty")
+    first = states[0]
+    for state in states[1:]:
+        _check_names(first, state)
+    for name, tensor in first.items():
+        if tensor.is_complex():
+            raise ValueError(f"`{name}` is complex: coordinate-wise order statistics need real tensors")
+        for state in states[1:]:
+            if state[name].shape != tensor.shape:
+                raise ValueError(f"`{name}` has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
+        stacked = torch.stack([state[name].to(device=tensor.device, dtype=torch.float64) for state in states])
+        yield name, torch.sort(stacked, dim=0).values
 
 
 def _cast(mean: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
