@@ -9,7 +9,7 @@ import logging
 import random
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,7 +91,14 @@ class ClientRunner:
         self._base_callbacks: list[Any] = []
 
     def fit(
-        self, client: Client, weights: StateDict, *, round_num: int, seed: int, lr_scale: float = 1.0
+        self,
+        client: Client,
+        weights: StateDict,
+        *,
+        round_num: int,
+        seed: int,
+        lr_scale: float = 1.0,
+        callbacks: Sequence[LightningCallback] = (),
     ) -> ClientUpdate | ClientFailure:
         """Train ``client`` from ``weights``; return its update, or the failure if it raised or diverged.
 
@@ -102,13 +109,15 @@ class ClientRunner:
             seed: The seed of this client's fit in this round.
             lr_scale: Factor on every learning rate of the client's optimizers (and its schedulers'
                 base rates) for this fit. Defaults to ``1.0``.
+            callbacks: Lightning callbacks added to this fit only, e.g. the strategy's
+                (``Strategy.client_callbacks``). Defaults to none.
         """
         probe = self._probe
         try:
             self.module.load_state_dict(weights)
             seed_everything(seed, client.data)
             probe.start(lr_scale)
-            trainer = self._trainer_for(client)
+            trainer = self._trainer_for(client, callbacks)
             trainer.fit(self.module, train_dataloaders=client.data)
             state = {name: t.detach().to("cpu", copy=True) for name, t in self.module.state_dict().items()}
         except Exception as exc:
@@ -129,7 +138,7 @@ class ClientRunner:
             epoch_metrics=epochs,
         )
 
-    def _trainer_for(self, client: Client) -> Trainer:
+    def _trainer_for(self, client: Client, callbacks: Sequence[LightningCallback] = ()) -> Trainer:
         adapter = client.adapter
         trainer = self._trainer
         if trainer is None:
@@ -139,7 +148,7 @@ class ClientRunner:
                 self._trainer = trainer
         else:
             _fresh_fit_loop(trainer, self.trainer_kwargs)
-        trainer.callbacks = [*self._base_callbacks, adapter] if adapter is not None else list(self._base_callbacks)
+        trainer.callbacks = [*self._base_callbacks, *callbacks, *([adapter] if adapter is not None else [])]
         return trainer
 
 

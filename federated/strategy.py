@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import Callback as LightningCallback
+
     from federated.aggregate import StateDict
     from federated.results import ClientUpdate
 
@@ -26,6 +28,10 @@ class Strategy:
     weights given to ``begin_round``, applies a server optimizer to ``mean - weights`` in
     ``finish_round`` and returns its moments from :meth:`state_dict`; FedProx adds the proximal
     term on the client side and aggregates as FedAvg.
+
+    A strategy that changes how clients train returns Lightning callbacks from
+    :meth:`client_callbacks`: the round loop adds them to every client fit of the round (FedProx's
+    proximal term is one, hooked on ``on_before_optimizer_step``).
 
     State that must survive a resume (server optimizer moments, control variates) goes in
     :meth:`state_dict`, as tensors and primitives: it is stored in the federation checkpoint,
@@ -47,6 +53,16 @@ class Strategy:
 
     def begin_round(self, round_num: int, weights: StateDict) -> None:
         """Called when round ``round_num`` starts, with the current global weights."""
+
+    def client_callbacks(self, weights: StateDict) -> list[LightningCallback]:
+        """Lightning callbacks to add to each client fit of the round that starts from ``weights``; none by default.
+
+        Called once per round, after :meth:`begin_round`. The same objects serve every client fit of
+        the round, one fit after the other (or a pickled copy each, in another process): they take
+        what a fit needs in their ``on_fit_start`` and must not carry anything from one fit to the
+        next. ``weights`` are the global weights on the CPU; each client's module starts from them.
+        """
+        return []
 
     def accumulate(self, update: ClientUpdate) -> None:
         """Fold one successful client update in; ``update.weights`` may be freed afterwards."""

@@ -233,6 +233,7 @@ class FederatedTrainer:
         self.manager.call("on_round_start", trainer=self, round_num=round_num)
         selected = self._sample(round_num)
         self.strategy.begin_round(round_num, self._weights)
+        fit_callbacks = self.strategy.client_callbacks(self._weights)
         updates: list[ClientUpdate] = []
         failures: list[ClientFailure] = []
         for client_id in selected:
@@ -243,6 +244,7 @@ class FederatedTrainer:
                 round_num=round_num,
                 seed=derive_seed(self.seed, round_num, _CLIENT_FIT, client_id),
                 lr_scale=self.client_lr_scale,
+                callbacks=fit_callbacks,
             )
             if isinstance(outcome, ClientFailure):
                 log.warning("round %d: client %d left out: %s", round_num, client_id, outcome.error)
