@@ -17,7 +17,15 @@ from federated.data import partition_shards as partition_shards
 from federated.exceptions import CheckpointError as CheckpointError
 from federated.exceptions import FederationError as FederationError
 from federated.exceptions import NotEnoughClientsError as NotEnoughClientsError
+from federated.fedadagrad import FedAdagrad as FedAdagrad
+from federated.fedadam import FedAdam as FedAdam
 from federated.fedavg import FedAvg as FedAvg
+from federated.fedavgm import FedAvgM as FedAvgM
+from federated.fedmedian import FedMedian as FedMedian
+from federated.fedopt import FedOpt as FedOpt
+from federated.fedprox import FedProx as FedProx
+from federated.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
+from federated.fedyogi import FedYogi as FedYogi
 from federated.models import MLP as MLP
 from federated.results import ClientFailure as ClientFailure
 from federated.results import ClientUpdate as ClientUpdate
@@ -34,7 +42,15 @@ __all__ = [
     "ClientFailure",
     "ClientRunner",
     "ClientUpdate",
+    "FedAdagrad",
+    "FedAdam",
     "FedAvg",
+    "FedAvgM",
+    "FedMedian",
+    "FedOpt",
+    "FedProx",
+    "FedTrimmedAvg",
+    "FedYogi",
     "FederatedTrainer",
     "FederationError",
     "FederationResult",

@@ -1,0 +1,79 @@
+"""FedAvgM: FedAvg with server momentum."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from callbacks import register
+from federated._strategy_utils import check_number, clone_state, load_moments
+from federated.fedavg import FedAvg
+from federated.server_opt import momentum_step
+
+if TYPE_CHECKING:
+    from federated.aggregate import StateDict
+
+__all__ = ["FedAvgM"]
+
+
+@register("strategy.fedavgm")
+class FedAvgM(FedAvg):
+    """FedAvgM (Hsu et al., 2019): server SGD with momentum on the pseudo-gradient ``w_global - mean``.
+
+    The round's updates are averaged by samples as :class:`~federated.FedAvg` does; then, for each
+    floating tensor, with ``g = w_global - mean``::
+
+        b = g (first round), else server_momentum * b + g
+        w_global = w_global - server_learning_rate * b
+
+    Other tensors take the FedAvg value. The momentum buffer ``b`` is the strategy's state (in the
+    federation checkpoint). With the defaults (Flower's) FedAvgM is FedAvg; the paper's runs use a
+    momentum near ``0.9`` with ``server_learning_rate`` about ``1 - server_momentum``.
+
+    Args:
+        server_learning_rate: The server learning rate, ``> 0``. Defaults to ``1.0``.
+        server_momentum: The momentum factor, in ``[0, 1)``. Defaults to ``0.0``.
+
+    Raises:
+        ValueError: An argument out of its range.
+
+    Example:
+        >>> from federated.results import ClientUpdate
+        >>> fedavgm = FedAvgM(server_learning_rate=0.5, server_momentum=0.9)
+        >>> fedavgm.begin_round(1, {"w": torch.tensor([1.0])})
+        >>> fedavgm.accumulate(ClientUpdate(client_id=0, num_samples=1, weights={"w": torch.tensor([3.0])}))
+        >>> fedavgm.finish_round()  # g = 1 - 3 = -2, b = -2: 1 - 0.5 * -2
+        {'w': tensor([2.])}
+    """
+
+    def __init__(self, *, server_learning_rate: float = 1.0, server_momentum: float = 0.0) -> None:
+        super().__init__()
+        self.server_learning_rate = check_number("server_learning_rate", server_learning_rate, low=0.0, low_open=True)
+        self.server_momentum = check_number("server_momentum", server_momentum, low=0.0, high=1.0)
+        self.momentum: dict[str, torch.Tensor] | None = None
+        self._global: StateDict | None = None
+
+    def begin_round(self, round_num: int, weights: StateDict) -> None:
+        super().begin_round(round_num, weights)
+        self._global = weights
+
+    def finish_round(self) -> dict[str, torch.Tensor]:
+        mean = super().finish_round()
+        if self._global is None:
+            raise ValueError("FedAvgM needs `begin_round(round_num, weights)` before `finish_round()`")
+        weights, self.momentum = momentum_step(
+            self._global,
+            mean,
+            self.momentum,
+            server_learning_rate=self.server_learning_rate,
+            server_momentum=self.server_momentum,
+        )
+        self._global = None
+        return weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"momentum": clone_state(self.momentum)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.momentum = load_moments(state_dict, "momentum")
