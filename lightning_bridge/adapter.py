@@ -69,6 +69,13 @@ class LightningCallbackAdapter(LightningCallback):
         self._on_batch_start = self.manager.overrides("on_batch_start")
         self._on_train_step_end = self.manager.overrides("on_train_step_end")
         self._on_batch_end = self.manager.overrides("on_batch_end")
+        # Lightning calls each callable hook of each callback at every step (about 2 µs apiece, in
+        # its profiler context): per-batch hooks the adapter has no use for are switched off here
+        for hook in _PER_BATCH_HOOKS:
+            if getattr(type(self), hook) is getattr(LightningCallback, hook):  # unless a subclass uses it
+                setattr(self, hook, None)
+        if not self._on_batch_start and type(self).on_train_batch_start is _ADAPTER_BATCH_START:
+            self.on_train_batch_start = None  # type: ignore[assignment]  # bookkeeping moves to batch end
         self._stateful: dict[str, Any] = {}
         for cb in natives:
             if not _has_state(cb):
@@ -191,6 +198,8 @@ class LightningCallbackAdapter(LightningCallback):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         # per step: no host sync, no tensor op beyond one add; Lightning's own loss is already detached
+        if self._epoch is None:  # resumed in the middle of an epoch
+            self._new_epoch(trainer.current_epoch)
         loss = outputs.get("loss") if type(outputs) is dict or isinstance(outputs, Mapping) else outputs
         if isinstance(loss, torch.Tensor):
             if loss.requires_grad:
@@ -373,6 +382,17 @@ class LightningCallbackAdapter(LightningCallback):
         for path in written:
             pl_module = trainer.lightning_module
             self._call("on_save_checkpoint", epoch=epoch, path=path, trainer=trainer, pl_module=pl_module)
+
+
+_PER_BATCH_HOOKS = (
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+)
+_ADAPTER_BATCH_START = LightningCallbackAdapter.on_train_batch_start
 
 
 def _natives(source: CallbackSource) -> list[Any]:
