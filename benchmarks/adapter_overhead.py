@@ -17,7 +17,9 @@ round by round:
 
 Progress bars and the model summary are off everywhere; the sanity check is on everywhere.
 Besides the ratio of medians, the median of the per-round ratios is printed: fits of one round
-run back to back, so that figure is less sensitive to a busy machine.
+run back to back, so that figure is less sensitive to a busy machine. Last, the callback hooks
+Lightning runs for one training step are timed alone (``timeit``, best of 7), for each setup: the
+part of a step that callbacks cost, free of the training's own noise.
 
 Run with ``python benchmarks/adapter_overhead.py [--repeat 7] [--epochs 20] [--threads 1]``.
 """
@@ -32,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+import timeit
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +48,7 @@ from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.trainer import call as lightning_call
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -173,6 +177,31 @@ def time_fit(name: str, epochs: int, seed: int) -> tuple[float, float]:
         return time.process_time() - cpu, time.perf_counter() - wall
 
 
+def step_hooks_seconds(name: str) -> float:
+    """Seconds per training step that Lightning spends in the callback hooks of this setup."""
+    with tempfile.TemporaryDirectory() as tmp:
+        kwargs, model = SETUPS[name](Path(tmp))
+        quiet = {"enable_progress_bar": False, "enable_model_summary": False}
+        trainer = Trainer(max_epochs=1, accelerator="cpu", **quiet, **kwargs)
+        trainer.fit(model, *digits_loaders(0))
+        loss = torch.tensor(0.5)
+        optimizer = trainer.optimizers[0]
+        hooks = (
+            ("on_train_batch_start", (None, 0)),
+            ("on_before_backward", (loss,)),
+            ("on_after_backward", ()),
+            ("on_before_optimizer_step", (optimizer,)),
+            ("on_before_zero_grad", (optimizer,)),
+            ("on_train_batch_end", ({"loss": loss}, None, 0)),
+        )
+
+        def one_step() -> None:
+            for hook, args in hooks:
+                lightning_call._call_callback_hooks(trainer, hook, *args)
+
+        return min(timeit.repeat(one_step, number=2000, repeat=7)) / 2000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=9, help="timed fits per setup (after one warm-up round)")
@@ -213,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         paired = statistics.median(a / b for a, b in zip(times[num], times[den], strict=True))
         verdict = "" if target is None else f"  (target <= {target}: {'ok' if ratio <= target else 'MISSED'})"
         print(f"{label:<46} = {ratio:.3f}, per round {paired:.3f}{verdict}")
+    hook_us = {name: step_hooks_seconds(name) * 1e6 for name in names}
+    steps = args.epochs * len(digits_loaders(0)[0])
+    step_us = median["no callbacks"] / steps * 1e6
+    print(f"callback hooks of one training step (the fit without callbacks: {step_us:.0f} µs CPU per step):")
+    for name in names:
+        extra = hook_us[name] - hook_us["no callbacks"]
+        print(f"  {name:<20} {hook_us[name]:6.1f} µs  ({extra:+.1f} µs, {extra / step_us:+.1%} of a step)")
     return 0
 
 
