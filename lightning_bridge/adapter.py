@@ -190,8 +190,8 @@ class LightningCallbackAdapter(LightningCallback):
         if self._epoch is None:  # resumed in the middle of an epoch
             self._new_epoch(trainer.current_epoch)
         if self._on_batch_start:
-            epoch = trainer.current_epoch
-            self._call("on_batch_start", epoch=epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
+            call = self._call if self._distributed else self.manager.call
+            call("on_batch_start", epoch=self._epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
 
     @override
     def on_train_batch_end(
@@ -208,15 +208,17 @@ class LightningCallbackAdapter(LightningCallback):
             self._loss_count += 1
         if not (self._on_train_step_end or self._on_batch_end):
             return
-        epoch = trainer.current_epoch
+        epoch = self._epoch
+        call = self._call if self._distributed else self.manager.call
         if self._on_train_step_end:
-            metrics = {"lr": _lr(trainer)} if trainer.optimizers else {}
-            self._call(
+            optimizers = trainer.optimizers
+            metrics = {"lr": float(optimizers[0].param_groups[0]["lr"])} if optimizers else {}
+            call(
                 "on_train_step_end", epoch=epoch, batch_idx=batch_idx, loss=loss, metrics=metrics,
                 trainer=trainer, pl_module=pl_module,
             )
         if self._on_batch_end:
-            self._call("on_batch_end", epoch=epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
+            call("on_batch_end", epoch=epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
