@@ -7,6 +7,7 @@ native callbacks' round, aggregate and learner hooks (``callbacks`` package).
 from federated.aggregate import WeightedSum as WeightedSum
 from federated.aggregate import weighted_average as weighted_average
 from federated.aggregate import weighted_average_reference as weighted_average_reference
+from federated.backend import Backend as Backend
 from federated.client import Client as Client
 from federated.data import digits_federation as digits_federation
 from federated.data import load_digits_data as load_digits_data
@@ -32,11 +33,13 @@ from federated.results import ClientUpdate as ClientUpdate
 from federated.results import FederationResult as FederationResult
 from federated.results import RoundResult as RoundResult
 from federated.runner import ClientRunner as ClientRunner
+from federated.sequential_backend import SequentialBackend as SequentialBackend
 from federated.strategy import Strategy as Strategy
 from federated.trainer import FederatedTrainer as FederatedTrainer
 
 __all__ = [
     "MLP",
+    "Backend",
     "CheckpointError",
     "Client",
     "ClientFailure",
@@ -56,6 +59,7 @@ __all__ = [
     "FederationResult",
     "NotEnoughClientsError",
     "RoundResult",
+    "SequentialBackend",
     "Strategy",
     "WeightedSum",
     "digits_federation",

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks import build_callbacks, resolve
+from federated.backend import Backend
 from federated.strategy import Strategy
 
 
@@ -89,6 +90,22 @@ def strategy(value: Any) -> Strategy:
             raise TypeError(f"`strategy` {value!r} built a {type(built).__name__}, not a federated.Strategy")
         return built
     raise TypeError(f"`strategy` must be a registered name such as 'fedavg' or a Strategy, got {type(value).__name__}")
+
+
+def backend(value: Any) -> Backend:
+    if isinstance(value, Backend):
+        return value
+    if isinstance(value, str):
+        from federated import sequential_backend as _sequential  # noqa: F401 - registers the backend
+
+        built = resolve("backend", value, path="backend")()
+        if not isinstance(built, Backend):
+            raise TypeError(f"`backend` {value!r} built a {type(built).__name__}, not a federated.Backend")
+        return built
+    raise TypeError(
+        f"`backend` must be 'sequential' or a federated.Backend, "
+        f"got {type(value).__name__}"
+    )
 
 
 def native_callbacks(value: Any, name: str) -> list[Any]:

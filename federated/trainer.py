@@ -14,6 +14,7 @@ from lightning.pytorch import LightningModule, Trainer
 
 from callbacks import CallbackManager, OnError
 from federated import _checks
+from federated.backend import Backend
 from federated.checkpoint import (
     callback_states,
     get_rng_states,
@@ -28,7 +29,7 @@ from federated.exceptions import CheckpointError, NotEnoughClientsError
 from federated.results import ClientFailure, ClientUpdate, FederationResult, RoundResult
 from federated.runner import (
     CLIENT_TRAINER_DEFAULTS,
-    ClientRunner,
+    check_trainer_kwargs,
     derive_seed,
     floats,
     quiet_lightning,
@@ -41,7 +42,8 @@ __all__ = ["FederatedTrainer"]
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
-_GLOBAL, _SAMPLING, _CLIENT_FIT = 0, 1, 2  # streams of the seed tree: seed -> round -> purpose (-> client)
+# streams of the seed tree: seed -> round -> purpose (-> client)
+_GLOBAL, _SAMPLING, _CLIENT_FIT, _SERVER = 0, 1, 2, 3
 
 
 class FederatedTrainer:
@@ -54,9 +56,11 @@ class FederatedTrainer:
        clients it does not name are not sampled).
     2. Each client loads the global weights and trains ``local_epochs`` epochs with its own
        ``lightning.Trainer.fit`` (its LR times ``trainer.client_lr_scale``), its own copies of
-       ``client_callbacks`` bridged in. When it returns, the server callbacks receive
+       ``client_callbacks`` bridged in, on the ``backend`` (by default in this process, one
+       after the other). When it returns, the server callbacks receive
        ``on_epoch_start(learner, epoch, round_num)`` and ``on_epoch_end(learner, epoch, metrics,
-       logs, round_num)`` for each of its local epochs (``learner`` is the :class:`Client`).
+       logs, round_num)`` for each of its local epochs (``learner`` is the :class:`Client`), client
+       after client in the order of the sampled list, whatever the order the clients finish in.
     3. ``on_aggregate_start(trainer, updates)``; the strategy aggregates;
        ``on_aggregate_end(trainer, weights)``.
     4. The global model is evaluated on ``test_data``; ``on_round_end(trainer, round_num, result)``
@@ -67,8 +71,8 @@ class FederatedTrainer:
     once and last, also after a failure (preceded by ``on_exception(exception)``; the error is then
     re-raised).
 
-    Updates are folded into the strategy as each client returns (memory independent of the number
-    of clients) and their ``weights`` released; when a server callback overrides
+    Updates are folded into the strategy as each client returns, in the sampled order (memory
+    independent of the number of clients), and their ``weights`` released; when a server callback overrides
     ``on_aggregate_start`` (it may inspect or edit the updates) they are kept until it has run, and
     until ``on_round_end``. ``buffer_updates`` forces either way. The history keeps no weights.
 
@@ -103,7 +107,10 @@ class FederatedTrainer:
         batch_size: Batch size of the loaders made for data given as a ``Dataset``. Defaults to ``32``.
         buffer_updates: Keep the round's updates with their weights until ``on_round_end``;
             ``None`` decides as described above. Defaults to ``None``.
-        reuse_trainer: Serve all client fits with one ``lightning.Trainer``. Defaults to ``True``.
+        reuse_trainer: Serve all client fits with one ``lightning.Trainer`` (per worker). Defaults to ``True``.
+        backend: Where client fits run: ``"sequential"`` (this process) or a
+            :class:`~federated.Backend`. The final weights do not depend on it. Defaults to
+            ``"sequential"``.
 
     Raises:
         TypeError: An argument of the wrong kind.
@@ -140,6 +147,7 @@ class FederatedTrainer:
         batch_size: int = 32,
         buffer_updates: bool | None = None,
         reuse_trainer: bool = True,
+        backend: str | Backend = "sequential",
     ) -> None:
         self.model = _checks.check_model(model, needs_validation=test_data is not None)
         self.batch_size = _checks.positive_int(batch_size, "batch_size")
@@ -159,9 +167,9 @@ class FederatedTrainer:
             import lightning_bridge  # noqa: F401 - fail here if the adapter cannot be imported
         self.clients = [Client(i, loader, template, on_error=on_error) for i, loader in enumerate(loaders)]
         self.trainer_kwargs = dict(trainer_kwargs or {})
-        self._runner = ClientRunner(
-            model, local_epochs=self.local_epochs, trainer_kwargs=self.trainer_kwargs, reuse_trainer=reuse_trainer
-        )
+        check_trainer_kwargs(self.trainer_kwargs)
+        self.reuse_trainer = reuse_trainer
+        self.backend = _checks.backend(backend)
         self.buffer_updates = (
             buffer_updates if buffer_updates is not None else self.manager.overrides("on_aggregate_start")
         )
@@ -199,18 +207,22 @@ class FederatedTrainer:
         else:  # callbacks drawing random numbers (seed 003's adaptive selection) draw the same each run
             seed_everything(derive_seed(self.seed, 0, _GLOBAL))
         with quiet_lightning():
+            self.backend.start(self)
             try:
-                self.manager.call("on_train_start", trainer=self)
-                while self.current_round < self.rounds and not self.should_stop:
-                    self._run_round(self.current_round + 1)
-            except BaseException as exc:
                 try:
-                    self.manager.call("on_exception", exception=exc, trainer=self)
-                finally:
-                    self.manager.call("on_train_end", trainer=self, result=self._result(interrupted=True))
-                raise
-            result = self._result()
-            self.manager.call("on_train_end", trainer=self, result=result)
+                    self.manager.call("on_train_start", trainer=self)
+                    while self.current_round < self.rounds and not self.should_stop:
+                        self._run_round(self.current_round + 1)
+                except BaseException as exc:
+                    try:
+                        self.manager.call("on_exception", exception=exc, trainer=self)
+                    finally:
+                        self.manager.call("on_train_end", trainer=self, result=self._result(interrupted=True))
+                    raise
+                result = self._result()
+                self.manager.call("on_train_end", trainer=self, result=result)
+            finally:
+                self.backend.stop()
         return result
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> str:
@@ -236,18 +248,18 @@ class FederatedTrainer:
         fit_callbacks = self.strategy.client_callbacks(self._weights)
         updates: list[ClientUpdate] = []
         failures: list[ClientFailure] = []
-        for client_id in selected:
-            client = self.clients[client_id]
-            outcome = self._runner.fit(
-                client,
-                self._weights,
-                round_num=round_num,
-                seed=derive_seed(self.seed, round_num, _CLIENT_FIT, client_id),
-                lr_scale=self.client_lr_scale,
-                callbacks=fit_callbacks,
-            )
+        clients = [self.clients[client_id] for client_id in selected]
+        outcomes = self.backend.fit_clients(
+            clients,
+            self._weights,
+            round_num=round_num,
+            seeds=[derive_seed(self.seed, round_num, _CLIENT_FIT, client_id) for client_id in selected],
+            lr_scale=self.client_lr_scale,
+            callbacks=fit_callbacks,
+        )
+        for client, outcome in zip(clients, outcomes, strict=True):  # in the sampled order, on every backend
             if isinstance(outcome, ClientFailure):
-                log.warning("round %d: client %d left out: %s", round_num, client_id, outcome.error)
+                log.warning("round %d: client %d left out: %s", round_num, client.client_id, outcome.error)
                 failures.append(outcome)
                 continue
             self._learner_hooks(client, outcome, round_num)
@@ -255,6 +267,8 @@ class FederatedTrainer:
             if not self.buffer_updates:
                 self.strategy.accumulate(outcome)
                 outcome.weights = None
+        # the server's generators after the clients do not depend on where (in which process) they trained
+        seed_everything(derive_seed(self.seed, round_num, _SERVER))
         if len(updates) < self.min_clients:
             raise NotEnoughClientsError(_not_enough(round_num, len(selected), failures, self.min_clients))
         self.manager.call("on_aggregate_start", trainer=self, updates=updates, round_num=round_num)

@@ -1,0 +1,84 @@
+"""Where client fits run: the interface between the round loop and its executors.
+
+``FederatedTrainer`` decides *what* a round trains (which clients, from which weights, with which
+seeds); a :class:`Backend` decides *where*: one after the other in this process
+(:class:`~federated.SequentialBackend`, the default) or in parallel on a pool of Ray actors
+(:class:`~federated.RayBackend`). Backends are registered under ``backend.<name>``, so YAML
+selects one with ``backend: {type: ray, args: {...}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import Callback as LightningCallback
+
+    from federated.aggregate import StateDict
+    from federated.client import Client
+    from federated.results import ClientFailure, ClientUpdate
+    from federated.trainer import FederatedTrainer
+
+__all__ = ["Backend"]
+
+
+class Backend:
+    """Base of the client executors. The round loop calls, for each ``fit``::
+
+        backend.start(trainer)                    # once, before the first round
+        for outcome in backend.fit_clients(...):  # once per round; outcomes in the clients' order
+            ...
+        backend.stop()                            # once, also after a failure
+
+    :meth:`fit_clients` yields one outcome per client, in the order of ``clients`` whatever the
+    order in which they finish, so that the round loop folds updates into the strategy and fires
+    the learner hooks in a deterministic order, and may do so while later clients still train.
+    A client that raises, diverges or takes its worker down is a
+    :class:`~federated.ClientFailure`, never an exception of :meth:`fit_clients`.
+
+    Every client fit is seeded with its own seed and starts from the given weights and from the
+    states of the client's callbacks held by the driver (``Client.state_dict()``); a backend hands
+    the callbacks' new states back to the driver's :class:`~federated.Client` before it yields the
+    client's outcome. So where a client ran does not change what it computes.
+
+    Example:
+        >>> from federated.runner import ClientRunner
+        >>> class InProcess(Backend):
+        ...     def start(self, trainer):
+        ...         self.runner = ClientRunner(trainer.model, local_epochs=trainer.local_epochs)
+        ...     def fit_clients(self, clients, weights, *, round_num, seeds, lr_scale=1.0, callbacks=()):
+        ...         for client, seed in zip(clients, seeds):
+        ...             yield self.runner.fit(client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale,
+        ...                                   callbacks=callbacks)
+        >>> InProcess().stop()  # nothing to release
+    """
+
+    def start(self, trainer: FederatedTrainer) -> None:
+        """Called at the start of ``trainer.fit``: build the workers for ``trainer``'s model and clients."""
+
+    def fit_clients(
+        self,
+        clients: Sequence[Client],
+        weights: StateDict,
+        *,
+        round_num: int,
+        seeds: Sequence[int],
+        lr_scale: float = 1.0,
+        callbacks: Sequence[LightningCallback] = (),
+    ) -> Iterator[ClientUpdate | ClientFailure]:
+        """Train ``clients`` from ``weights``; yield each one's update or failure, in the order of ``clients``.
+
+        Args:
+            clients: The round's clients, in the order their outcomes are wanted.
+            weights: The global weights every client starts from (CPU tensors).
+            round_num: The round, counting from 1.
+            seeds: One seed per client, for its fit.
+            lr_scale: Factor on the clients' learning rates. Defaults to ``1.0``.
+            callbacks: Lightning callbacks added to each fit of the round (the strategy's).
+                Defaults to none.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement `fit_clients(...)`")
+
+    def stop(self) -> None:
+        """Called when ``trainer.fit`` ends, also after an exception: release the workers."""

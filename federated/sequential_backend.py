@@ -1,0 +1,67 @@
+"""The default backend: every client fit in this process, one after the other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from callbacks import register
+from federated.backend import Backend
+from federated.runner import ClientRunner
+
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import Callback as LightningCallback
+
+    from federated.aggregate import StateDict
+    from federated.client import Client
+    from federated.results import ClientFailure, ClientUpdate
+    from federated.trainer import FederatedTrainer
+
+__all__ = ["SequentialBackend"]
+
+
+@register("backend.sequential")
+class SequentialBackend(Backend):
+    """Trains the clients of a round one after the other in this process, with one :class:`~federated.ClientRunner`.
+
+    The runner (a working copy of the model and one reused ``lightning.Trainer``) is built at the
+    first ``fit`` of a federation and kept for the next ``fit`` of the same one. Each outcome is
+    yielded as soon as its client returns. Client callbacks run as the driver's own objects.
+
+    Example:
+        >>> from federated import MLP, FederatedTrainer, digits_federation
+        >>> loaders, _ = digits_federation(num_clients=2, partition="iid", seed=0)
+        >>> fed = FederatedTrainer(MLP(hidden=8), loaders, rounds=1, backend=SequentialBackend())
+        >>> fed.fit().rounds
+        1
+    """
+
+    def __init__(self) -> None:
+        self._runner: ClientRunner | None = None
+        self._trainer: FederatedTrainer | None = None
+
+    def start(self, trainer: FederatedTrainer) -> None:
+        if self._runner is None or self._trainer is not trainer:
+            self._runner = ClientRunner(
+                trainer.model,
+                local_epochs=trainer.local_epochs,
+                trainer_kwargs=trainer.trainer_kwargs,
+                reuse_trainer=trainer.reuse_trainer,
+            )
+            self._trainer = trainer
+
+    def fit_clients(
+        self,
+        clients: Sequence[Client],
+        weights: StateDict,
+        *,
+        round_num: int,
+        seeds: Sequence[int],
+        lr_scale: float = 1.0,
+        callbacks: Sequence[LightningCallback] = (),
+    ) -> Iterator[ClientUpdate | ClientFailure]:
+        runner = self._runner
+        if runner is None:
+            raise RuntimeError("SequentialBackend.fit_clients before start(trainer)")
+        for client, seed in zip(clients, seeds, strict=True):
+            yield runner.fit(client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale, callbacks=callbacks)
