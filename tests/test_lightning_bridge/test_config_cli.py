@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 
 import pytest
 from bridge_helpers import RegressionData, TinyRegression
@@ -101,8 +102,9 @@ QUIET_CLI = [
 ]
 
 
-def test_lightning_cli_adds_the_adapter_from_the_command_line(tmp_path):
+def test_lightning_cli_adds_the_adapter_from_the_command_line(tmp_path, monkeypatch):
     # Prepare
+    monkeypatch.setattr(sys, "argv", ["train.py"])  # pytest's own arguments are no CLI input
     config = tmp_path / "callbacks.yaml"
     config.write_text(CALLBACKS_YAML % (tmp_path / "metrics.csv"))
     args = [
@@ -123,8 +125,9 @@ def test_lightning_cli_adds_the_adapter_from_the_command_line(tmp_path):
     assert [row["epoch"] for row in rows(tmp_path / "metrics.csv")] == ["0", "1"]
 
 
-def test_lightning_cli_takes_the_adapter_from_a_config_file(tmp_path):
+def test_lightning_cli_takes_the_adapter_from_a_config_file(tmp_path, monkeypatch):
     # Prepare: the callbacks inline, as `{type, args}` entries
+    monkeypatch.setattr(sys, "argv", ["train.py"])
     config = tmp_path / "config.yaml"
     config.write_text(
         f"""\
