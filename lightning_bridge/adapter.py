@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback as LightningCallback
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from callbacks import Callback as NativeCallback
-from callbacks import CallbackManager, ConfigError, OnError, build_callbacks
+from callbacks import CallbackManager, OnError
+from lightning_bridge._sources import CallbackSource, load_natives
 from lightning_bridge.checkpoint_io import RecordingCheckpointIO
 
 __all__ = ["LightningCallbackAdapter"]
-
-CallbackSource = Sequence[Any] | Mapping[str, Any] | str | os.PathLike[str] | None
 
 _PENDING = "lightning_bridge:epoch_in_progress"
 """Key, in the adapter's checkpointed state, of the epoch whose native end hooks were still due."""
@@ -63,7 +61,7 @@ class LightningCallbackAdapter(LightningCallback):
     """
 
     def __init__(self, callbacks: CallbackSource = None, on_error: OnError = "warn") -> None:
-        natives = _natives(callbacks)
+        natives = load_natives(callbacks)
         self.manager = CallbackManager(natives, on_error=on_error)
         self._each = [CallbackManager([cb], on_error=on_error) for cb in natives]
         self._on_batch_start = self.manager.overrides("on_batch_start")
@@ -395,33 +393,6 @@ _PER_BATCH_HOOKS = (
     "on_validation_batch_end",
 )
 _ADAPTER_BATCH_START = LightningCallbackAdapter.on_train_batch_start
-
-
-def _natives(source: CallbackSource) -> list[Any]:
-    if source is None:
-        return []
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        try:
-            with open(path) as f:
-                config = yaml.safe_load(f) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read callbacks config ({exc.strerror})", path) from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid YAML: {exc}".replace("\n", " "), path) from exc
-        try:
-            return _natives(config if isinstance(config, Mapping) else {"callbacks": config})
-        except ConfigError as exc:
-            raise ConfigError(exc.message, f"{path}: {exc.path}" if exc.path else path) from exc
-    if isinstance(source, Mapping):
-        unknown = [k for k in source if k != "callbacks"]
-        if unknown:
-            raise ConfigError(f"unknown key `{unknown[0]}`; a callbacks config holds one key, `callbacks`", "")
-        return build_callbacks(source.get("callbacks"))
-    items = list(source)
-    if any(isinstance(item, (Mapping, str)) for item in items):
-        return build_callbacks(items)
-    return items
 
 
 def _has_state(callback: Any) -> bool:
