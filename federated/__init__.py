@@ -28,6 +28,7 @@ from federated.fedprox import FedProx as FedProx
 from federated.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
 from federated.fedyogi import FedYogi as FedYogi
 from federated.models import MLP as MLP
+from federated.ray_backend import RayBackend as RayBackend
 from federated.results import ClientFailure as ClientFailure
 from federated.results import ClientUpdate as ClientUpdate
 from federated.results import FederationResult as FederationResult
@@ -58,6 +59,7 @@ __all__ = [
     "FederationError",
     "FederationResult",
     "NotEnoughClientsError",
+    "RayBackend",
     "RoundResult",
     "SequentialBackend",
     "Strategy",

@@ -96,14 +96,15 @@ def backend(value: Any) -> Backend:
     if isinstance(value, Backend):
         return value
     if isinstance(value, str):
-        from federated import sequential_backend as _sequential  # noqa: F401 - registers the backend
+        from federated import ray_backend as _ray  # noqa: F401 - registers the backends
+        from federated import sequential_backend as _sequential  # noqa: F401
 
         built = resolve("backend", value, path="backend")()
         if not isinstance(built, Backend):
             raise TypeError(f"`backend` {value!r} built a {type(built).__name__}, not a federated.Backend")
         return built
     raise TypeError(
-        f"`backend` must be 'sequential' or a federated.Backend, "
+        f"`backend` must be 'sequential', 'ray' or a federated.Backend (e.g. RayBackend(num_workers=4)), "
         f"got {type(value).__name__}"
     )
 

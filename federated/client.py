@@ -72,6 +72,14 @@ class Client:
         adapter = self.adapter
         return adapter.callbacks if adapter is not None else []
 
+    def fresh(self) -> Client:
+        """A new client with this one's id, data and callback template, and no callback copies yet.
+
+        What a remote worker rebuilds the client from: it then loads the driver's callback states
+        with :meth:`load_state_dict`, so a fit does not depend on which worker ran the client before.
+        """
+        return Client(self.client_id, self.data, self._template, on_error=self.on_error)
+
     def state_dict(self) -> dict[str, Any]:
         """The states of this client's callbacks (empty until the client first trains)."""
         return self._adapter.state_dict() if self._adapter is not None else {}

@@ -56,8 +56,8 @@ class FederatedTrainer:
        clients it does not name are not sampled).
     2. Each client loads the global weights and trains ``local_epochs`` epochs with its own
        ``lightning.Trainer.fit`` (its LR times ``trainer.client_lr_scale``), its own copies of
-       ``client_callbacks`` bridged in, on the ``backend`` (by default in this process, one
-       after the other). When it returns, the server callbacks receive
+       ``client_callbacks`` bridged in, on the ``backend``: in this process one after the other,
+       or in parallel on Ray workers. When it returns, the server callbacks receive
        ``on_epoch_start(learner, epoch, round_num)`` and ``on_epoch_end(learner, epoch, metrics,
        logs, round_num)`` for each of its local epochs (``learner`` is the :class:`Client`), client
        after client in the order of the sampled list, whatever the order the clients finish in.
@@ -108,8 +108,9 @@ class FederatedTrainer:
         buffer_updates: Keep the round's updates with their weights until ``on_round_end``;
             ``None`` decides as described above. Defaults to ``None``.
         reuse_trainer: Serve all client fits with one ``lightning.Trainer`` (per worker). Defaults to ``True``.
-        backend: Where client fits run: ``"sequential"`` (this process) or a
-            :class:`~federated.Backend`. The final weights do not depend on it. Defaults to
+        backend: Where client fits run: ``"sequential"`` (this process), ``"ray"`` (a pool of Ray
+            workers with default settings) or a :class:`~federated.Backend` such as
+            ``RayBackend(num_workers=4)``. The final weights do not depend on it. Defaults to
             ``"sequential"``.
 
     Raises:

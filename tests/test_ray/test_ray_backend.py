@@ -1,0 +1,255 @@
+"""RayBackend on a real local Ray (2 CPUs): sequential's weights, hooks in order, dead workers, the CLI."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from callbacks import Callback
+from federated import MLP, FederatedTrainer, FedProx, RayBackend, digits_federation
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
+
+# the workers unpickle this module's classes by value: pytest imports it under a name they cannot import
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster() -> Iterator[None]:
+    """One local Ray for the module (it takes seconds to start), shut down after its last test."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine; each Ray worker uses one thread too."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits6() -> tuple[list[DataLoader], DataLoader]:
+    return digits_federation(num_clients=6, partition="dirichlet", alpha=0.5, batch_size=32, seed=0)
+
+
+def make_model(**kwargs: Any) -> MLP:
+    torch.manual_seed(0)
+    return MLP(**{"hidden": 16, **kwargs})  # type: ignore[arg-type]
+
+
+class FitCounter(Callback):
+    """A client callback with state: its fits and batches, which must follow the client from worker to worker."""
+
+    def __init__(self) -> None:
+        self.fits = 0
+        self.batches = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fits": self.fits, "batches": self.batches}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.fits, self.batches = state_dict["fits"], state_dict["batches"]
+
+    def on_train_start(self) -> None:
+        self.fits += 1
+
+    def on_batch_end(self, epoch: int, batch_idx: int) -> None:
+        self.batches += 1
+
+
+class AdaptiveSelection(Callback):
+    """Seed 003's adaptive selection: draws from the server's global generator each round."""
+
+    def __init__(self) -> None:
+        self.scores: dict[int, float] = {}
+
+    async def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
+        self.scores.update({u.client_id: u.metrics["train_loss"] for u in result.updates})
+
+    async def on_round_start(self, trainer: Any, round_num: int, **kwargs: Any) -> None:
+        if random.random() > 0.3 and self.scores:
+            trainer.client_selection_weights = {c: 1.0 / (1e-3 + s) for c, s in self.scores.items()}
+
+
+class HookRecorder(Callback):
+    """Learner and aggregate hooks as the server sees them."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def on_round_start(self, round_num: int) -> None:
+        self.events.append(("round_start", round_num))
+
+    def on_epoch_start(self, learner: Any, epoch: int) -> None:
+        self.events.append(("epoch_start", learner.client_id, epoch))
+
+    def on_epoch_end(self, learner: Any, epoch: int, metrics: dict[str, float]) -> None:
+        self.events.append(("epoch_end", learner.client_id, epoch, round(metrics["train_loss"], 6)))
+
+    def on_aggregate_start(self, updates: list[Any]) -> None:
+        self.events.append(("aggregate_start", [u.client_id for u in updates]))
+
+
+def federation(loaders: list[DataLoader], test: DataLoader | None, backend: Any, **kwargs: Any) -> FederatedTrainer:
+    return FederatedTrainer(make_model(), loaders, test, seed=3, backend=backend, on_error="raise", **kwargs)
+
+
+def test_ray_backend_gives_the_sequential_weights(digits6: Any) -> None:
+    # Prepare: FedProx (a strategy callback shipped per round), stateful client callbacks, server-side draws
+    loaders, test = digits6
+
+    def run(backend: Any) -> tuple[FederatedTrainer, Any]:
+        fed = federation(
+            loaders, test, backend, rounds=3, clients_per_round=4, local_epochs=2, strategy=FedProx(mu=0.1),
+            callbacks=[AdaptiveSelection()], client_callbacks=[FitCounter()],
+        )
+        return fed, fed.fit()
+
+    # Execute
+    seq_fed, seq = run("sequential")
+    ray_fed, par = run(RayBackend(num_workers=2, clients_per_call=2))
+    # Assert: the very same weights, selections, metrics and client callback states
+    assert all(torch.equal(seq.weights[k], par.weights[k]) for k in seq.weights)
+    assert [r.selected for r in par.history] == [r.selected for r in seq.history]
+    assert [r.metrics for r in par.history] == [r.metrics for r in seq.history]
+    assert [c.state_dict() for c in ray_fed.clients] == [c.state_dict() for c in seq_fed.clients]
+    assert sum(c.state_dict().get("FitCounter", {}).get("fits", 0) for c in ray_fed.clients) == 3 * 4
+    assert not ray_fed.backend._started_ray and ray.is_initialized()  # Ray was running: left running
+
+
+class Uneven(Dataset):
+    """A client's data, repeated ``times`` over: big clients train for longer than small ones."""
+
+    def __init__(self, base: Dataset, times: int) -> None:
+        self.base, self.times = base, times
+
+    def __len__(self) -> int:
+        return len(self.base) * self.times  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.base[index % len(self.base)]  # type: ignore[arg-type]
+
+
+def test_learner_hooks_reach_the_server_in_sampled_order(digits6: Any) -> None:
+    # Prepare: client 0 trains far longer than the others, which finish first on the other worker
+    loaders, _ = digits6
+    data = [DataLoader(Uneven(dl.dataset, 12 if i == 0 else 1), batch_size=32) for i, dl in enumerate(loaders)]
+
+    def run(backend: Any) -> list[tuple[Any, ...]]:
+        recorder = HookRecorder()
+        federation(data, None, backend, rounds=2, local_epochs=2, callbacks=[recorder]).fit()
+        return recorder.events
+
+    # Execute
+    seq = run("sequential")
+    par = run(RayBackend(num_workers=2, clients_per_call=1))
+    # Assert: per round, each client's epochs in the sampled order (0..5), then the aggregate; as sequential
+    expected_ids = [e[1] for e in seq if e[0] == "epoch_start"]
+    assert expected_ids == [c for _ in range(2) for c in range(6) for _ in range(2)]
+    assert par == seq
+
+
+class KillSwitch(Dataset):
+    """Data whose reading ends the worker process (``os._exit``) while ``switch`` exists."""
+
+    def __init__(self, base: Dataset, switch: str) -> None:
+        self.base, self.switch = base, switch
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        if os.path.exists(self.switch):
+            os._exit(1)
+        return self.base[index]
+
+
+class Disarm(Callback):
+    """Removes the kill switch at the end of round 1, and records which workers trained each round."""
+
+    def __init__(self, switch: str) -> None:
+        self.switch = switch
+        self.pids: list[set[int]] = []
+
+    def on_round_end(self, round_num: int, result: Any) -> None:
+        self.pids.append({round(u.metrics["pid"]) for u in result.updates})
+        if round_num == 1:
+            os.remove(self.switch)
+
+
+class PidMLP(MLP):
+    """Logs the id of the process that trains it."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.log("pid", float(os.getpid()), on_step=False, on_epoch=True)
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_dead_worker_is_a_client_failure_and_the_pool_recovers(digits6: Any, tmp_path: Path) -> None:
+    # Prepare: client 2 kills its worker in round 1; 3 clients per call, so clients 0 and 1 share its call
+    loaders, test = digits6
+    switch = tmp_path / "kill"
+    switch.touch()
+    data = list(loaders)
+    data[2] = DataLoader(KillSwitch(loaders[2].dataset, str(switch)), batch_size=32)
+    disarm = Disarm(str(switch))
+    backend = RayBackend(num_workers=2, clients_per_call=3)
+    torch.manual_seed(0)
+    fed = FederatedTrainer(PidMLP(hidden=16), data, test, rounds=3, seed=3, backend=backend, callbacks=[disarm])
+    # Execute
+    result = fed.fit()
+    # Assert: round 1 lost client 2 only (0 and 1 were trained again alone); later rounds lost none
+    first = result.history[0]
+    assert [f.client_id for f in first.failures] == [2]
+    assert first.failures[0].error.startswith("the Ray worker died")
+    assert [u.client_id for u in first.updates] == [0, 1, 3, 4, 5]
+    assert [len(r.updates) for r in result.history[1:]] == [6, 6]
+    # the dead worker was replaced: the last round ran on two live workers, at least one of them new
+    assert len(disarm.pids[-1]) == 2 and disarm.pids[-1] != disarm.pids[0]
+    assert all(torch.isfinite(t).all() for t in result.weights.values())
+
+
+def test_workers_cannot_hang_on_device_probing(digits6: Any) -> None:
+    # Prepare
+    loaders, _ = digits6
+    fed = federation(loaders, None, RayBackend(num_workers=1), rounds=1)
+    fed.backend.start(fed)
+    try:
+        # Execute: read each worker's environment and the trainer arguments it got
+        names = ("PL_DISABLE_FORK", "PYTORCH_NVML_BASED_CUDA_CHECK", "CUDA_VISIBLE_DEVICES")
+        probe = fed.backend._workers[0].__ray_call__.remote(
+            lambda worker: (
+                {k: os.environ.get(k) for k in names},
+                {k: worker.runner.trainer_kwargs[k] for k in ("accelerator", "devices")},
+                torch.get_num_threads(),
+            )
+        )
+        env, kwargs, threads = ray.get(probe)
+    finally:
+        fed.backend.stop()
+    # Assert: set before Lightning was imported, and no "auto" accelerator
+    assert env == {"PL_DISABLE_FORK": "1", "PYTORCH_NVML_BASED_CUDA_CHECK": "1", "CUDA_VISIBLE_DEVICES": ""}
+    assert kwargs == {"accelerator": "cpu", "devices": 1} and threads == 1
+
+
+def test_trainer_arguments_a_worker_cannot_honour_are_refused(digits6: Any) -> None:
+    loaders, _ = digits6
+    fed = federation(loaders, None, RayBackend(num_workers=1), rounds=1, trainer_kwargs={"accelerator": "gpu"})
+    with pytest.raises(ValueError, match=r"accelerator='gpu'.*num_gpus_per_client=0.*HINT: set `num_gpus_per_client`"):
+        fed.fit()
+    fed = federation(loaders, None, RayBackend(num_workers=3), rounds=1)
+    with pytest.raises(ValueError, match=r"need 3 CPUs; the Ray cluster has 2\. HINT: lower `num_workers`"):
+        fed.fit()
