@@ -23,7 +23,9 @@ class TensorBoard(Callback):
     epoch metric at step ``epoch``. Batch losses stay tensors until the epoch ends and are then
     moved to the host together, so logging adds no device synchronisation per step. In the
     federated round loop: every round metric at step ``round_num``, and each client's training
-    metrics as ``client/<id>/<name>``.
+    metrics as ``client/<id>/<name>``. A resumed federation (``trainer.current_round`` > 0 at
+    ``on_train_start``) hides the events of later rounds that a crashed run had written, so each
+    round appears once.
 
     Args:
         log_dir: The directory of the event files. Defaults to ``"./runs"``.
@@ -63,7 +65,10 @@ class TensorBoard(Callback):
             if is_global_zero(trainer):
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(self.log_dir)
+                # a resumed federation: hide the rounds after the checkpoint that a crashed run had logged
+                resumed = getattr(trainer, "current_round", 0)
+                purge_step = resumed + 1 if isinstance(resumed, int) and resumed > 0 else None
+                self.writer = SummaryWriter(self.log_dir, purge_step=purge_step)
             else:
                 self.writer = NullWriter()
 
