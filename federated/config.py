@@ -59,6 +59,7 @@ _SCHEMA = _Section(
         "seed": _Field(int, 0, _at_least(0)),
         "rounds": _Field(int, 20, _at_least(1)),
         "output_dir": _Field(str, "runs/federation"),
+        "threads": _Field(int | None, None, _at_least(1)),
         "data": _Section(
             {
                 "type": _Field(str, "digits"),
@@ -123,8 +124,11 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"invalid YAML at {where}{exc.problem or exc.context}", path) from exc
+        where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = exc.problem or exc.context
+        if exc.problem and exc.context and exc.context_mark:  # e.g. "while parsing a block mapping"
+            what += f" ({exc.context} from line {exc.context_mark.line + 1})"
+        raise ConfigError(f"invalid YAML {where}{what}", path) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}".replace("\n", " "), path) from exc
     if data is None:

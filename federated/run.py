@@ -11,8 +11,8 @@ configured ``model_checkpoint``, and ``final_weights.pt``.
 from __future__ import annotations
 
 import glob
-import inspect
 import os
+import random
 import shutil
 import sys
 import time
@@ -20,31 +20,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import lightning
+import numpy as np
 import torch
 import yaml
 
-from callbacks import Callback, ConfigError, MetricsLogger, TensorBoard, build, build_callbacks, resolve
-from callbacks._args import check_arguments
+from callbacks import Callback, ConfigError, MetricsLogger, TensorBoard
 from federated import datasets as _datasets  # noqa: F401 - registers the built-in data sets
 from federated import fedavg as _fedavg  # noqa: F401 - registers the FedAvg strategy
 from federated import models as _models  # noqa: F401 - registers the built-in models
+from federated._build import build_callbacks_at, build_data, build_model, build_strategy, check_trainer, one_line
+from federated.checkpoint import load_checkpoint
 from federated.config import load_config
-from federated.datasets import as_federated_data
-from federated.trainer import FederatedTrainer, _quiet_lightning
+from federated.exceptions import CheckpointError
+from federated.trainer import FederatedTrainer
 
 __all__ = ["Run", "prepare_run"]
 
 PATH_ARGUMENTS = ("save_dir", "log_dir", "path")
 """Callback arguments that name files; relative ones resolve under ``output_dir``."""
-
-RESERVED_TRAINER_KEYS = {
-    "max_epochs": "clients.local_epochs",
-    "min_epochs": "clients.local_epochs",
-    "callbacks": "client_callbacks",
-    "logger": "callbacks (e.g. tensorboard)",
-    "enable_checkpointing": "callbacks (model_checkpoint)",
-}
 
 
 @dataclass
@@ -55,6 +48,7 @@ class Run:
     trainer: FederatedTrainer
     output_dir: str
     resume: str | None
+    resume_round: int | None
     metric: str
     mode: str
     outputs: list[str] = field(default_factory=list)
@@ -71,6 +65,8 @@ class Run:
 
     def execute(self) -> dict[str, Any]:
         """Train, write the outputs and return a summary of the run."""
+        if self.config["threads"] is not None:
+            torch.set_num_threads(self.config["threads"])
         os.makedirs(self.output_dir, exist_ok=True)
         if self.resume is None:
             for stale in self.outputs:
@@ -91,6 +87,7 @@ class Run:
         best = (max if self.mode == "max" else min)(scored, default=None, key=lambda s: s[0])
         return {
             "rounds": len(result.history),
+            "planned": self.config["rounds"],
             "stopped_early": result.stopped_early,
             "metric": self.metric,
             "best": best[0] if best else None,
@@ -105,20 +102,25 @@ def prepare_run(
 ) -> Run:
     """Load and check the config, build data, model, strategy and callbacks; write nothing.
 
+    The config's ``seed`` seeds Python's, NumPy's and torch's generators first, so the data split
+    and the model's initial weights are the same in every run with that seed.
+
     Raises:
         ConfigError: Anything wrong in the config or the command line, as one line with its key path.
     """
     config = load_config(config_path, list(overrides))
     out = config["output_dir"]
-    data = _build_data(config["data"], config["seed"])
-    model = _build_model(config["model"], data)
-    strategy = build("strategy", config["strategy"], "strategy")
-    callbacks = build_callbacks(_under(config["callbacks"], out), "callbacks")
-    client_callbacks = build_callbacks(_under(config["client_callbacks"], out), "client_callbacks")
-    trainer_kwargs = _check_trainer(config["trainer"])
-    own = _own_outputs(callbacks, out)
+    _seed(config["seed"])
+    data = build_data(config["data"], config["seed"])
+    model = build_model(config["model"], data)
+    strategy = build_strategy(config["strategy"])
+    callbacks = build_callbacks_at(_under(config["callbacks"], out), "callbacks", config["on_error"])
+    client_callbacks = build_callbacks_at(
+        _under(config["client_callbacks"], out), "client_callbacks", config["on_error"]
+    )
+    trainer_kwargs = check_trainer(config["trainer"])
     metric, mode = _watched(callbacks)
-    callbacks += [cb for cb in own if isinstance(cb, Callback)]
+    callbacks += _own_outputs(callbacks, out)
     callbacks.append(RoundProgress(config["rounds"], metric))
     clients = config["clients"]
     try:
@@ -139,10 +141,11 @@ def prepare_run(
             on_error=config["on_error"],
         )
     except (TypeError, ValueError) as exc:
-        raise ConfigError(str(exc), "<config>") from exc
+        raise ConfigError(one_line(exc), "<config>") from exc
     stale = [os.path.join(out, name) for name in ("metrics.csv", "tensorboard", "checkpoints", "final_weights.pt")]
-    stale += [p for cb in callbacks for p in _paths_of(cb) if p.startswith(out)]
-    return Run(config, trainer, out, _resume_path(resume, out), metric, mode, outputs=sorted(set(stale)))
+    stale += [p for cb in callbacks for p in _paths_of(cb) if _inside(p, out)]
+    resume_path, resume_round = _resume_path(resume, out, len(data.client_loaders))
+    return Run(config, trainer, out, resume_path, resume_round, metric, mode, outputs=sorted(set(stale)))
 
 
 class RoundProgress(Callback):
@@ -194,64 +197,6 @@ class RoundProgress(Callback):
             self._bar = None
 
 
-def _build_data(section: Mapping[str, Any], seed: int) -> Any:
-    fn = resolve("data", section["type"], "data.type")
-    available = {
-        "num_clients": section["num_clients"],
-        "partition": section["partition"]["type"],
-        "alpha": section["partition"]["alpha"],
-        "shards_per_client": section["partition"]["shards_per_client"],
-        "batch_size": section["batch_size"],
-        "test_fraction": section["test_fraction"],
-        "seed": seed,
-    }
-    args = dict(section["args"])
-    check_arguments(fn, args, "data.args")
-    params = inspect.signature(fn).parameters
-    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in available.items() if takes_all or k in params}
-    try:
-        data = as_federated_data(fn(**kwargs, **args))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{exc}", "data") from exc
-    if len(data.client_loaders) != section["num_clients"]:
-        raise ConfigError(
-            f"the data function gave {len(data.client_loaders)} clients, expected {section['num_clients']}", "data"
-        )
-    return data
-
-
-def _build_model(section: Mapping[str, Any], data: Any) -> Any:
-    cls = resolve("model", section["type"], "model.type")
-    args = dict(section["args"])
-    check_arguments(cls, args, "model.args")
-    params = inspect.signature(cls).parameters
-    for name in ("in_features", "num_classes"):  # fit the built-in data's shapes unless given
-        value = getattr(data, name, None)
-        if name in params and name not in args and value is not None:
-            args[name] = value
-    try:
-        model = cls(**args)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{exc}", "model.args") from exc
-    if not isinstance(model, lightning.LightningModule):
-        raise ConfigError(f"{section['type']!r} built a {type(model).__name__}, not a LightningModule", "model.type")
-    return model
-
-
-def _check_trainer(section: Mapping[str, Any]) -> dict[str, Any]:
-    for key, instead in RESERVED_TRAINER_KEYS.items():
-        if key in section:
-            raise ConfigError(f"set by the federation; use `{instead}` instead", f"trainer.{key}")
-    check_arguments(lightning.Trainer, section, "trainer")
-    try:  # Lightning checks values (accelerator, precision, devices) when a Trainer is made
-        with _quiet_lightning():
-            lightning.Trainer(**section, logger=False, enable_checkpointing=False, enable_model_summary=False)
-    except Exception as exc:
-        raise ConfigError(f"{type(exc).__name__}: {exc}".splitlines()[0], "trainer") from exc
-    return dict(section)
-
-
 def _under(entries: list[Any], out: str) -> list[Any]:
     """A copy of callback entries whose relative path arguments point under ``out``."""
     resolved = []
@@ -267,16 +212,18 @@ def _under(entries: list[Any], out: str) -> list[Any]:
 
 
 def _own_outputs(callbacks: list[Any], out: str) -> list[Any]:
-    """The CLI's metrics.csv and TensorBoard writers, unless the config has its own."""
+    """The CLI's metrics.csv and TensorBoard writers, unless a configured callback writes there already."""
+    csv_path, tb_dir = os.path.join(out, "metrics.csv"), os.path.join(out, "tensorboard")
     own: list[Any] = []
-    if not any(isinstance(cb, MetricsLogger) for cb in callbacks):
-        own.append(MetricsLogger(path=os.path.join(out, "metrics.csv")))
-    if not any(isinstance(cb, TensorBoard) for cb in callbacks):
-        own.append(TensorBoard(log_dir=os.path.join(out, "tensorboard")))
+    if not any(isinstance(cb, MetricsLogger) and _same(cb.path, csv_path) for cb in callbacks):
+        own.append(MetricsLogger(path=csv_path))
+    if not any(isinstance(cb, TensorBoard) and _same(cb.log_dir, tb_dir) for cb in callbacks):
+        own.append(TensorBoard(log_dir=tb_dir))
     return own
 
 
 def _watched(callbacks: list[Any]) -> tuple[str, str]:
+    """The metric (and mode) the summary reports: the early stopping one, else accuracy."""
     for cb in callbacks:
         if type(cb).__name__ == "EarlyStopping":
             return cb.metric, cb.mode
@@ -287,18 +234,51 @@ def _paths_of(callback: Any) -> list[str]:
     return [p for name in PATH_ARGUMENTS if isinstance(p := getattr(callback, name, None), str)]
 
 
-def _resume_path(resume: str | None, out: str) -> str | None:
+def _same(a: str | None, b: str) -> bool:
+    return a is not None and os.path.realpath(a) == os.path.realpath(b)
+
+
+def _inside(path: str, directory: str) -> bool:
+    """Whether ``path`` lies strictly inside ``directory``."""
+    path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return path != directory and os.path.commonpath([path, directory]) == directory
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _resume_path(resume: str | None, out: str, num_clients: int) -> tuple[str | None, int | None]:
+    """The checkpoint ``--resume`` names (``auto``: the newest under ``out``) and its round; ``None`` to start afresh.
+
+    A directory stands for the newest ``*.ckpt`` file under it; ``auto`` with no checkpoint starts afresh.
+    """
     if resume is None:
-        return None
-    if resume == "auto":
-        found = glob.glob(os.path.join(out, "**", "*.ckpt"), recursive=True)
-        if not found:
-            print(f"no checkpoint under {out}: starting afresh", file=sys.stderr)
-            return None
-        return max(found, key=os.path.getmtime)
-    if not os.path.exists(resume):
+        return None, None
+    where = out if resume == "auto" else resume
+    if resume != "auto" and not os.path.exists(resume):
         raise ConfigError(f"no such checkpoint file or directory: {resume!r}", "--resume")
-    return resume
+    if os.path.isdir(where):
+        found = glob.glob(os.path.join(where, "**", "*.ckpt"), recursive=True)
+        if not found:
+            if resume == "auto":
+                return None, None
+            raise ConfigError(f"no *.ckpt file under the directory {resume!r}", "--resume")
+        # the newest; the round loop's own last.ckpt wins a tie (it is written after the others)
+        where = max(found, key=lambda p: (os.stat(p).st_mtime_ns, os.path.basename(p) == "last.ckpt"))
+    try:
+        checkpoint = load_checkpoint(where)
+        saved, round_num = checkpoint["trainer"], int(checkpoint["round"])
+    except (CheckpointError, OSError, KeyError) as exc:
+        raise ConfigError(one_line(exc), "--resume") from exc
+    if saved["num_clients"] != num_clients:
+        raise ConfigError(
+            f"{where!r} is from a federation of {saved['num_clients']} clients, this config has {num_clients}",
+            "--resume",
+        )
+    return where, round_num
 
 
 def _atomic_write_text(path: str, text: str) -> None:

@@ -6,11 +6,12 @@ Exit status: 0 on success, 2 on a bad configuration or command line, 1 on a fail
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from callbacks import BridgeError, ConfigError
 
@@ -34,8 +35,15 @@ A config (every key is optional; see the README for all of them):
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like configuration errors (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m lightning_bridge.fed",
         description="Run a federated training from a YAML config: one lightning.Trainer fit per client per round.",
         epilog=EXAMPLE,
@@ -56,38 +64,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parse_args(argv)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    from federated.run import prepare_run
-
     started = time.perf_counter()
     try:
+        from federated.run import prepare_run
+
         overrides = list(args.overrides)
         if args.output_dir is not None:
-            overrides.append(f"output_dir={args.output_dir}")
+            overrides.append(f"output_dir={_yaml_string(args.output_dir)}")
         run = prepare_run(args.config, overrides, resume=args.resume)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(2, str(exc))
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted")
+    except Exception as exc:
+        return _fail(1, f"{type(exc).__name__}: {exc}")
     if args.validate:
         print(f"config OK: {run.describe()}")
         return 0
+    if run.resume is not None:
+        print(f"resuming after round {run.resume_round} from {run.resume}", file=sys.stderr)
+    elif args.resume is not None:
+        print(f"no checkpoint under {run.output_dir}: starting afresh", file=sys.stderr)
     try:
         summary = run.execute()
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume auto", file=sys.stderr)
-        return 130
+        return _fail(130, f"interrupted; continue with --resume auto (checkpoints in {run.output_dir})")
     except BridgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(1, f"training failed: {exc}")
     except Exception as exc:
-        print(f"error: training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return _fail(1, f"training failed: {type(exc).__name__}: {exc}")
     _print_summary(summary, time.perf_counter() - started)
     return 0
 
 
+def _yaml_string(text: str) -> str:
+    """``text`` as a YAML string scalar, so that ``--set key=<it>`` reads it back unchanged."""
+    return json.dumps(text)  # JSON strings are YAML strings
+
+
+def _fail(status: int, message: str) -> int:
+    """Print ``message`` as one ``error:`` line on stderr and return ``status``."""
+    text = " | ".join(line.strip() for line in message.splitlines() if line.strip())
+    print(f"error: {text}", file=sys.stderr, flush=True)
+    return status
+
+
 def _print_summary(summary: dict[str, Any], wall: float) -> None:
     lines = [
-        f"rounds run: {summary['rounds']}" + (" (stopped early)" if summary.get("stopped_early") else ""),
+        f"rounds run: {summary['rounds']} of {summary['planned']}"
+        + (" (stopped early by a callback)" if summary["stopped_early"] else ""),
         f"best {summary['metric']}: {summary['best']:.4f} at round {summary['best_round']}"
         if summary.get("best") is not None
         else f"no `{summary['metric']}` reported",

@@ -1,0 +1,207 @@
+"""Build what a federation config names, turning every failure into one ``ConfigError`` line.
+
+Used by :func:`federated.run.prepare_run`. User code (a data function, a LightningModule, a
+callback or strategy class named by import path) may raise anything while it is built; that is a
+configuration problem of the entry that named it, reported with that entry's key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from torch.utils.data import DataLoader, Dataset
+
+from callbacks import BridgeError, CallbackManager, ConfigError, build, resolve
+from callbacks._args import check_arguments
+from federated.checkpoint import stateful_callbacks
+from federated.datasets import FederatedData, as_federated_data
+from federated.runner import quiet_lightning
+from federated.strategy import Strategy
+
+__all__ = ["build_callbacks_at", "build_data", "build_model", "build_strategy", "check_trainer", "one_line"]
+
+RESERVED_TRAINER_KEYS = {
+    "max_epochs": "clients.local_epochs",
+    "min_epochs": "clients.local_epochs",
+    "callbacks": "client_callbacks",
+    "logger": "callbacks (e.g. tensorboard)",
+    "enable_checkpointing": "callbacks (model_checkpoint)",
+}
+"""``trainer`` keys the federation sets itself, and the config key to use instead."""
+
+
+DATA_KEYWORDS = {
+    "num_clients": "data.num_clients",
+    "partition": "data.partition.type",
+    "alpha": "data.partition.alpha",
+    "shards_per_client": "data.partition.shards_per_client",
+    "batch_size": "data.batch_size",
+    "test_fraction": "data.test_fraction",
+    "seed": "seed",
+}
+"""The keywords a data function may take, and the config keys they come from."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (a multi-line message is joined with ``" | "``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " | ".join(lines) or type(exc).__name__
+
+
+def _raised(what: str, exc: BaseException) -> str:
+    return f"{what} raised {type(exc).__name__}: {one_line(exc)}"
+
+
+def build_data(section: Mapping[str, Any], seed: int) -> FederatedData:
+    """Call the ``data.type`` function with the ``data`` keys it names and ``data.args``."""
+    name = section["type"]
+    fn = resolve("data", name, "data.type")
+    if not callable(fn):
+        raise ConfigError(f"`{name}` is a {type(fn).__name__}, not a function returning client data", "data.type")
+    partition = section["partition"]
+    available = {
+        "num_clients": section["num_clients"],
+        "partition": partition["type"],
+        "alpha": partition["alpha"],
+        "shards_per_client": partition["shards_per_client"],
+        "batch_size": section["batch_size"],
+        "test_fraction": section["test_fraction"],
+        "seed": seed,
+    }
+    args = dict(section["args"])
+    for key in args:
+        if key in DATA_KEYWORDS:
+            raise ConfigError(f"`{key}` is set by `{DATA_KEYWORDS[key]}`; set it there", f"data.args.{key}")
+    params = inspect.signature(fn).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in available.items() if takes_all or k in params}
+    check_arguments(fn, {**kwargs, **args}, "data.args")
+    try:
+        data = fn(**kwargs, **args)
+    except Exception as exc:
+        raise ConfigError(_raised(f"the data function `{name}`", exc), "data") from exc
+    try:
+        data = as_federated_data(data)
+    except TypeError as exc:
+        raise ConfigError(str(exc), "data.type") from exc
+    _check_loaders(data, name, section["num_clients"])
+    return data
+
+
+def _check_loaders(data: FederatedData, name: str, num_clients: int) -> None:
+    if len(data.client_loaders) != num_clients:
+        raise ConfigError(
+            f"the data function `{name}` gave {len(data.client_loaders)} clients, but data.num_clients is "
+            f"{num_clients}; set `data.num_clients: {len(data.client_loaders)}`",
+            "data.num_clients",
+        )
+    loaders = [(f"client {i}", d) for i, d in enumerate(data.client_loaders)]
+    if data.test_loader is not None:
+        loaders.append(("the test data", data.test_loader))
+    for what, loader in loaders:
+        dataset = loader.dataset if isinstance(loader, DataLoader) else loader
+        if not isinstance(dataset, Dataset):
+            raise ConfigError(
+                f"the data function `{name}` gave {what} a {type(loader).__name__}; expected a torch DataLoader",
+                "data.type",
+            )
+        try:
+            size = len(dataset)  # type: ignore[arg-type]
+        except TypeError:
+            raise ConfigError(f"{what} of `{name}` has no length (a sized dataset is needed)", "data.type") from None
+        if size < 1:
+            raise ConfigError(f"{what} of `{name}` has no samples; use fewer clients or more data", "data")
+
+
+def build_model(section: Mapping[str, Any], data: FederatedData) -> lightning.LightningModule:
+    """Build the ``model.type`` LightningModule from ``model.args`` (shapes of built-in data filled in)."""
+    name = section["type"]
+    target = resolve("model", name, "model.type")
+    if inspect.isclass(target) and not issubclass(target, lightning.LightningModule):
+        raise ConfigError(
+            f"`{name}` is the class {target.__qualname__}, not a lightning.LightningModule subclass", "model.type"
+        )
+    if not callable(target):
+        raise ConfigError(f"`{name}` is a {type(target).__name__}, not a LightningModule class", "model.type")
+    args = dict(section["args"])
+    params = inspect.signature(target).parameters
+    for key in ("in_features", "num_classes"):  # fit the built-in data's shapes unless given
+        value = getattr(data, key, None)
+        if key in params and key not in args and value is not None:
+            args[key] = value
+    check_arguments(target, args, "model.args")
+    try:
+        model = target(**args)
+    except Exception as exc:
+        raise ConfigError(_raised(f"`{name}`", exc), "model.args") from exc
+    if not isinstance(model, lightning.LightningModule):
+        raise ConfigError(f"`{name}` built a {type(model).__name__}, not a lightning.LightningModule", "model.type")
+    if data.test_loader is not None and not is_overridden("validation_step", model):
+        raise ConfigError(
+            f"{type(model).__name__} has no `validation_step`, which the server's evaluation of the global "
+            "model runs; define it (log `accuracy` or another metric with self.log)",
+            "model.type",
+        )
+    return model
+
+
+def build_strategy(section: Mapping[str, Any]) -> Strategy:
+    """Build the ``strategy`` entry and check that it is a ``federated.Strategy``."""
+    try:
+        strategy = build("strategy", section, "strategy")
+    except BridgeError:
+        raise
+    except Exception as exc:
+        raise ConfigError(_raised(f"`{section['type']}`", exc), "strategy.args") from exc
+    if not isinstance(strategy, Strategy):
+        raise ConfigError(
+            f"`{section['type']}` built a {type(strategy).__name__}, not a federated.Strategy", "strategy.type"
+        )
+    return strategy
+
+
+def build_callbacks_at(entries: Sequence[Any], path: str, on_error: str) -> list[Any]:
+    """Build the callback entries at ``path`` in order, and check their hooks and state keys.
+
+    ``path`` is ``callbacks`` (hooks bound by the round loop) or ``client_callbacks`` (bound inside
+    each client's ``lightning.Trainer`` by the Lightning adapter).
+    """
+    built = []
+    for i, entry in enumerate(entries):
+        try:
+            built.append(build("callback", entry, f"{path}[{i}]"))
+        except BridgeError:
+            raise
+        except Exception as exc:
+            kind = entry.get("type") if isinstance(entry, Mapping) else entry
+            raise ConfigError(_raised(f"`{kind}`", exc), f"{path}[{i}].args") from exc
+    try:
+        if path == "client_callbacks" and built:
+            from lightning_bridge import LightningCallbackAdapter
+
+            LightningCallbackAdapter(copy.deepcopy(built), on_error=on_error)  # type: ignore[arg-type]
+        else:
+            CallbackManager(built, on_error=on_error)  # type: ignore[arg-type]
+            stateful_callbacks(built)
+    except (BridgeError, TypeError, ValueError) as exc:
+        raise ConfigError(one_line(exc), path) from exc
+    return built
+
+
+def check_trainer(section: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the ``trainer`` keys against ``lightning.Trainer`` (names, types, and values by building one)."""
+    for key, instead in RESERVED_TRAINER_KEYS.items():
+        if key in section:
+            raise ConfigError(f"set by the federation; use `{instead}` instead", f"trainer.{key}")
+    check_arguments(lightning.Trainer, section, "trainer")
+    try:  # Lightning checks values (accelerator, precision, devices) when a Trainer is made
+        with quiet_lightning():
+            lightning.Trainer(**section, logger=False, enable_checkpointing=False, enable_model_summary=False)
+    except Exception as exc:
+        raise ConfigError(f"lightning.Trainer refuses it: {type(exc).__name__}: {one_line(exc)}", "trainer") from exc
+    return dict(section)
