@@ -1,0 +1,256 @@
+"""A bad config or command line exits 2 with one line naming the key path; a failed training exits 1.
+
+The table of malformed configs runs ``main`` in this process (each case costs milliseconds, where
+a subprocess costs the torch and Lightning imports); the subprocess tests check the same contract
+at the process level: the exit status, one stderr line, no traceback, untouched outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from cli_helpers import populate, run_cli, small_config, snapshot, write_config
+
+from lightning_bridge.fed import main
+
+BROKEN_DATA = '''
+def load(num_clients, seed):
+    raise FileNotFoundError("no such file: 'clients.npz'")
+'''
+
+PLAIN_DATA = '''
+from federated.datasets import digits
+
+
+def load(num_clients, seed, noise: float = 0.0):
+    return digits(num_clients=num_clients, partition="iid", seed=seed)
+'''
+
+EXPLODING_MODEL = '''
+from federated.models import MLP
+
+
+class Exploding(MLP):
+    def training_step(self, batch, batch_idx):
+        raise RuntimeError("exploded on purpose")
+'''
+
+
+def _yaml(**overrides: object) -> str:
+    return yaml.safe_dump(small_config(**overrides), sort_keys=False)
+
+
+# (id, config text, extra command-line arguments, expected start of the message after "error: ")
+MALFORMED = [
+    ("unknown-key", _yaml(rouns=3), [], "rouns: unknown key (did you mean `rounds`?)"),
+    (
+        "unknown-nested-key",
+        _yaml(data={"partition": {"type": "dirichlet", "alpah": 1.0}}),
+        [],
+        "data.partition.alpah: unknown key (did you mean `alpha`?)",
+    ),
+    ("wrong-type", _yaml(rounds="three"), [], "rounds: expected int, got str 'three'"),
+    ("negative-rounds", _yaml(rounds=-3), [], "rounds: must be >= 1, got -3"),
+    (
+        "per-round-above-num-clients",
+        _yaml(clients={"per_round": 5}),
+        [],
+        "clients.per_round: 5 clients per round, but data.num_clients is 4; accepted: 1..4",
+    ),
+    ("fraction-out-of-range", _yaml(clients={"fraction": 1.5}), [], "clients.fraction: must be in (0, 1], got 1.5"),
+    ("unknown-data-type", _yaml(data={"type": "digitz"}), [], "data.type: unknown data type 'digitz' (did you mean"),
+    ("unknown-model-type", _yaml(model={"type": "mlpp"}), [], "model.type: unknown model type 'mlpp' (did you mean"),
+    (
+        "unknown-strategy",
+        _yaml(strategy={"type": "fedavgg"}),
+        [],
+        "strategy.type: unknown strategy type 'fedavgg' (did you mean `fedavg`?)",
+    ),
+    (
+        "unknown-callback",
+        _yaml(callbacks=[{"type": "early_stoping"}]),
+        [],
+        "callbacks[0].type: unknown callback type 'early_stoping' (did you mean `early_stopping`?)",
+    ),
+    (
+        "unknown-client-callback",
+        _yaml(client_callbacks=[{"type": "tensorbord"}]),
+        [],
+        "client_callbacks[0].type: unknown callback type 'tensorbord' (did you mean `tensorboard`?)",
+    ),
+    (
+        "bad-callback-argument",
+        _yaml(callbacks=[{"type": "early_stopping", "args": {"patince": 3}}]),
+        [],
+        "callbacks[0].args.patince: unknown argument `patince` (did you mean `patience`?)",
+    ),
+    (
+        "bad-callback-value",
+        _yaml(callbacks=[{"type": "early_stopping", "args": {"mode": "maxx"}}]),
+        [],
+        "callbacks[0].args.mode: expected one of 'min', 'max', got str 'maxx'",
+    ),
+    (
+        "yaml-syntax",
+        "rounds: 3\ndata:\n  type: digits\n num_clients: 4\n",
+        [],
+        "c.yaml: invalid YAML at line 4, column 2: expected <block end>",
+    ),
+    ("top-level-list", "- rounds\n", [], "c.yaml: the top level must be a mapping of keys, got list"),
+    ("set-syntax", _yaml(), ["--set", "rounds"], "--set: expected KEY.PATH=VALUE, got 'rounds'"),
+    (
+        "set-unknown-key",
+        _yaml(),
+        ["--set", "clients.per_rnd=3"],
+        "clients.per_rnd: unknown key (did you mean `per_round`?)",
+    ),
+    ("resume-missing", _yaml(), ["--resume", "nowhere.ckpt"], "--resume: no such checkpoint file or directory"),
+    (
+        "reserved-trainer-key",
+        _yaml(trainer={"max_epochs": 3}),
+        [],
+        "trainer.max_epochs: set by the federation; use `clients.local_epochs` instead",
+    ),
+    (
+        "unknown-trainer-key",
+        _yaml(trainer={"acelerator": "cpu"}),
+        [],
+        "trainer.acelerator: unknown argument `acelerator` (did you mean `accelerator`?)",
+    ),
+    ("model-args-type", _yaml(model={"args": {"hidden": "wide"}}), [], "model.args.hidden: expected int, got str"),
+    (
+        "model-not-a-lightning-module",
+        _yaml(model={"type": "torch.nn:Linear"}),
+        [],
+        "model.type: `torch.nn:Linear` is the class Linear, not a lightning.LightningModule subclass",
+    ),
+    (
+        "data-args-not-accepted",
+        _yaml(data={"type": "plain_data:load", "num_clients": 4, "args": {"nosie": 0.1}}),
+        [],
+        "data.args.nosie: unknown argument `nosie` (did you mean `noise`?)",
+    ),
+    (
+        "data-args-set-elsewhere",
+        _yaml(data={"args": {"num_clients": 3}}),
+        [],
+        "data.args.num_clients: `num_clients` is set by `data.num_clients`; set it there",
+    ),
+    (
+        "data-function-raises",
+        _yaml(data={"type": "broken_data:load"}),
+        [],
+        "data: the data function `broken_data:load` raised FileNotFoundError: no such file: 'clients.npz'",
+    ),
+    (
+        "duplicate-callback-state",
+        _yaml(callbacks=["early_stopping", "early_stopping"]),
+        [],
+        "callbacks: two callbacks share the state key",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "expected"), [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED]
+)
+def test_fed_malformed_config_exits_2_with_one_line(
+    config: str, extra: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "broken_data.py").write_text(BROKEN_DATA)
+    (tmp_path / "plain_data.py").write_text(PLAIN_DATA)
+    write_config(tmp_path / "c.yaml", config)
+
+    status = main(["--config", "c.yaml", *extra])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: {expected}"), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--set", "rounds=3"], ["--config", "c.yaml", "--rounds", "3"]],
+    ids=["missing-config-option", "unknown-option"],
+)
+def test_fed_usage_error_exits_2_with_one_line(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.count("\n") == 1, err
+    assert err.startswith("error: ") and "--help" in err
+
+
+def test_fed_missing_config_file_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    status = main(["--config", "missing.yaml"])
+
+    assert status == 2
+    assert capsys.readouterr().err == "error: missing.yaml: cannot read the config file (No such file or directory)\n"
+
+
+def test_fed_validate_exits_0_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    populate(tmp_path / "out")
+    write_config(tmp_path / "c.yaml", small_config())
+    before = snapshot(tmp_path)
+
+    status = main(["--config", "c.yaml", "--validate"])
+    fresh = main(["--config", "c.yaml", "--validate", "--output-dir", "elsewhere"])
+
+    out = capsys.readouterr().out
+    assert status == fresh == 0
+    assert out.startswith("config OK: 3 rounds, digits over 4 clients (iid), 2 per round")
+    assert snapshot(tmp_path) == before
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_fed_bad_config_leaves_an_existing_output_directory_untouched(tmp_path: Path) -> None:
+    # the last check of the preparation fails: data, model and every other callback are built by then
+    populate(tmp_path / "out")
+    write_config(tmp_path / "c.yaml", _yaml(callbacks=["early_stopping", "early_stopping"]))
+    before = snapshot(tmp_path / "out")
+
+    proc = run_cli(tmp_path, "--config", "c.yaml", "--output-dir", "out")
+
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: callbacks: two callbacks share the state key")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert snapshot(tmp_path / "out") == before
+
+
+def test_fed_failure_in_training_exits_1_with_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "exploding_model.py").write_text(EXPLODING_MODEL)
+    write_config(tmp_path / "c.yaml", small_config(model={"type": "exploding_model:Exploding", "args": {"hidden": 8}}))
+
+    proc = run_cli(tmp_path, "--config", "c.yaml")
+
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr
+    assert len(errors) == 1 and proc.stderr.splitlines()[-1] == errors[0]
+    assert errors[0].startswith("error: training failed: round 1: 0 of 2 selected clients succeeded")
+    assert "`min_clients=1`" in errors[0] and "RuntimeError: exploded on purpose" in errors[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_fed_help_shows_an_example(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "example:" in out
+    assert "python -m lightning_bridge.fed --config examples/fed.yaml" in out
+    for option in ("--config", "--set", "--resume", "--output-dir", "--validate"):
+        assert option in out

@@ -1,0 +1,162 @@
+"""What a run leaves in its output directory, and a run killed with SIGKILL then resumed with ``--resume auto``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from cli_helpers import CLI, cli_env, read_metrics, run_cli, write_config
+
+from federated.config import load_config
+
+PAUSE = '''
+import time
+
+from callbacks import Callback
+
+
+class Pause(Callback):
+    """Makes each round last long enough to be killed in the middle of the run."""
+
+    def __init__(self, seconds: float = 0.1) -> None:
+        self.seconds = seconds
+
+    def on_round_end(self):
+        time.sleep(self.seconds)
+'''
+
+ROUNDS = 8
+CONFIG: dict[str, Any] = {
+    "seed": 3,
+    "rounds": ROUNDS,
+    "threads": 1,
+    "data": {"type": "digits", "num_clients": 6, "partition": {"type": "dirichlet", "alpha": 0.5}, "batch_size": 64},
+    "model": {"type": "mlp", "args": {"hidden": 16, "lr": 0.3}},
+    "clients": {"per_round": 3},
+    "callbacks": [
+        {"type": "model_checkpoint", "args": {"save_dir": "ckpt", "save_every": 4}},
+        # configured before the pause, these write round r before the checkpoints of round r: a kill in
+        # the pause loses round r, which the resumed run computes and writes again
+        {"type": "metrics_logger", "args": {"path": "metrics.csv"}},
+        {"type": "tensorboard", "args": {"log_dir": "tb"}},
+        {"type": "slow:Pause", "args": {"seconds": 0.1}},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cwd = tmp_path_factory.mktemp("runs")
+    (cwd / "slow.py").write_text(PAUSE)
+    write_config(cwd / "fed.yaml", CONFIG)
+    return cwd
+
+
+@pytest.fixture(scope="module")
+def full(workdir: Path) -> Path:
+    """An uninterrupted run, in ``full/``."""
+    proc = run_cli(workdir, "--config", "fed.yaml", "--output-dir", "full")
+    assert proc.returncode == 0, proc.stderr
+    return workdir / "full"
+
+
+@pytest.fixture(scope="module")
+def resumed(workdir: Path) -> tuple[Path, int, subprocess.CompletedProcess[str]]:
+    """The same run in ``resumed/``, killed with SIGKILL once 3 rounds are in metrics.csv, then resumed.
+
+    The kill most likely lands in the pause of round 3, after its metrics and events, before its checkpoints.
+
+    Returns the directory, the rounds in metrics.csv when it was killed, and the resuming process.
+    """
+    out = workdir / "resumed"
+    proc = subprocess.Popen(
+        [*CLI, "--config", "fed.yaml", "--output-dir", "resumed"],
+        cwd=workdir, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    rows_at_kill = 0
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (out / "metrics.csv").exists():
+            rows_at_kill = len(read_metrics(out / "metrics.csv"))
+            if rows_at_kill >= 3:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    status = proc.wait(timeout=60)
+    if status != -signal.SIGKILL:
+        pytest.fail(f"the run was to be killed after 3 rounds; it ended with status {status} after {rows_at_kill}")
+    return out, rows_at_kill, run_cli(workdir, "--config", "fed.yaml", "--output-dir", "resumed", "--resume", "auto")
+
+
+def _scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_fed_output_directory_layout(full: Path) -> None:
+    rows = read_metrics(full / "metrics.csv")
+    header = (full / "metrics.csv").read_text().splitlines()[0].split(",")
+    weights = torch.load(full / "final_weights.pt", weights_only=True)
+    last = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
+    saved = yaml.safe_load((full / "config.yaml").read_text())
+
+    assert header[0] == "round" and {"accuracy", "val_loss", "train_loss"} <= set(header[1:])
+    assert [int(r["round"]) for r in rows] == list(range(1, ROUNDS + 1))
+    assert [step for step, _ in _scalars(full / "tensorboard", "accuracy")] == list(range(1, ROUNDS + 1))
+    assert [v for _, v in _scalars(full / "tensorboard", "accuracy")] == pytest.approx(
+        [float(r["accuracy"]) for r in rows]
+    )
+    assert last["round"] == ROUNDS
+    assert sorted(weights) == ["net.0.bias", "net.0.weight", "net.2.bias", "net.2.weight"]
+    assert weights["net.0.weight"].shape == (16, 64)
+    assert all(torch.equal(weights[k], last["weights"][k]) for k in weights)
+    assert load_config(full / "config.yaml") == saved  # the resolved config is complete and valid
+    assert saved["output_dir"] == "full" and saved["callbacks"] == CONFIG["callbacks"]
+
+
+def test_fed_relative_callback_paths_land_under_the_output_directory(full: Path) -> None:
+    assert sorted(p.name for p in (full / "ckpt").iterdir()) == [
+        "best.ckpt", "last.ckpt", "round=0004.ckpt", "round=0008.ckpt"
+    ]
+    assert [step for step, _ in _scalars(full / "tb", "accuracy")] == list(range(1, ROUNDS + 1))
+
+
+def test_fed_resume_after_sigkill_matches_an_uninterrupted_run(
+    full: Path, resumed: tuple[Path, int, subprocess.CompletedProcess[str]]
+) -> None:
+    out, rows_at_kill, proc = resumed
+
+    expected, weights = read_metrics(full / "metrics.csv"), torch.load(full / "final_weights.pt", weights_only=True)
+    got = read_metrics(out / "metrics.csv")
+    resumed_weights = torch.load(out / "final_weights.pt", weights_only=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 3 <= rows_at_kill < ROUNDS
+    assert "resuming after round " in proc.stderr
+    assert [int(r["round"]) for r in got] == list(range(1, ROUNDS + 1))  # each round exactly once
+    assert got == expected  # row by row, the same values as written
+    assert sorted(resumed_weights) == sorted(weights)
+    assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
+    for log_dir in ("tensorboard", "tb"):  # rounds logged before the kill and run again are not doubled
+        assert _scalars(out / log_dir, "accuracy") == _scalars(full / log_dir, "accuracy")
+
+
+def test_fed_runs_with_different_output_directories_never_mix(
+    workdir: Path, full: Path, resumed: tuple[Path, int, subprocess.CompletedProcess[str]]
+) -> None:
+    assert sorted(p.name for p in workdir.iterdir()) == ["fed.yaml", "full", "resumed", "slow.py"]
+    for out in (full, resumed[0]):
+        assert yaml.safe_load((out / "config.yaml").read_text())["output_dir"] == out.name
+        assert sorted(p.name for p in (out / "ckpt").iterdir()) == [
+            "best.ckpt", "last.ckpt", "round=0004.ckpt", "round=0008.ckpt"
+        ]
+        assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) >= 1
