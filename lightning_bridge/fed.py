@@ -32,6 +32,8 @@ A config (every key is optional; see the README for all of them):
   model: {type: mlp, args: {hidden: 128, lr: 0.1}}
   clients: {per_round: 5, local_epochs: 1}
   callbacks: [{type: early_stopping, args: {patience: 5, metric: accuracy, mode: max}}]
+
+exit status: 0 done, 1 training failed, 2 bad config or command line (one `error:` line on stderr)
 """
 
 
@@ -85,10 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"resuming after round {run.resume_round} from {run.resume}", file=sys.stderr)
     elif args.resume is not None:
         print(f"no checkpoint under {run.output_dir}: starting afresh", file=sys.stderr)
+    interrupted = f"interrupted; continue with --resume auto (checkpoints in {run.output_dir})"
     try:
         summary = run.execute()
     except KeyboardInterrupt:
-        return _fail(130, f"interrupted; continue with --resume auto (checkpoints in {run.output_dir})")
+        return _fail(130, interrupted)
+    except SystemExit as exc:  # Lightning turns a Ctrl-C inside a fit into sys.exit(1)
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            return _fail(130, interrupted)
+        raise
     except BridgeError as exc:
         return _fail(1, f"training failed: {exc}")
     except Exception as exc:

@@ -7,11 +7,14 @@ at the process level: the exit status, one stderr line, no traceback, untouched 
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from cli_helpers import populate, run_cli, small_config, snapshot, write_config
+from cli_helpers import CLI, cli_env, populate, read_metrics, run_cli, small_config, snapshot, write_config
 
 from lightning_bridge.fed import main
 
@@ -242,6 +245,26 @@ def test_fed_failure_in_training_exits_1_with_one_error_line(tmp_path: Path) -> 
     assert errors[0].startswith("error: training failed: round 1: 0 of 2 selected clients succeeded")
     assert "`min_clients=1`" in errors[0] and "RuntimeError: exploded on purpose" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_fed_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
+    # most of a round is spent inside a client's Lightning fit, which turns Ctrl-C into sys.exit(1)
+    write_config(tmp_path / "c.yaml", small_config(rounds=1000))
+    proc = subprocess.Popen(
+        [*CLI, "--config", "c.yaml"], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (tmp_path / "out" / "metrics.csv").exists() and len(read_metrics(tmp_path / "out" / "metrics.csv")) >= 2:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == "error: interrupted; continue with --resume auto (checkpoints in out)"
+    assert "Traceback" not in err
 
 
 def test_fed_help_shows_an_example(capsys) -> None:
