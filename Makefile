@@ -19,7 +19,7 @@ STAMP := $(VENV)/.lightning-bridge-installed
 .PHONY: help venv demo test lint bench clean
 
 help:
-	@echo "make demo    train a small model with native callbacks (creates $(VENV) if missing)"
+	@echo "make demo    run a federation from examples/fed.yaml with the CLI (creates $(VENV) if missing)"
 	@echo "make test    ruff check and the test suite"
 	@echo "make lint    ruff check only"
 	@echo "make bench   benchmarks (callback dispatch cost)"
@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	$(BIN)/python -m lightning_bridge.fed --config examples/fed.yaml
 
 test: lint
 	$(BIN)/python -m pytest -q
@@ -48,4 +48,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dispatch.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info runs/demo
+	rm -rf $(VENV) build *.egg-info runs/digits
