@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks import BridgeError, CallbackManager, ConfigError, build, resolve
-from callbacks._args import check_arguments
+from callbacks._args import check_arguments, suggest
 from federated.checkpoint import stateful_callbacks
 from federated.datasets import FederatedData, as_federated_data
 from federated.runner import quiet_lightning
@@ -79,6 +79,14 @@ def build_data(section: Mapping[str, Any], seed: int) -> FederatedData:
             raise ConfigError(f"`{key}` is set by `{DATA_KEYWORDS[key]}`; set it there", f"data.args.{key}")
     params = inspect.signature(fn).parameters
     takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if not takes_all:  # name what data.args may hold: the function's arguments beyond the data keys
+        own = [n for n, p in params.items() if n not in DATA_KEYWORDS and p.kind is not p.VAR_POSITIONAL]
+        for key in args:
+            if key not in own:
+                accepted = ", ".join(own) if own else f"none (`{name}` takes only the `data` keys)"
+                raise ConfigError(f"unknown argument `{key}`{suggest(str(key), own)}; accepted: {accepted}", (
+                    f"data.args.{key}"
+                ))
     kwargs = {k: v for k, v in available.items() if takes_all or k in params}
     check_arguments(fn, {**kwargs, **args}, "data.args")
     try:

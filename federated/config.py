@@ -58,7 +58,7 @@ _SCHEMA = _Section(
     {
         "seed": _Field(int, 0, _at_least(0)),
         "rounds": _Field(int, 20, _at_least(1)),
-        "output_dir": _Field(str, "runs/federation"),
+        "output_dir": _Field(str, "runs/federation", lambda v: None if v.strip() else "must not be empty"),
         "threads": _Field(int | None, None, _at_least(1)),
         "data": _Section(
             {

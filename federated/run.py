@@ -110,6 +110,8 @@ def prepare_run(
     """
     config = load_config(config_path, list(overrides))
     out = config["output_dir"]
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"{out!r} exists and is not a directory", "output_dir")
     _seed(config["seed"])
     data = build_data(config["data"], config["seed"])
     model = build_model(config["model"], data)
@@ -139,6 +141,7 @@ def prepare_run(
             seed=config["seed"],
             checkpoint_dir=os.path.join(out, "checkpoints"),
             on_error=config["on_error"],
+            batch_size=config["data"]["batch_size"],  # for client data given as a Dataset
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(one_line(exc), "<config>") from exc

@@ -136,6 +136,13 @@ MALFORMED = [
         "data.args.nosie: unknown argument `nosie` (did you mean `noise`?)",
     ),
     (
+        "data-args-for-builtin-data",
+        _yaml(data={"args": {"noise": 0.1}}),
+        [],
+        "data.args.noise: unknown argument `noise`; accepted: none (`digits` takes only the `data` keys)",
+    ),
+    ("output-dir-is-a-file", _yaml(output_dir="c.yaml"), [], "output_dir: 'c.yaml' exists and is not a directory"),
+    (
         "data-args-set-elsewhere",
         _yaml(data={"args": {"num_clients": 3}}),
         [],
