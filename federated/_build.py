@@ -18,12 +18,21 @@ from torch.utils.data import DataLoader, Dataset
 
 from callbacks import BridgeError, CallbackManager, ConfigError, build, resolve
 from callbacks._args import check_arguments, suggest
+from federated.backend import Backend
 from federated.checkpoint import stateful_callbacks
 from federated.datasets import FederatedData, as_federated_data
 from federated.runner import quiet_lightning
 from federated.strategy import Strategy
 
-__all__ = ["build_callbacks_at", "build_data", "build_model", "build_strategy", "check_trainer", "one_line"]
+__all__ = [
+    "build_backend",
+    "build_callbacks_at",
+    "build_data",
+    "build_model",
+    "build_strategy",
+    "check_trainer",
+    "one_line",
+]
 
 RESERVED_TRAINER_KEYS = {
     "max_epochs": "clients.local_epochs",
@@ -171,6 +180,26 @@ def build_strategy(section: Mapping[str, Any]) -> Strategy:
             f"`{section['type']}` built a {type(strategy).__name__}, not a federated.Strategy", "strategy.type"
         )
     return strategy
+
+
+def build_backend(section: Mapping[str, Any]) -> Backend:
+    """Build the ``backend`` entry (``sequential`` or ``ray``, or an import path) and check that it is a Backend."""
+    from federated import ray_backend as _ray  # noqa: F401 - registers the backends
+    from federated import sequential_backend as _sequential  # noqa: F401
+
+    try:
+        backend = build("backend", section, "backend")
+    except BridgeError:
+        raise
+    except ImportError as exc:  # the ray extra is missing: RayBackend's one line says what to install
+        raise ConfigError(one_line(exc), "backend.type") from exc
+    except Exception as exc:
+        raise ConfigError(_raised(f"`{section['type']}`", exc), "backend.args") from exc
+    if not isinstance(backend, Backend):
+        raise ConfigError(
+            f"`{section['type']}` built a {type(backend).__name__}, not a federated.Backend", "backend.type"
+        )
+    return backend
 
 
 def build_callbacks_at(entries: Sequence[Any], path: str, on_error: str) -> list[Any]:

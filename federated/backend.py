@@ -9,8 +9,8 @@ selects one with ``backend: {type: ray, args: {...}}``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
@@ -53,6 +53,12 @@ class Backend:
         ...                                   callbacks=callbacks)
         >>> InProcess().stop()  # nothing to release
     """
+
+    def check_trainer_kwargs(self, trainer_kwargs: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` for client ``lightning.Trainer`` arguments this backend cannot honour.
+
+        Called when a ``FederatedTrainer`` is built with this backend; nothing is refused by default.
+        """
 
     def start(self, trainer: FederatedTrainer) -> None:
         """Called at the start of ``trainer.fit``: build the workers for ``trainer``'s model and clients."""

@@ -86,6 +86,7 @@ _SCHEMA = _Section(
             }
         ),
         "strategy": _Section({"type": _Field(str, "fedavg"), "args": _Field(dict, {})}),
+        "backend": _Section({"type": _Field(str, "sequential"), "args": _Field(dict, {})}),
         "trainer": _Section(open_keys=True),
         "callbacks": _Field(list, [], _entries),
         "client_callbacks": _Field(list, [], _entries),

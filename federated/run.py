@@ -28,7 +28,15 @@ from callbacks import Callback, ConfigError, MetricsLogger, TensorBoard
 from federated import datasets as _datasets  # noqa: F401 - registers the built-in data sets
 from federated import fedavg as _fedavg  # noqa: F401 - registers the FedAvg strategy
 from federated import models as _models  # noqa: F401 - registers the built-in models
-from federated._build import build_callbacks_at, build_data, build_model, build_strategy, check_trainer, one_line
+from federated._build import (
+    build_backend,
+    build_callbacks_at,
+    build_data,
+    build_model,
+    build_strategy,
+    check_trainer,
+    one_line,
+)
 from federated.checkpoint import load_checkpoint
 from federated.config import load_config
 from federated.exceptions import CheckpointError
@@ -116,6 +124,7 @@ def prepare_run(
     data = build_data(config["data"], config["seed"])
     model = build_model(config["model"], data)
     strategy = build_strategy(config["strategy"])
+    backend = build_backend(config["backend"])
     callbacks = build_callbacks_at(_under(config["callbacks"], out), "callbacks", config["on_error"])
     client_callbacks = build_callbacks_at(
         _under(config["client_callbacks"], out), "client_callbacks", config["on_error"]
@@ -142,6 +151,7 @@ def prepare_run(
             checkpoint_dir=os.path.join(out, "checkpoints"),
             on_error=config["on_error"],
             batch_size=config["data"]["batch_size"],  # for client data given as a Dataset
+            backend=backend,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(one_line(exc), "<config>") from exc

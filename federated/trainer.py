@@ -171,6 +171,7 @@ class FederatedTrainer:
         check_trainer_kwargs(self.trainer_kwargs)
         self.reuse_trainer = reuse_trainer
         self.backend = _checks.backend(backend)
+        self.backend.check_trainer_kwargs(self.trainer_kwargs)
         self.buffer_updates = (
             buffer_updates if buffer_updates is not None else self.manager.overrides("on_aggregate_start")
         )
