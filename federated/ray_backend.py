@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 MISSING_RAY = "backend 'ray' needs the ray extra: pip install 'lightning-bridge[ray]'"
 _IN_FLIGHT = 2  # calls queued per worker: the next one waits in the worker while the driver reads a result
 _CACHED_CLIENTS = 64  # client data sets a worker keeps deserialised (an LRU)
+_NICENESS = "RAY_worker_niceness"
 _CPU_ACCELERATORS = (None, "auto", "cpu")
 _GPU_ACCELERATORS = (None, "auto", "gpu", "cuda")
 
@@ -139,6 +140,9 @@ class RayBackend(Backend):
 
     # ------------------------------------------------------------------ the pool
 
+    def check_trainer_kwargs(self, trainer_kwargs: Mapping[str, Any]) -> None:
+        worker_trainer_kwargs(trainer_kwargs, self.num_gpus_per_client)
+
     def start(self, trainer: FederatedTrainer) -> None:
         ray = import_ray()
         kwargs = worker_trainer_kwargs(trainer.trainer_kwargs, self.num_gpus_per_client)
@@ -146,7 +150,7 @@ class RayBackend(Backend):
             if self.address is not None:
                 ray.init(address=self.address)
             else:
-                ray.init(num_cpus=math.ceil(self.num_workers * self.num_cpus_per_client), include_dashboard=False)
+                _init_local(ray, math.ceil(self.num_workers * self.num_cpus_per_client))
             self._started_ray = True
         try:
             self._check_resources(ray)
@@ -372,6 +376,24 @@ def import_ray() -> Any:
     except ImportError as exc:
         raise ImportError(MISSING_RAY) from exc
     return ray
+
+
+def _init_local(ray: Any, num_cpus: int) -> None:
+    """Start a local Ray whose workers run at this process's priority.
+
+    Ray starts workers at niceness 15 by default (``RAY_worker_niceness``), below its driver; here
+    the workers are the federation's compute, and on a busy machine they would wait behind every
+    other process while the driver waits for them.
+    """
+    saved = os.environ.get(_NICENESS)
+    os.environ[_NICENESS] = str(os.nice(0)) if hasattr(os, "nice") else "0"
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False)
+    finally:
+        if saved is None:
+            os.environ.pop(_NICENESS, None)
+        else:
+            os.environ[_NICENESS] = saved
 
 
 def worker_trainer_kwargs(kwargs: Mapping[str, Any], num_gpus: float) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks import Callback
@@ -247,9 +248,39 @@ def test_workers_cannot_hang_on_device_probing(digits6: Any) -> None:
 
 def test_trainer_arguments_a_worker_cannot_honour_are_refused(digits6: Any) -> None:
     loaders, _ = digits6
-    fed = federation(loaders, None, RayBackend(num_workers=1), rounds=1, trainer_kwargs={"accelerator": "gpu"})
     with pytest.raises(ValueError, match=r"accelerator='gpu'.*num_gpus_per_client=0.*HINT: set `num_gpus_per_client`"):
-        fed.fit()
+        federation(loaders, None, RayBackend(num_workers=1), rounds=1, trainer_kwargs={"accelerator": "gpu"})
+    with pytest.raises(ValueError, match=r"devices=2; a Ray worker trains one client on one device"):
+        federation(loaders, None, RayBackend(num_workers=1), rounds=1, trainer_kwargs={"devices": 2})
     fed = federation(loaders, None, RayBackend(num_workers=3), rounds=1)
     with pytest.raises(ValueError, match=r"need 3 CPUs; the Ray cluster has 2\. HINT: lower `num_workers`"):
         fed.fit()
+
+
+def test_cli_runs_a_federation_on_ray_and_refuses_a_bad_backend_argument(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lightning_bridge.fed import main
+
+    # Prepare
+    config = {
+        "seed": 0, "rounds": 2, "threads": 1, "output_dir": str(tmp_path / "out"),
+        "data": {"type": "digits", "num_clients": 4, "batch_size": 64},
+        "model": {"type": "mlp", "args": {"hidden": 16}},
+        "clients": {"per_round": 4},
+        "backend": {"type": "ray", "args": {"num_workers": 2, "num_cpus_per_client": 1, "num_gpus_per_client": 0,
+                                            "address": None}},
+    }
+    good = tmp_path / "fed.yaml"
+    good.write_text(yaml.safe_dump(config))
+    config["backend"]["args"]["num_worker"] = 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    # Execute and Assert: the good one trains on Ray; the bad one exits 2 with one line
+    assert main(["--config", str(good)]) == 0
+    assert (tmp_path / "out" / "final_weights.pt").is_file()
+    capsys.readouterr()
+    assert main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "backend.args.num_worker: unknown argument `num_worker` (did you mean `num_workers`?)" in err
