@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 @register("callback.model_checkpoint")
 class ModelCheckpoint(MonitorCallback):
-    """Writes checkpoints through ``trainer.save_checkpoint(path)``.
+    """Writes checkpoints through ``trainer.save_checkpoint(path, weights_only=False)``.
 
     Centralised that is a Lightning checkpoint (resume with ``trainer.fit(ckpt_path=...)``), written
     once per epoch as soon as ``metric`` is known: at ``on_validation_end`` when validation reports
@@ -135,4 +135,4 @@ class ModelCheckpoint(MonitorCallback):
         for path in paths:
             if os.path.basename(path) == "best.ckpt":
                 self.best_path = path  # before the write, so that the file's own state names itself
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)

@@ -227,12 +227,22 @@ class FederatedTrainer:
                 self.backend.stop()
         return result
 
-    def save_checkpoint(self, path: str | os.PathLike[str]) -> str:
+    def save_checkpoint(self, path: str | os.PathLike[str], weights_only: bool = False) -> str:
         """Write the federation checkpoint to ``path`` atomically, then fire ``on_save_checkpoint``.
 
         Called from ``on_round_end`` (as ``ModelCheckpoint`` does), the write waits until every
         callback has seen the round, so the file holds their states after it and resumes exactly.
+
+        Args:
+            path: The file to write.
+            weights_only: As in ``lightning.Trainer.save_checkpoint``; a federation checkpoint always
+                holds everything a resume needs, so only ``False`` is accepted. Defaults to ``False``.
+
+        Raises:
+            ValueError: ``weights_only`` is ``True``.
         """
+        if weights_only:
+            raise ValueError("`weights_only=True`: a federation checkpoint always holds the whole state to resume")
         path = os.fspath(path)
         if self._pending_saves is not None:
             self._pending_saves.append(path)

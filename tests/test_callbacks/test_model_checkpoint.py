@@ -18,7 +18,7 @@ class RecordingTrainer:
         self.should_stop = False
         self.written = []
 
-    def save_checkpoint(self, path):
+    def save_checkpoint(self, path, weights_only=False):
         self.written.append(os.path.basename(path))
 
 

@@ -90,7 +90,9 @@ def used(tmp_path):
         TensorBoard(log_dir=str(tmp_path / "tb")),
         MetricsLogger(path=str(tmp_path / "metrics.csv")),
     ]
-    server = SimpleNamespace(is_global_zero=True, should_stop=False, save_checkpoint=lambda path: None)
+    server = SimpleNamespace(
+        is_global_zero=True, should_stop=False, save_checkpoint=lambda path, weights_only=False: None
+    )
     manager = CallbackManager(built, on_error="raise")
     manager.call("on_train_start", trainer=server)
     for round_num, accuracy in ((1, 0.5), (2, 0.6)):
