@@ -6,87 +6,86 @@ import heapq
 import itertools
 import logging
 import math
-import os
-import warnings
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from callbacks import register
+from federated._ray_worker import (
+    ClientWorker,
+    Result,
+    Task,
+    import_ray,
+    init_local,
+    unpack,
+    worker_env,
+    worker_trainer_kwargs,
+)
 from federated.backend import Backend
-from federated.client import Client
 from federated.results import ClientFailure, ClientUpdate
-from federated.runner import ClientRunner, quiet_lightning
 
 if TYPE_CHECKING:
-    from lightning.pytorch import LightningModule
     from lightning.pytorch.callbacks import Callback as LightningCallback
 
     from federated.aggregate import StateDict
+    from federated.client import Client
     from federated.trainer import FederatedTrainer
 
 __all__ = ["RayBackend"]
 
-_Task = tuple[int, int, dict[str, Any], list[Any]]  # client id, seed, its callback states, [ref of its data]
-
 log = logging.getLogger(__name__)
 
-MISSING_RAY = "backend 'ray' needs the ray extra: pip install 'lightning-bridge[ray]'"
 _IN_FLIGHT = 2  # calls queued per worker: the next one waits in the worker while the driver reads a result
-_CACHED_CLIENTS = 64  # client data sets a worker keeps deserialised (an LRU)
-_NICENESS = "RAY_worker_niceness"
-_CPU_ACCELERATORS = (None, "auto", "cpu")
-_GPU_ACCELERATORS = (None, "auto", "gpu", "cuda")
+_PENDING_BYTES = 256 * 2**20  # default batching: as many clients per call as keep the waiting updates below this
+_SETTLE_S = 30.0  # how long the calls of a dead worker may take to report that they ended
 
 
 @register("backend.ray")
 class RayBackend(Backend):
     """Trains a round's clients in parallel on a pool of long-lived Ray actors.
 
-    Each worker is a Ray actor that holds a :class:`~federated.ClientRunner` (a model replica and
-    one reused ``lightning.Trainer``) built once per ``fit``. The driver ships the data of every
-    client once per federation (``ray.put``; a worker keeps the ones it trained recently), the
-    round's global weights and strategy callbacks once per round, and per client its id, seed and
-    the states of its client callbacks; a worker sends back the client's update or failure (with
-    the per-epoch metrics the learner hooks need) and the callbacks' new states. The driver owns
-    those states (they are what its :class:`~federated.Client` objects, and so the federation
-    checkpoint, hold): under Ray what carries over from one round to the next is a callback's
-    ``state_dict``, exactly what carries over a resume.
+    Each worker is a Ray actor holding a :class:`~federated.ClientRunner` (a model replica and one
+    reused ``lightning.Trainer``), built once per ``fit``. The driver puts each client's data in
+    Ray's object store once per ``fit`` (a worker fetches it the first time it trains the client,
+    and keeps it), the global weights and the strategy's client callbacks once per round, and
+    sends per client its id, seed and the states of its client callbacks. A worker sends back each
+    client's update or failure, with the per-epoch metrics the learner hooks need, and the
+    callbacks' new states. The driver owns those states (its :class:`~federated.Client` objects,
+    and so the federation checkpoint, hold them): a worker rebuilds the callbacks for each fit and
+    loads them, so what carries a client callback from one round to the next under Ray is its
+    ``state_dict``, as across a resume.
 
-    Outcomes come back in the sampled order, so updates are folded into the strategy, and learner
-    hooks fire, in that order while later clients still train; at most about
-    ``2 * num_workers * clients_per_call`` finished updates wait in the driver. With each client
-    fit seeded by (seed, round, client), the final weights are those of the sequential backend.
+    Outcomes are yielded in the sampled order: updates are folded into the strategy, and learner
+    hooks fire, in that order, while later clients still train. A round's clients are cut into
+    consecutive runs of about equal samples, one request each, sent to the least loaded worker.
+    By default a worker gets its whole share of the round in one request (Ray's cost per request
+    is about a small client's fit), unless the updates that could wait in the driver, up to
+    ``3 * num_workers * clients_per_call``, would pass 256 MiB. With each client fit seeded by
+    (seed, round, client), the final weights are the sequential backend's, bit for bit.
 
-    A worker that dies (killed, out of memory, ``os._exit`` in user code) makes the client it was
-    training a :class:`~federated.ClientFailure`; the other clients of that call and those queued
-    behind it are trained again elsewhere, and a new worker takes the dead one's place.
+    A worker that dies (killed, out of memory, ``os._exit`` in user code) is replaced. A request
+    of one client that died with its worker is that client's :class:`~federated.ClientFailure`; the
+    clients of a request of several are trained again one per request (the one that brings its
+    worker down again is the failure), and requests queued behind it are sent again as they were.
 
-    Lightning cannot hang in a worker on counting CUDA devices (Lightning issue 14292, a fork in
-    1.7's device count): the workers' environment is set before Lightning is imported (Ray's
-    ``runtime_env``): ``PL_DISABLE_FORK=1``, ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (torch counts
-    devices through NVML, no CUDA context, no fork; what Lightning 2.x's ``lightning.fabric`` sets
-    too, only later), and, for CPU workers, ``CUDA_VISIBLE_DEVICES=""`` (Ray leaves it alone for
-    actors without GPUs). The client trainer's accelerator is forced to ``cpu``, or ``gpu`` with
-    ``num_gpus_per_client > 0``, on one device: no ``"auto"`` probing, and no device Ray did not grant.
+    Lightning cannot hang in a worker on counting CUDA devices (Lightning issue 14292): see
+    ``federated._ray_worker.worker_env`` for the environment the workers start with, and the
+    client trainer's accelerator is forced to ``cpu`` (or ``gpu`` with ``num_gpus_per_client > 0``)
+    on one device: no ``"auto"`` probing, and no device that Ray did not grant.
 
     Args:
         num_workers: Ray actors, each training one client at a time. Defaults to ``2``.
         num_cpus_per_client: CPUs Ray reserves per worker; also its torch threads. Defaults to ``1``.
         num_gpus_per_client: GPUs per worker (a fraction shares one). Defaults to ``0``.
         address: A running Ray cluster to join (``"auto"``, ``"host:6379"``, ``"ray://host:10001"``);
-            ``None`` starts a local Ray with ``num_workers * num_cpus_per_client`` CPUs unless Ray
-            is initialised already. Ray is shut down after ``fit`` only if it was started here.
+            ``None`` starts a local Ray with ``num_workers * num_cpus_per_client`` CPUs (its workers
+            at this process's priority) unless Ray is initialised already. Ray is shut down after
+            ``fit`` only if it was started there. Defaults to ``None``.
+        clients_per_call: About how many clients a worker trains per request; ``None`` decides as
+            above. Defaults to ``None``.
+        runtime_env: Ray ``runtime_env`` of the workers (e.g. ``working_dir`` or ``py_modules`` so
+            that other machines can import your code); the environment variables above are added.
             Defaults to ``None``.
-        clients_per_call: Clients a worker trains per request; ``None`` picks about a quarter of a
-            worker's share of the round, which amortises Ray's per-request cost over small client
-            fits. Defaults to ``None``.
-        runtime_env: Ray ``runtime_env`` of the workers (e.g. ``working_dir`` or ``py_modules``
-            so that other machines can import your code); the environment variables above are
-            added. Defaults to ``None``.
         start_timeout: Seconds to wait for the workers to start. Defaults to ``300``.
 
     Raises:
@@ -96,7 +95,7 @@ class RayBackend(Backend):
     Example:
         >>> from federated import MLP, FederatedTrainer, digits_federation
         >>> loaders, test = digits_federation(num_clients=4, partition="iid", seed=0)
-        >>> backend = RayBackend(num_workers=2, num_cpus_per_client=1)
+        >>> backend = RayBackend(num_workers=2, num_cpus_per_client=1)  # doctest: +SKIP
         >>> fed = FederatedTrainer(MLP(hidden=16), loaders, test, rounds=1, backend=backend)  # doctest: +SKIP
         >>> fed.fit().rounds  # doctest: +SKIP
         1
@@ -130,12 +129,13 @@ class RayBackend(Backend):
         self._started_ray = False
         self._new_worker: Any = None
         self._workers: list[Any] = []
+        self._held: list[set[int]] = []  # per worker, the clients whose data it holds
         self._client_refs: list[Any] = []
 
     def __repr__(self) -> str:
         return (
-            f"RayBackend(num_workers={self.num_workers}, num_cpus_per_client={self.num_cpus_per_client}, "
-            f"num_gpus_per_client={self.num_gpus_per_client}, address={self.address!r})"
+            f"RayBackend(num_workers={self.num_workers}, num_cpus_per_client={self.num_cpus_per_client:g}, "
+            f"num_gpus_per_client={self.num_gpus_per_client:g}, address={self.address!r})"
         )
 
     # ------------------------------------------------------------------ the pool
@@ -150,36 +150,27 @@ class RayBackend(Backend):
             if self.address is not None:
                 ray.init(address=self.address)
             else:
-                _init_local(ray, math.ceil(self.num_workers * self.num_cpus_per_client))
+                init_local(ray, math.ceil(self.num_workers * self.num_cpus_per_client))
             self._started_ray = True
         try:
             self._check_resources(ray)
             try:
                 self._client_refs = [ray.put(client.fresh()) for client in trainer.clients]
             except Exception as exc:
-                raise ValueError(
-                    f"the clients' data cannot be sent to Ray workers: {type(exc).__name__}: {exc}"
-                ) from exc
-            env_vars = {
-                **self.runtime_env.get("env_vars", {}),
-                # set before the worker imports Lightning (Lightning issue 14292; see the class docstring)
-                "PL_DISABLE_FORK": "1",
-                "PYTORCH_NVML_BASED_CUDA_CHECK": "1",
-                **({"CUDA_VISIBLE_DEVICES": ""} if self.num_gpus_per_client == 0 else {}),
-            }
-            actor = ray.remote(_ClientWorker).options(
+                what = f"{type(exc).__name__}: {exc}"
+                raise ValueError(f"the clients' data cannot be sent to Ray workers: {what}") from exc
+            actor = ray.remote(ClientWorker).options(
                 num_cpus=self.num_cpus_per_client,
                 num_gpus=self.num_gpus_per_client,
-                runtime_env={**self.runtime_env, "env_vars": env_vars},
+                runtime_env=worker_env(self.runtime_env, self.num_gpus_per_client),
                 max_restarts=0,
                 max_task_retries=0,
             )
-            model_ref = ray.put(trainer.model)
+            args = (ray.put(trainer.model), trainer.local_epochs, kwargs, trainer.reuse_trainer)
             threads = max(1, int(self.num_cpus_per_client))
-            self._new_worker = lambda: actor.remote(
-                model_ref, trainer.local_epochs, kwargs, trainer.reuse_trainer, threads
-            )
+            self._new_worker = lambda: actor.remote(*args, threads)
             self._workers = [self._new_worker() for _ in range(self.num_workers)]
+            self._held = [set() for _ in self._workers]
             try:
                 ray.get([w.ready.remote() for w in self._workers], timeout=self.start_timeout)
             except ray.exceptions.GetTimeoutError as exc:
@@ -196,7 +187,7 @@ class RayBackend(Backend):
         if ray.is_initialized():
             for worker in self._workers:
                 ray.kill(worker)
-        self._workers, self._client_refs, self._new_worker = [], [], None
+        self._workers, self._client_refs, self._held, self._new_worker = [], [], [], None
         if self._started_ray:
             self._started_ray = False
             ray.shutdown()
@@ -228,197 +219,174 @@ class RayBackend(Backend):
         if not self._workers:
             raise RuntimeError("RayBackend.fit_clients before start(trainer)")
         n = len(clients)
-        size = self.clients_per_call or max(1, math.ceil(n / (4 * self.num_workers)))
-        window = _IN_FLIGHT * self.num_workers * size  # positions dispatched beyond the next one to yield
-        round_box = [ray.put((weights, list(callbacks)))]  # in a list: the worker fetches it once per round
-        todo = [(start, tuple(range(start, min(n, start + size)))) for start in range(0, n, size)]
-        heapq.heapify(todo)
-        calls: dict[Any, _Call] = {}  # object ref -> call
-        busy = [0] * len(self._workers)
-        done: dict[int, tuple[ClientUpdate | ClientFailure, dict[str, Any] | None]] = {}
+        size = self.clients_per_call or _auto_size(n, self.num_workers, weights)
+        r = _Round(
+            clients, seeds, round_num, lr_scale, ray.put((weights, list(callbacks))),
+            window=(_IN_FLIGHT + 1) * self.num_workers * size, workers=len(self._workers),
+        )
+        for run in _runs([c.num_samples for c in clients], math.ceil(n / size)):
+            r.requeue(run)
         next_pos = 0
-        sent = itertools.count()
-        while next_pos < n:
-            while todo and todo[0][0] < next_pos + window and min(busy) < _IN_FLIGHT:
-                _, positions = heapq.heappop(todo)
-                slot = busy.index(min(busy))
-                tasks = [
-                    (clients[p].client_id, seeds[p], clients[p].state_dict(), [self._client_refs[clients[p].client_id]])
-                    for p in positions
-                ]
-                ref = self._workers[slot].fit.remote(round_box, round_num, lr_scale, tasks)
-                calls[ref] = _Call(slot, self._workers[slot], positions, next(sent))
-                busy[slot] += 1
-            while next_pos in done:
-                outcome, state = done.pop(next_pos)
+        while True:
+            self._send(r, next_pos)
+            while next_pos in r.done:
+                outcome, state = r.done.pop(next_pos)
                 if state:
                     clients[next_pos].load_state_dict(state)  # the driver owns the callback states
                 next_pos += 1
                 yield outcome
-            if next_pos >= n or not calls:
-                continue
-            ready, _ = ray.wait(list(calls), num_returns=1)
-            call = calls.pop(ready[0])
-            if call.worker is not self._workers[call.slot]:
-                continue  # a call of a worker already replaced: handled with its death
-            busy[call.slot] -= 1
+            if next_pos >= n:
+                return
+            self._send(r, next_pos)
+            ready, _ = ray.wait(list(r.calls), num_returns=1)
+            call = r.calls.pop(ready[0])
             try:
-                results = ray.get(ready[0])
+                results = ray.get(call.ref)
             except ray.exceptions.RayActorError as exc:
-                self._replace(call, calls, busy, todo, clients, round_num, exc, done)
+                self._worker_died(r, call, exc)
                 continue
-            except ray.exceptions.RayError as exc:
-                _retry_or_fail(call, todo, clients, done, f"the Ray call failed: {_first_line(exc)}", str(exc))
+            except ray.exceptions.RayError as exc:  # the worker lives; what it holds is uncertain
+                r.end(call)
+                self._held[call.slot], r.fresh[call.slot] = set(), True
+                r.retry_or_fail(call, f"the Ray call failed: {_first_line(exc)}", str(exc))
                 continue
-            for position, result in zip(call.positions, results, strict=True):
-                done[position] = result
+            r.end(call)
+            r.take(call, results)
 
-    def _replace(
-        self,
-        call: _Call,
-        calls: dict[Any, _Call],
-        busy: list[int],
-        todo: list[tuple[int, tuple[int, ...]]],
-        clients: Sequence[Client],
-        round_num: int,
-        exc: BaseException,
-        done: dict[int, Any],
-    ) -> None:
-        """The worker of ``call`` died: blame the call it was running, requeue the others, start a new one."""
+    def _send(self, r: _Round, next_pos: int) -> None:
+        """Send queued runs to the least loaded workers, within ``r.window`` positions of ``next_pos``."""
+        while r.todo and r.todo[0][0] < next_pos + r.window and min(r.busy) < _IN_FLIGHT:
+            _, positions = heapq.heappop(r.todo)
+            slot = min((s for s, b in enumerate(r.busy) if b < _IN_FLIGHT), key=lambda s: r.queued[s])
+            held = self._held[slot]
+            tasks: list[Task] = []
+            for p in positions:
+                client = r.clients[p]
+                box = None if client.client_id in held else [self._client_refs[client.client_id]]
+                held.add(client.client_id)
+                tasks.append((client.client_id, r.seeds[p], client.state_dict(), box))
+            box = [r.round_ref] if r.fresh[slot] else None
+            r.fresh[slot] = False
+            ref = self._workers[slot].fit.remote(box, r.round_num, r.lr_scale, tasks)
+            r.calls[ref] = _Call(ref, slot, positions, next(r.sent))
+            r.busy[slot] += 1
+            r.queued[slot] += len(positions)
+
+    def _worker_died(self, r: _Round, call: _Call, exc: BaseException) -> None:
+        """``call``'s worker died: keep what it finished, blame what it ran, resend the rest, replace it."""
         ray = import_ray()
-        dead = [c for c in calls.values() if c.worker is call.worker]
-        first = min([call, *dead], key=lambda c: c.order)  # calls run in the order sent: it ran the first
-        for other in dead:
-            calls.pop(next(ref for ref, c in calls.items() if c is other))
-        for other in [call, *dead]:
-            if other is not first:
-                heapq.heappush(todo, (other.positions[0], other.positions))
-        ids = [clients[p].client_id for p in first.positions]
-        log.warning("round %d: a Ray worker died training client(s) %s; starting a new one", round_num, ids)
-        _retry_or_fail(first, todo, clients, done, f"the Ray worker died: {_first_line(exc)}", str(exc))
-        ray.kill(call.worker)
-        self._workers[call.slot] = self._new_worker()
-        busy[call.slot] = 0
+        slot = call.slot
+        others = [c for c in r.calls.values() if c.slot == slot]
+        for other in others:
+            del r.calls[other.ref]
+        if others:  # they end too, now that their worker is gone
+            ray.wait([c.ref for c in others], num_returns=len(others), timeout=_SETTLE_S)
+        lost = [call]
+        for other in others:
+            try:
+                r.take(other, ray.get(other.ref, timeout=0))  # finished before the worker died
+            except ray.exceptions.RayError:
+                lost.append(other)
+        lost.sort(key=lambda c: c.order)  # a worker runs its calls in the order sent: the first lost one was running
+        for queued in lost[1:]:
+            r.requeue(queued.positions)
+        ids = [r.clients[p].client_id for p in lost[0].positions]
+        log.warning("round %d: a Ray worker died training client(s) %s; starting a new one", r.round_num, ids)
+        r.retry_or_fail(lost[0], f"the Ray worker died: {_first_line(exc)}", str(exc))
+        ray.kill(self._workers[slot])
+        self._workers[slot] = self._new_worker()
+        self._held[slot] = set()
+        r.busy[slot], r.queued[slot], r.fresh[slot] = 0, 0, True
 
 
 @dataclass
 class _Call:
-    """One request in flight: which worker, for which positions of the round's client list."""
+    """One request in flight: its result's ref, its worker, the positions of its clients in the round."""
 
+    ref: Any
     slot: int
-    worker: Any
     positions: tuple[int, ...]
     order: int
 
 
-def _retry_or_fail(
-    call: _Call, todo: list[tuple[int, tuple[int, ...]]], clients: Sequence[Client], done: dict[int, Any], error: str,
-    details: str,
-) -> None:
-    """A failed call of several clients is retried one client per call; a failed single-client call is a failure."""
-    if len(call.positions) > 1:
-        for position in call.positions:
-            heapq.heappush(todo, (position, (position,)))
-        return
-    position = call.positions[0]
-    done[position] = (ClientFailure(client_id=clients[position].client_id, error=error, traceback=details), None)
+@dataclass
+class _Round:
+    """The bookkeeping of one round: runs to send, requests in flight, outcomes not yet yielded."""
+
+    clients: Sequence[Client]
+    seeds: Sequence[int]
+    round_num: int
+    lr_scale: float
+    round_ref: Any
+    window: int
+    workers: int
+    todo: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # a heap of (first position, run)
+    calls: dict[Any, _Call] = field(default_factory=dict)
+    done: dict[int, tuple[ClientUpdate | ClientFailure, dict[str, Any] | None]] = field(default_factory=dict)
+    sent: Iterator[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        self.busy = [0] * self.workers  # requests in flight per worker
+        self.queued = [0] * self.workers  # clients in flight per worker
+        self.fresh = [True] * self.workers  # a worker's next request carries the round's inputs
+
+    def requeue(self, positions: tuple[int, ...]) -> None:
+        heapq.heappush(self.todo, (positions[0], positions))
+
+    def end(self, call: _Call) -> None:
+        self.busy[call.slot] -= 1
+        self.queued[call.slot] -= len(call.positions)
+
+    def take(self, call: _Call, results: list[Result]) -> None:
+        for position, (outcome, packed, state) in zip(call.positions, results, strict=True):
+            if packed is not None:
+                outcome.weights = unpack(packed)
+            self.done[position] = (outcome, state)
+
+    def retry_or_fail(self, call: _Call, error: str, details: str) -> None:
+        """The clients of a failed request of several are sent again one per request; a lone one is a failure."""
+        if len(call.positions) > 1:
+            for position in call.positions:
+                self.requeue((position,))
+            return
+        position = call.positions[0]
+        failure = ClientFailure(client_id=self.clients[position].client_id, error=error, traceback=details)
+        self.done[position] = (failure, None)
 
 
-class _ClientWorker:
-    """The Ray actor: a :class:`~federated.ClientRunner` serving every fit sent to it."""
-
-    def __init__(
-        self, model: LightningModule, local_epochs: int, trainer_kwargs: dict[str, Any], reuse_trainer: bool,
-        threads: int,
-    ) -> None:
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # Lightning vs torch 2.13
-        torch.set_num_threads(threads)
-        self.runner = ClientRunner(
-            model, local_epochs=local_epochs, trainer_kwargs=trainer_kwargs, reuse_trainer=reuse_trainer
-        )
-        self._clients: OrderedDict[int, Client] = OrderedDict()
-        self._round: tuple[Any, Any] = (None, None)
-
-    def ready(self) -> int:
-        return os.getpid()
-
-    def fit(
-        self, round_box: list[Any], round_num: int, lr_scale: float, tasks: list[_Task]
-    ) -> list[tuple[ClientUpdate | ClientFailure, dict[str, Any]]]:
-        """Train ``tasks`` (client id, seed, callback states, [data ref]) in order; outcomes and new states."""
-        import ray
-
-        if self._round[0] != round_box[0]:
-            self._round = (round_box[0], ray.get(round_box[0]))
-        weights, callbacks = self._round[1]
-        out = []
-        with quiet_lightning():
-            for client_id, seed, state, client_box in tasks:
-                template = self._clients.pop(client_id, None)
-                if template is None:
-                    template = ray.get(client_box[0])
-                self._clients[client_id] = template
-                if len(self._clients) > _CACHED_CLIENTS:
-                    self._clients.popitem(last=False)
-                client = template.fresh()  # new callback copies, then the driver's states: as if it never left
-                client.load_state_dict(state)
-                outcome = self.runner.fit(
-                    client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale, callbacks=callbacks
-                )
-                out.append((outcome, client.state_dict()))
-        return out
+def _auto_size(n: int, workers: int, weights: StateDict) -> int:
+    """A worker's whole share of the round, unless the updates that may wait in the driver pass ``_PENDING_BYTES``."""
+    update = sum(t.numel() * t.element_size() for t in weights.values()) or 1
+    return max(1, min(math.ceil(n / workers), _PENDING_BYTES // ((_IN_FLIGHT + 1) * workers * update)))
 
 
-def import_ray() -> Any:
-    """``import ray``, or an ``ImportError`` whose one line names the extra to install."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise ImportError(MISSING_RAY) from exc
-    return ray
+def _runs(sizes: Sequence[int], count: int) -> list[tuple[int, ...]]:
+    """Positions ``0..len(sizes)-1`` cut into ``count`` consecutive non-empty runs of about equal total size.
 
-
-def _init_local(ray: Any, num_cpus: int) -> None:
-    """Start a local Ray whose workers run at this process's priority.
-
-    Ray starts workers at niceness 15 by default (``RAY_worker_niceness``), below its driver; here
-    the workers are the federation's compute, and on a busy machine they would wait behind every
-    other process while the driver waits for them.
+    Example:
+        >>> _runs([10, 10, 10, 30, 5, 5], 2)
+        [(0, 1, 2), (3, 4, 5)]
+        >>> _runs([1] * 5, 2)
+        [(0, 1, 2), (3, 4)]
     """
-    saved = os.environ.get(_NICENESS)
-    os.environ[_NICENESS] = str(os.nice(0)) if hasattr(os, "nice") else "0"
-    try:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
-    finally:
-        if saved is None:
-            os.environ.pop(_NICENESS, None)
-        else:
-            os.environ[_NICENESS] = saved
-
-
-def worker_trainer_kwargs(kwargs: Mapping[str, Any], num_gpus: float) -> dict[str, Any]:
-    """``kwargs`` with the accelerator pinned to what the worker was granted, on one device.
-
-    Raises:
-        ValueError: ``kwargs`` asks for another accelerator, or for more than one device.
-    """
-    out = dict(kwargs)
-    accelerator = out.get("accelerator")
-    allowed = _GPU_ACCELERATORS if num_gpus > 0 else _CPU_ACCELERATORS
-    if not (accelerator is None or isinstance(accelerator, str)) or accelerator not in allowed:
-        grant = f"num_gpus_per_client={num_gpus:g}"
-        raise ValueError(
-            f"`trainer_kwargs` asks for accelerator={accelerator!r}, but a Ray worker with {grant} trains on "
-            f"{'a GPU' if num_gpus > 0 else 'the CPU'}; HINT: set `num_gpus_per_client` on the backend instead"
-        )
-    if out.get("devices", 1) not in (1, "1", "auto"):
-        raise ValueError(
-            f"`trainer_kwargs` asks for devices={out['devices']!r}; a Ray worker trains one client on one device. "
-            "HINT: more workers (`num_workers`) train more clients at once"
-        )
-    out["accelerator"] = "gpu" if num_gpus > 0 else "cpu"
-    out["devices"] = 1
-    return out
+    n = len(sizes)
+    count = max(1, min(count, n))
+    total = sum(sizes)
+    runs: list[tuple[int, ...]] = []
+    start, acc = 0, 0
+    for i, size in enumerate(sizes):
+        target = total * (len(runs) + 1) / count
+        if len(runs) < count - 1 and i > start and acc + size - target > target - acc:
+            runs.append(tuple(range(start, i)))  # cutting before this one comes closer to the target
+            start = i
+            target = total * (len(runs) + 1) / count
+        acc += size
+        left = count - len(runs) - 1  # runs still to cut after this one
+        if left and n - i - 1 >= left and (acc >= target or n - i - 1 == left):
+            runs.append(tuple(range(start, i + 1)))
+            start = i + 1
+    runs.append(tuple(range(start, n)))
+    return runs
 
 
 def _number(value: Any, name: str, *, integer: bool = False, zero: bool = False) -> Any:

@@ -200,7 +200,7 @@ class PidMLP(MLP):
 
 
 def test_a_dead_worker_is_a_client_failure_and_the_pool_recovers(digits6: Any, tmp_path: Path) -> None:
-    # Prepare: client 2 kills its worker in round 1; 3 clients per call, so clients 0 and 1 share its call
+    # Prepare: client 2 kills its worker in round 1; about 3 clients per call, so others share its call
     loaders, test = digits6
     switch = tmp_path / "kill"
     switch.touch()
@@ -212,7 +212,7 @@ def test_a_dead_worker_is_a_client_failure_and_the_pool_recovers(digits6: Any, t
     fed = FederatedTrainer(PidMLP(hidden=16), data, test, rounds=3, seed=3, backend=backend, callbacks=[disarm])
     # Execute
     result = fed.fit()
-    # Assert: round 1 lost client 2 only (0 and 1 were trained again alone); later rounds lost none
+    # Assert: round 1 lost client 2 only (the others of its call were trained again alone); later rounds lost none
     first = result.history[0]
     assert [f.client_id for f in first.failures] == [2]
     assert first.failures[0].error.startswith("the Ray worker died")
