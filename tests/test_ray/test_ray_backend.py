@@ -108,20 +108,23 @@ def federation(loaders: list[DataLoader], test: DataLoader | None, backend: Any,
     return FederatedTrainer(make_model(), loaders, test, seed=3, backend=backend, on_error="raise", **kwargs)
 
 
-def test_ray_backend_gives_the_sequential_weights(digits6: Any) -> None:
+def test_ray_backend_gives_the_sequential_weights_also_across_a_resume(digits6: Any, tmp_path: Path) -> None:
     # Prepare: FedProx (a strategy callback shipped per round), stateful client callbacks, server-side draws
     loaders, test = digits6
 
-    def run(backend: Any) -> tuple[FederatedTrainer, Any]:
-        fed = federation(
-            loaders, test, backend, rounds=3, clients_per_round=4, local_epochs=2, strategy=FedProx(mu=0.1),
+    def federation_of(backend: Any, rounds: int) -> FederatedTrainer:
+        return federation(
+            loaders, test, backend, rounds=rounds, clients_per_round=4, local_epochs=2, strategy=FedProx(mu=0.1),
             callbacks=[AdaptiveSelection()], client_callbacks=[FitCounter()],
+            checkpoint_dir=tmp_path / ("seq" if backend == "sequential" else "ray"),
         )
-        return fed, fed.fit()
 
-    # Execute
-    seq_fed, seq = run("sequential")
-    ray_fed, par = run(RayBackend(num_workers=2, clients_per_call=2))
+    seq_fed = federation_of("sequential", rounds=3)
+    seq = seq_fed.fit()
+    # Execute: 2 rounds on Ray, stop; a new federation resumes from the checkpoint for round 3, on Ray
+    federation_of(RayBackend(num_workers=2, clients_per_call=2), rounds=2).fit()
+    ray_fed = federation_of(RayBackend(num_workers=2), rounds=3)
+    par = ray_fed.fit(resume_from="auto")
     # Assert: the very same weights, selections, metrics and client callback states
     assert all(torch.equal(seq.weights[k], par.weights[k]) for k in seq.weights)
     assert [r.selected for r in par.history] == [r.selected for r in seq.history]
