@@ -339,7 +339,7 @@ class _Round:
 
     def take(self, call: _Call, results: list[Result]) -> None:
         for position, (outcome, packed, state) in zip(call.positions, results, strict=True):
-            if packed is not None:
+            if packed is not None and isinstance(outcome, ClientUpdate):
                 outcome.weights = unpack(packed)
             self.done[position] = (outcome, state)
 
@@ -391,15 +391,9 @@ def _runs(sizes: Sequence[int], count: int) -> list[tuple[int, ...]]:
 
 def _number(value: Any, name: str, *, integer: bool = False, zero: bool = False) -> Any:
     """``value`` if it is a finite number (an int with ``integer``) above 0 (or 0 with ``zero``)."""
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    bound = ">= 0" if zero else "> 0"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, kinds)
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not zero)
-    ):
+    number = isinstance(value, int) or (isinstance(value, float) and not integer)
+    if isinstance(value, bool) or not number or not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        bound = ">= 0" if zero else "> 0"
         raise ValueError(f"`{name}` must be {'an int' if integer else 'a number'} {bound}, got {value!r}")
     return value
 
