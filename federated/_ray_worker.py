@@ -137,8 +137,10 @@ class ClientWorker:
         self, model: LightningModule, local_epochs: int, trainer_kwargs: dict[str, Any], reuse_trainer: bool,
         threads: int,
     ) -> None:
-        # quiet for the worker's life: setting logger levels at each call flushes the cache of Ray's many loggers
-        quiet_lightning().__enter__()
+        # quiet for the worker's life (held: a collected context manager would undo it); setting logger levels
+        # at each call would flush the level cache of Ray's many loggers each time
+        self._quiet = quiet_lightning()
+        self._quiet.__enter__()
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # Lightning vs torch 2.13
         torch.set_num_threads(threads)
         self.runner = ClientRunner(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sys
@@ -226,7 +227,7 @@ def test_a_dead_worker_is_a_client_failure_and_the_pool_recovers(digits6: Any, t
     assert all(torch.isfinite(t).all() for t in result.weights.values())
 
 
-def test_workers_cannot_hang_on_device_probing(digits6: Any) -> None:
+def test_workers_cannot_hang_on_device_probing_and_stay_quiet(digits6: Any) -> None:
     # Prepare
     loaders, _ = digits6
     fed = federation(loaders, None, RayBackend(num_workers=1), rounds=1)
@@ -239,14 +240,16 @@ def test_workers_cannot_hang_on_device_probing(digits6: Any) -> None:
                 {k: os.environ.get(k) for k in names},
                 {k: worker.runner.trainer_kwargs[k] for k in ("accelerator", "devices")},
                 torch.get_num_threads(),
+                logging.getLogger("lightning.pytorch").getEffectiveLevel(),
             )
         )
-        env, kwargs, threads = ray.get(probe)
+        env, kwargs, threads, level = ray.get(probe)
     finally:
         fed.backend.stop()
     # Assert: set before Lightning was imported, and no "auto" accelerator
     assert env == {"PL_DISABLE_FORK": "1", "PYTORCH_NVML_BASED_CUDA_CHECK": "1", "CUDA_VISIBLE_DEVICES": ""}
     assert kwargs == {"accelerator": "cpu", "devices": 1} and threads == 1
+    assert level == logging.WARNING  # Lightning's per-fit info lines stay out of the workers' logs
 
 
 def test_trainer_arguments_a_worker_cannot_honour_are_refused(digits6: Any) -> None:
