@@ -22,7 +22,7 @@ help:
 	@echo "make demo    run a federation from examples/fed.yaml with the CLI (creates $(VENV) if missing)"
 	@echo "make test    ruff check and the test suite"
 	@echo "make lint    ruff check only"
-	@echo "make bench   benchmarks (callback dispatch cost)"
+	@echo "make bench   every benchmark in benchmarks/ (ratios against in-process baselines)"
 	@echo "make venv    create or update $(VENV) only"
 	@echo "make clean   remove $(VENV) and build outputs"
 
@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/dispatch.py
+	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python "$$script"; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs/digits
