@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import register
-from federated.data import Partition, client_datasets, load_digits_data, partition
+from federated.data import Partition, client_datasets, digits_federation, partition
 
 __all__ = ["FederatedData", "breast_cancer", "digits", "from_arrays"]
 
@@ -72,11 +72,11 @@ def digits(
     seed: int = 0,
 ) -> FederatedData:
     """scikit-learn's 8x8 digits (1797 images, 64 features, 10 classes) across ``num_clients``."""
-    train, test = load_digits_data(test_fraction=test_fraction, seed=seed)
-    return from_arrays(
-        train, test, num_clients=num_clients, partition_type=partition, alpha=alpha,
-        shards_per_client=shards_per_client, batch_size=batch_size, seed=seed,
+    loaders, test = digits_federation(
+        num_clients, partition, alpha=alpha, shards_per_client=shards_per_client, batch_size=batch_size,
+        test_fraction=test_fraction, seed=seed,
     )
+    return FederatedData(client_loaders=loaders, test_loader=test, in_features=64, num_classes=10)
 
 
 @register("data.breast_cancer")
