@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback as LightningCallback
 
 from callbacks._args import suggest
 from federated.results import ClientFailure, ClientUpdate
+from lightning_bridge._metrics import floats
 
 if TYPE_CHECKING:
     from federated.aggregate import StateDict
@@ -244,16 +245,6 @@ def non_finite(state: StateDict) -> list[str]:
         return []
     finite = torch.stack([torch.isfinite(state[n]).all() for n in names]).tolist()
     return [n for n, ok in zip(names, finite, strict=True) if not ok]
-
-
-def floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Scalar metrics as Python floats, with one transfer for all tensor values."""
-    out = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    names = [k for k, v in metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
-    if names:
-        values = torch.stack([metrics[k].detach().reshape(()).float().cpu() for k in names]).tolist()
-        out.update(zip(names, values, strict=True))
-    return out
 
 
 def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:

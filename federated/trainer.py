@@ -31,11 +31,11 @@ from federated.runner import (
     CLIENT_TRAINER_DEFAULTS,
     check_trainer_kwargs,
     derive_seed,
-    floats,
     quiet_lightning,
     seed_everything,
 )
 from federated.strategy import Strategy
+from lightning_bridge._metrics import floats
 
 __all__ = ["FederatedTrainer"]
 

@@ -15,6 +15,7 @@ from typing_extensions import override
 
 from callbacks import Callback as NativeCallback
 from callbacks import CallbackManager, OnError
+from lightning_bridge._metrics import floats
 from lightning_bridge._sources import CallbackSource, load_natives
 from lightning_bridge.checkpoint_io import RecordingCheckpointIO
 
@@ -234,7 +235,7 @@ class LightningCallbackAdapter(LightningCallback):
         metrics = trainer.callback_metrics
         # Lightning keeps old values in `callback_metrics`: the ones validation just reported are new objects
         fresh = sorted(k for k, v in metrics.items() if self._before_val.get(k) is not v)
-        logs = _floats(metrics)
+        logs = floats(metrics)
         if self._distributed:
             logs, fresh = trainer.strategy.broadcast((logs, fresh), src=0)
         self._val_keys.update(fresh)
@@ -293,7 +294,7 @@ class LightningCallbackAdapter(LightningCallback):
 
     def _collect_epoch_logs(self, trainer: Trainer) -> dict[str, float]:
         """The epoch's logs: trainer metrics (validation ones only if validation ran), avg_loss, lr."""
-        logs = {k: v for k, v in _floats(trainer.callback_metrics).items() if k not in self._val_keys}
+        logs = {k: v for k, v in floats(trainer.callback_metrics).items() if k not in self._val_keys}
         logs.update(self._val_logs)
         carry_sum, carry_count = self._loss_carry
         total: Any = carry_sum if self._loss_sum is None else self._loss_sum + carry_sum
@@ -398,18 +399,6 @@ _ADAPTER_BATCH_START = LightningCallbackAdapter.on_train_batch_start
 def _has_state(callback: Any) -> bool:
     method = getattr(type(callback), "state_dict", None)
     return callable(method) and method is not NativeCallback.state_dict
-
-
-def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Metrics as Python floats, with one device-to-host transfer for all tensor values."""
-    names = [k for k, v in metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
-    out = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if names:
-        tensors = [metrics[k].detach().reshape(()).float() for k in names]
-        if len({t.device for t in tensors}) > 1:
-            tensors = [t.cpu() for t in tensors]
-        out.update(zip(names, torch.stack(tensors).tolist(), strict=True))
-    return out
 
 
 def _lr(trainer: Trainer) -> float:
