@@ -82,31 +82,27 @@ def min_clients(value: Any, per_round: int) -> int:
 
 
 def strategy(value: Any) -> Strategy:
-    if isinstance(value, Strategy):
-        return value
-    if isinstance(value, str):
-        built = resolve("strategy", value, path="strategy")()
-        if not isinstance(built, Strategy):
-            raise TypeError(f"`strategy` {value!r} built a {type(built).__name__}, not a federated.Strategy")
-        return built
-    raise TypeError(f"`strategy` must be a registered name such as 'fedavg' or a Strategy, got {type(value).__name__}")
+    return _named("strategy", value, Strategy, "a registered name such as 'fedavg' or a federated.Strategy")
 
 
 def backend(value: Any) -> Backend:
-    if isinstance(value, Backend):
-        return value
-    if isinstance(value, str):
-        from federated import ray_backend as _ray  # noqa: F401 - registers the backends
-        from federated import sequential_backend as _sequential  # noqa: F401
+    from federated import ray_backend as _ray  # noqa: F401 - registers the backends
+    from federated import sequential_backend as _sequential  # noqa: F401
 
-        built = resolve("backend", value, path="backend")()
-        if not isinstance(built, Backend):
-            raise TypeError(f"`backend` {value!r} built a {type(built).__name__}, not a federated.Backend")
-        return built
-    raise TypeError(
-        f"`backend` must be 'sequential', 'ray' or a federated.Backend (e.g. RayBackend(num_workers=4)), "
-        f"got {type(value).__name__}"
-    )
+    accepted = "'sequential', 'ray' or a federated.Backend (e.g. RayBackend(num_workers=4))"
+    return _named("backend", value, Backend, accepted)
+
+
+def _named(kind: str, value: Any, base: type[Any], accepted: str) -> Any:
+    """``value`` itself if it is a ``base``, else the ``kind`` registered under the name ``value``, built."""
+    if isinstance(value, base):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"`{kind}` must be {accepted}, got {type(value).__name__}")
+    built = resolve(kind, value, path=kind)()
+    if not isinstance(built, base):
+        raise TypeError(f"`{kind}` {value!r} built a {type(built).__name__}, not a federated.{base.__name__}")
+    return built
 
 
 def native_callbacks(value: Any, name: str) -> list[Any]:
