@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from federated.fedavg import FedAvg
 from federated.strategy import Strategy
 
 if TYPE_CHECKING:
     from federated.aggregate import StateDict
     from federated.results import ClientUpdate
 
-__all__ = ["BufferedStrategy", "check_number", "clone_state", "load_moments"]
+__all__ = ["BufferedStrategy", "ServerStep", "check_number", "clone_state", "load_moments"]
 
 
 def check_number(
@@ -85,3 +86,25 @@ class BufferedStrategy(Strategy):
     def aggregate(self, states: list[StateDict]) -> dict[str, torch.Tensor]:
         """The new global weights from the round's states."""
         raise NotImplementedError(f"{type(self).__name__} must implement `aggregate(states)`")
+
+
+class ServerStep(FedAvg):
+    """FedAvg's streaming mean, then a server update from the weights the round started with."""
+
+    _global: StateDict | None = None
+
+    def begin_round(self, round_num: int, weights: StateDict) -> None:
+        super().begin_round(round_num, weights)
+        self._global = weights
+
+    def finish_round(self) -> dict[str, torch.Tensor]:
+        mean = super().finish_round()
+        if self._global is None:
+            raise ValueError(f"{type(self).__name__} needs `begin_round(round_num, weights)` before `finish_round()`")
+        weights = self.server_step(self._global, mean)
+        self._global = None
+        return weights
+
+    def server_step(self, global_weights: StateDict, mean: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The new global weights from the round's starting ones and the clients' mean."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `server_step(global_weights, mean)`")

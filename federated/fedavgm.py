@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from callbacks import register
-from federated._strategy_utils import check_number, clone_state, load_moments
-from federated.fedavg import FedAvg
+from federated._strategy_utils import ServerStep, check_number, clone_state, load_moments
 from federated.server_opt import momentum_step
 
 if TYPE_CHECKING:
@@ -18,7 +17,7 @@ __all__ = ["FedAvgM"]
 
 
 @register("strategy.fedavgm")
-class FedAvgM(FedAvg):
+class FedAvgM(ServerStep):
     """FedAvgM (Hsu et al., 2019): server SGD with momentum on the pseudo-gradient ``w_global - mean``.
 
     The round's updates are averaged by samples as :class:`~federated.FedAvg` does; then, for each
@@ -52,24 +51,15 @@ class FedAvgM(FedAvg):
         self.server_learning_rate = check_number("server_learning_rate", server_learning_rate, low=0.0, low_open=True)
         self.server_momentum = check_number("server_momentum", server_momentum, low=0.0, high=1.0)
         self.momentum: dict[str, torch.Tensor] | None = None
-        self._global: StateDict | None = None
 
-    def begin_round(self, round_num: int, weights: StateDict) -> None:
-        super().begin_round(round_num, weights)
-        self._global = weights
-
-    def finish_round(self) -> dict[str, torch.Tensor]:
-        mean = super().finish_round()
-        if self._global is None:
-            raise ValueError("FedAvgM needs `begin_round(round_num, weights)` before `finish_round()`")
+    def server_step(self, global_weights: StateDict, mean: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         weights, self.momentum = momentum_step(
-            self._global,
+            global_weights,
             mean,
             self.momentum,
             server_learning_rate=self.server_learning_rate,
             server_momentum=self.server_momentum,
         )
-        self._global = None
         return weights
 
     def state_dict(self) -> dict[str, Any]:

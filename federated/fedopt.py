@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from federated._strategy_utils import check_number, clone_state, load_moments
-from federated.fedavg import FedAvg
+from federated._strategy_utils import ServerStep, check_number, clone_state, load_moments
 from federated.server_opt import SecondMoment, adaptive_step
 
 if TYPE_CHECKING:
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["FedOpt"]
 
 
-class FedOpt(FedAvg):
+class FedOpt(ServerStep):
     """An adaptive server optimizer on the pseudo-gradient ``delta = mean - w_global`` (Reddi et al., 2021).
 
     The round's updates are averaged by samples as :class:`~federated.FedAvg` does (streaming);
@@ -53,21 +52,12 @@ class FedOpt(FedAvg):
         self.tau = check_number("tau", tau, low=0.0, low_open=True, hint="it keeps sqrt(v) + tau away from 0")
         self.m: dict[str, torch.Tensor] | None = None
         self.v: dict[str, torch.Tensor] | None = None
-        self._global: StateDict | None = None
 
-    def begin_round(self, round_num: int, weights: StateDict) -> None:
-        super().begin_round(round_num, weights)
-        self._global = weights
-
-    def finish_round(self) -> dict[str, torch.Tensor]:
-        mean = super().finish_round()
-        if self._global is None:
-            raise ValueError(f"{type(self).__name__} needs `begin_round(round_num, weights)` before `finish_round()`")
+    def server_step(self, global_weights: StateDict, mean: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         weights, self.m, self.v = adaptive_step(
-            self._global, mean, self.m, self.v,
+            global_weights, mean, self.m, self.v,
             rule=self.rule, eta=self.eta, beta_1=self.beta_1, beta_2=self.beta_2, tau=self.tau,
         )  # fmt: skip
-        self._global = None
         return weights
 
     def state_dict(self) -> dict[str, Any]:
