@@ -40,7 +40,7 @@ def main() -> None:
     loaders, test = digits_federation(num_clients=10, partition="dirichlet", alpha=0.5, batch_size=32, seed=args.seed)
     torch.manual_seed(args.seed)
     fed = FederatedTrainer(
-        MLP(in_features=64, hidden=128, num_classes=10, lr=0.3),
+        MLP(in_features=64, hidden=128, num_classes=10, lr=0.1),
         loaders,
         test,
         rounds=args.rounds,

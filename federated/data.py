@@ -22,11 +22,13 @@ __all__ = [
     "PARTITIONS",
     "client_datasets",
     "digits_federation",
+    "labelled_datasets",
     "load_digits_data",
     "partition",
     "partition_dirichlet",
     "partition_iid",
     "partition_shards",
+    "standardise",
 ]
 
 PARTITIONS = ("iid", "dirichlet", "shards")
@@ -36,8 +38,8 @@ Partition = Literal["iid", "dirichlet", "shards"]
 def load_digits_data(test_fraction: float = 0.2, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     """scikit-learn's 8x8 digits (1797 images, 10 classes) as train and test ``TensorDataset``.
 
-    Features are the 64 pixel intensities scaled to [0, 1] (``float32``), labels ``int64``. The
-    split is stratified and seeded.
+    Features are the 64 pixel intensities standardised with the training split's statistics
+    (:func:`standardise`; ``float32``), labels ``int64``. The split is stratified and seeded.
 
     Args:
         test_fraction: The share of samples held out for the server's evaluation. Defaults to ``0.2``.
@@ -55,11 +57,33 @@ def load_digits_data(test_fraction: float = 0.2, seed: int = 0) -> tuple[TensorD
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=test_fraction, random_state=seed, stratify=y
     )
+    return labelled_datasets(*standardise(x_train, x_test), y_train, y_test)
+
+
+def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale each feature to zero mean and unit variance with the statistics of the training split.
+
+    The test split is scaled with the same statistics, so nothing about it leaks into training.
+    A feature constant on the training split (the digits' border pixels) is only centred.
+
+    Example:
+        >>> train, test = standardise(np.array([[0.0, 5.0], [2.0, 5.0]]), np.array([[4.0, 6.0]]))
+        >>> train.tolist(), test.tolist()
+        ([[-1.0, 0.0], [1.0, 0.0]], [[3.0, 1.0]])
+    """
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std[std == 0] = 1.0
+    return (x_train - mean) / std, (x_test - mean) / std
+
+
+def labelled_datasets(
+    x_train: np.ndarray, x_test: np.ndarray, y_train: np.ndarray, y_test: np.ndarray
+) -> tuple[TensorDataset, TensorDataset]:
+    """Train and test ``TensorDataset`` of ``float32`` features and ``int64`` labels."""
 
     def to_dataset(features: np.ndarray, labels: np.ndarray) -> TensorDataset:
-        return TensorDataset(
-            torch.as_tensor(features / 16.0, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.int64)
-        )
+        return TensorDataset(torch.as_tensor(features, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.int64))
 
     return to_dataset(x_train, y_train), to_dataset(x_test, y_test)
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import register
-from federated.data import Partition, client_datasets, digits_federation, partition
+from federated.data import Partition, client_datasets, digits_federation, labelled_datasets, partition, standardise
 
 __all__ = ["FederatedData", "breast_cancer", "digits", "from_arrays"]
 
@@ -95,15 +94,9 @@ def breast_cancer(
 
     x, y = load_breast_cancer(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-8
-
-    def to_dataset(features: np.ndarray, labels: np.ndarray) -> TensorDataset:
-        return TensorDataset(
-            torch.as_tensor((features - mean) / std, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.int64)
-        )
-
+    train, test = labelled_datasets(*standardise(x_train, x_test), y_train, y_test)
     return from_arrays(
-        to_dataset(x_train, y_train), to_dataset(x_test, y_test), num_clients=num_clients, partition_type=partition,
+        train, test, num_clients=num_clients, partition_type=partition,
         alpha=alpha, shards_per_client=shards_per_client, batch_size=batch_size, seed=seed,
     )
 

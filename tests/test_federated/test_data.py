@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from federated import digits_federation, load_digits_data, partition, partition_dirichlet
 
@@ -34,8 +35,17 @@ def test_digits_federation_shapes() -> None:
     loaders, test = digits_federation(num_clients=5, partition="iid", batch_size=16, seed=0)
     x, y = next(iter(loaders[0]))
     assert x.shape == (16, 64) and y.dtype.is_floating_point is False
-    assert float(x.max()) <= 1.0
     assert sum(len(dl.dataset) for dl in loaders) + len(test.dataset) == 1797
+
+
+def test_load_digits_data_standardises_with_training_statistics() -> None:
+    train, test = load_digits_data(test_fraction=0.2, seed=0)
+    x_train, x_test = train.tensors[0].double(), test.tensors[0].double()
+    std = x_train.std(dim=0, unbiased=False)
+    zeros = torch.zeros(64, dtype=torch.float64)
+    assert torch.allclose(x_train.mean(dim=0), zeros, atol=1e-5)
+    assert torch.allclose(std[std > 0], torch.ones_like(std[std > 0]))
+    assert not torch.allclose(x_test.mean(dim=0), zeros, atol=1e-5)  # scaled with the training statistics
 
 
 def test_partition_errors_name_the_argument() -> None:
