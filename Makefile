@@ -8,9 +8,13 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build of torch first: the package's bare `torch` requirement would otherwise resolve
-# to a multi-GB CUDA build.
+# torch first, pinned, so that the package's bare `torch` requirement installs nothing more.
+# pip takes it from where its configuration points: a machine whose pip offers a CPU wheel of
+# 2.13.0 (a local wheel directory, a mirror) gets that; plain PyPI serves the CUDA build on Linux
+# x86_64 (several GB). TORCH_INDEX_URL names the index to take torch from instead, e.g.
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for PyTorch's own CPU builds.
 TORCH ?= torch==2.13.0
+TORCH_INDEX_URL ?=
 EXTRAS ?= dev,ray
 
 BIN := $(VENV)/bin
@@ -31,7 +35,7 @@ venv: $(STAMP)
 # Re-installs when pyproject.toml (the dependencies) or this file (the recipe) changes.
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-input '$(TORCH)'
+	$(BIN)/python -m pip install --quiet --no-input $(if $(TORCH_INDEX_URL),--index-url '$(TORCH_INDEX_URL)') '$(TORCH)'
 	$(BIN)/python -m pip install --quiet --no-input -e '.[$(EXTRAS)]'
 	@touch $@
 
