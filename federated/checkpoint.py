@@ -10,7 +10,7 @@ Contents (tensors and primitives only)::
     client_callbacks    {client_id: {state_key: state}} of the clients' own callbacks
     rng                 Python, NumPy and torch (and CUDA) generator states
     history             [RoundResult.to_dict(), ...]
-    trainer             should_stop, client_selection_weights, client_lr_scale, seed, num_clients
+    trainer             should_stop, client_lr_scale, seed, num_clients
 """
 
 from __future__ import annotations

@@ -51,9 +51,10 @@ class FederatedTrainer:
 
     A round, with the native callbacks' hooks (SPEC's federated column; rounds count from 1):
 
-    1. ``on_round_start(trainer, round_num)``; sample ``clients_per_round`` clients (seeded; a
-       callback may set ``trainer.client_selection_weights``, a dict client id -> weight, and
-       clients it does not name are not sampled).
+    1. ``on_round_start(trainer, round_num)``; sample ``clients_per_round`` clients (seeded). A
+       callback may set ``trainer.client_selection_weights`` there, a dict client id -> weight
+       (clients it does not name are not sampled), for this round only: it is ``None`` again at
+       the start of each round, so a round whose ``on_round_start`` sets nothing samples uniformly.
     2. Each client loads the global weights and trains ``local_epochs`` epochs with its own
        ``lightning.Trainer.fit`` (its LR times ``trainer.client_lr_scale``), its own copies of
        ``client_callbacks`` bridged in, on the ``backend``: in this process one after the other,
@@ -254,6 +255,7 @@ class FederatedTrainer:
     # ------------------------------------------------------------------ the round
 
     def _run_round(self, round_num: int) -> None:
+        self.client_selection_weights = None
         self.manager.call("on_round_start", trainer=self, round_num=round_num)
         selected = self._sample(round_num)
         self.strategy.begin_round(round_num, self._weights)
@@ -370,7 +372,6 @@ class FederatedTrainer:
             "history": [r.to_dict() for r in self.history],
             "trainer": {
                 "should_stop": self.should_stop,
-                "client_selection_weights": self.client_selection_weights,
                 "client_lr_scale": self.client_lr_scale,
                 "seed": self.seed,
                 "num_clients": len(self.clients),
@@ -410,7 +411,6 @@ class FederatedTrainer:
         self.history = [RoundResult.from_dict(r) for r in ckpt["history"]]
         self.current_round = ckpt["round"]
         self.should_stop = saved["should_stop"]
-        self.client_selection_weights = saved["client_selection_weights"]
         self.client_lr_scale = saved["client_lr_scale"]
 
 

@@ -38,6 +38,17 @@ class AdaptiveClientSelection(Callback):
             trainer.client_selection_weights = {c: 1.0 / (1e-3 + s) for c, s in self.client_scores.items()}
 
 
+class PreferInRound(Callback):
+    """Sets selection weights at the start of one round only, and nothing in the others."""
+
+    def __init__(self, round_num: int, weights: dict[int, float]) -> None:
+        self.round_num, self.weights = round_num, weights
+
+    def on_round_start(self, trainer: Any, round_num: int) -> None:
+        if round_num == self.round_num:
+            trainer.client_selection_weights = dict(self.weights)
+
+
 def selected(fed: FederatedTrainer) -> list[list[int]]:
     return [r.selected for r in fed.fit().history]
 
@@ -48,6 +59,23 @@ def test_selection_weights_are_honoured(digits4: Any, make_model: Callable[..., 
         make_model(), loaders, rounds=3, clients_per_round=2, callbacks=[PreferClients({1: 1.0, 3: 5.0})]
     )
     assert selected(fed) == [[1, 3]] * 3
+
+
+def test_selection_weights_apply_to_their_round_only(digits4: Any, make_model: Callable[..., MLP]) -> None:
+    # Prepare: weights for round 2 only; rounds 1 and 3 set nothing
+    loaders, _ = digits4
+    uniform = FederatedTrainer(make_model(), loaders, rounds=3, clients_per_round=2)
+    steered = FederatedTrainer(
+        make_model(), loaders, rounds=3, clients_per_round=2, callbacks=[PreferInRound(2, {0: 1.0, 3: 1.0})]
+    )
+
+    # Execute
+    default, picks = selected(uniform), selected(steered)
+
+    # Assert: round 2 honours the weights, round 3 samples by default again
+    assert default[1] != [0, 3]
+    assert picks == [default[0], [0, 3], default[2]]
+    assert steered.client_selection_weights is None
 
 
 def test_selection_with_fewer_weighted_clients_than_slots(
