@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -201,7 +202,11 @@ class FederatedTrainer:
         Raises:
             NotEnoughClientsError: A round kept fewer than ``min_clients`` clients.
             CheckpointError: The checkpoint does not fit this federation.
+            KeyboardInterrupt: Ctrl-C, also inside a client's fit (which Lightning turns into
+                ``SystemExit(1)``); the checkpoint of the last finished round is on disk, and
+                the Ctrl-C handler of before the fit is back in place.
         """
+        sigint = signal.getsignal(signal.SIGINT)
         self._reset()
         path = self._resume_path(resume_from)
         if path is not None:
@@ -217,15 +222,19 @@ class FederatedTrainer:
                     while self.current_round < self.rounds and not self.should_stop:
                         self._run_round(self.current_round + 1)
                 except BaseException as exc:
+                    error = _ctrl_c(exc) or exc
                     try:
-                        self.manager.call("on_exception", exception=exc, trainer=self)
+                        self.manager.call("on_exception", exception=error, trainer=self)
                     finally:
                         self.manager.call("on_train_end", trainer=self, result=self._result(interrupted=True))
-                    raise
+                    if error is exc:
+                        raise
+                    raise error from None
                 result = self._result()
                 self.manager.call("on_train_end", trainer=self, result=result)
             finally:
                 self.backend.stop()
+                _restore_sigint(sigint)
         return result
 
     def save_checkpoint(self, path: str | os.PathLike[str], weights_only: bool = False) -> str:
@@ -412,6 +421,19 @@ class FederatedTrainer:
         self.current_round = ckpt["round"]
         self.should_stop = saved["should_stop"]
         self.client_lr_scale = saved["client_lr_scale"]
+
+
+def _ctrl_c(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C behind ``exc`` when it is the ``SystemExit(1)`` Lightning raises for one inside a fit."""
+    if isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt):
+        return exc.__context__
+    return None
+
+
+def _restore_sigint(handler: Any) -> None:
+    """Put ``handler`` back on SIGINT: Lightning ignores Ctrl-C from the first one in a fit on."""
+    if handler is not None and signal.getsignal(signal.SIGINT) is not handler:
+        signal.signal(signal.SIGINT, handler)
 
 
 def _weighted_metrics(updates: Sequence[ClientUpdate]) -> dict[str, float]:

@@ -90,12 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = f"interrupted; continue with --resume auto (checkpoints in {run.output_dir})"
     try:
         summary = run.execute()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also inside a client's fit: FederatedTrainer raises it, not Lightning's exit
         return _fail(130, interrupted)
-    except SystemExit as exc:  # Lightning turns a Ctrl-C inside a fit into sys.exit(1)
-        if isinstance(exc.__context__, KeyboardInterrupt):
-            return _fail(130, interrupted)
-        raise
     except BridgeError as exc:
         return _fail(1, f"training failed: {exc}")
     except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,21 @@ class ClientLocalDecay(Callback):
         for group in trainer.optimizers[0].param_groups:
             group["lr"] *= 0.8**self.fits
         self.fits += 1
+
+
+class CtrlCInThirdFit(MLP):
+    """A Ctrl-C during the third client fit: the first of round 2, with two clients a round."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fits = 0
+
+    def on_fit_start(self) -> None:
+        self.fits += 1
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.fits == 3:
+            raise KeyboardInterrupt
 
 
 def run(make_model: Callable[..., MLP], digits4: Any, checkpoint_dir: Path, seed: int = 0,
@@ -154,3 +170,26 @@ def test_resume_after_the_last_round_runs_no_round(
     again, _ = run(make_model, digits4, tmp_path, resume=True)
     assert again.rounds == 5
     assert_same_weights(again.weights, first.weights)
+
+
+def test_ctrl_c_in_a_client_fit_raises_keyboard_interrupt_and_resumes(
+    uninterrupted: FederationResult, make_model: Callable[..., MLP], digits4: Any, tmp_path: Path
+) -> None:
+    # Prepare
+    def interrupted_model() -> MLP:
+        torch.manual_seed(0)
+        return CtrlCInThirdFit(hidden=16)
+
+    handler = signal.getsignal(signal.SIGINT)
+
+    # Execute
+    with pytest.raises(KeyboardInterrupt):
+        run(interrupted_model, digits4, tmp_path)
+    saved_round = torch.load(tmp_path / "last.ckpt", weights_only=True)["round"]
+    resumed, _ = run(make_model, digits4, tmp_path, resume=True)
+
+    # Assert: round 1 was safe on disk, Ctrl-C works again, the resumed run ends as the uninterrupted one
+    assert saved_round == 1
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert_same_weights(resumed.weights, uninterrupted.weights)
+    assert [r.metrics for r in resumed.history] == [r.metrics for r in uninterrupted.history]
