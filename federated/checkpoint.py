@@ -16,7 +16,11 @@ Contents (tensors and primitives only)::
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
+import warnings
+import zipfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -67,19 +71,27 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: No file at ``path``.
-        CheckpointError: The file is not a federation checkpoint, or holds objects beyond tensors
-            and primitives.
+        CheckpointError: The file is damaged (truncated, say), is not a federation checkpoint of
+            this format, or holds objects beyond tensors and primitives; one line naming the file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no federation checkpoint at {path!r}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read the federation checkpoint {path!r}: {type(exc).__name__}: {exc}") from exc
+    with open(path, "rb") as f:
+        if not zipfile.is_zipfile(f):  # torch.save writes a zip archive; a truncated one lacks its directory
+            raise CheckpointError(f"{path!r} is damaged: truncated, or not written by torch.save")
+        f.seek(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch warns before refusing some pickles; the error says enough
+                checkpoint = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(_unreadable(path, exc)) from exc
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise CheckpointError(f"{path!r} is not a federation checkpoint (format {found!r}, expected {FORMAT!r})")
+        raise CheckpointError(
+            f"{path!r} is not a federation checkpoint of this version (format {repr(found)[:40]}, expected {FORMAT!r})"
+        )
     return checkpoint
 
 
@@ -164,6 +176,19 @@ def load_callback_states(callbacks: Iterable[Any], states: dict[str, Any]) -> No
                 f"(callbacks with state here: {known}); resume with the callbacks of the run that wrote it"
             )
         by_key[key].load_state_dict(state)
+
+
+def _unreadable(path: str, exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed on ``path``, in one line without torch's advice to load unsafely."""
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if refused:
+        return (
+            f"{path!r} is not a federation checkpoint: it holds a `{refused[1][:80]}` object, and only tensors "
+            "and primitives are loaded from a checkpoint"
+        )
+    if isinstance(exc, pickle.UnpicklingError):
+        return f"{path!r} is not a federation checkpoint: its contents cannot be read with a weights-only load"
+    return f"{path!r} is damaged: torch.load cannot read it ({type(exc).__name__})"
 
 
 def _tuples(value: Any) -> Any:

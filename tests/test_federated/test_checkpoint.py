@@ -1,0 +1,124 @@
+"""The federation checkpoint file: clear, one-line errors for files that are damaged or foreign."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from federated import MLP, CheckpointError, FederatedTrainer
+from federated.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bytes(tmp_path_factory: pytest.TempPathFactory, digits4: Any) -> bytes:
+    """The bytes of a real ``last.ckpt``, after one round of two clients."""
+    loaders, test = digits4
+    directory = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    FederatedTrainer(MLP(hidden=16), loaders, test, rounds=1, clients_per_round=2, checkpoint_dir=directory).fit()
+    return (directory / "last.ckpt").read_bytes()
+
+
+def load_error(path: Path) -> str:
+    """The message of the CheckpointError that loading ``path`` raises; no warning may come before it."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+    assert [str(w.message) for w in seen] == []
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 300, message
+    assert repr(str(path)) in message
+    return message
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.99])
+def test_load_checkpoint_says_a_truncated_file_is_damaged(
+    checkpoint_bytes: bytes, tmp_path: Path, fraction: float
+) -> None:
+    # Prepare
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(checkpoint_bytes[: int(len(checkpoint_bytes) * fraction)])
+
+    # Execute
+    message = load_error(path)
+
+    # Assert
+    assert "is damaged: truncated, or not written by torch.save" in message
+    assert "Errno" not in message
+
+
+def test_load_checkpoint_refuses_garbage_without_unsafe_advice(tmp_path: Path) -> None:
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(b"not a checkpoint at all\n" * 40)
+
+    message = load_error(path)
+
+    assert "is damaged" in message and "weights_only" not in message
+
+
+def test_load_checkpoint_names_the_object_it_refuses_to_load(tmp_path: Path) -> None:
+    path = tmp_path / "last.ckpt"
+    torch.save({"format": "federated/2", "model": torch.nn.Linear(2, 2)}, path)
+
+    message = load_error(path)
+
+    assert "holds a `torch.nn.modules.linear.Linear` object" in message and "weights_only" not in message
+
+
+@pytest.mark.parametrize(
+    ("write", "says"),
+    [
+        (
+            lambda p: torch.save({"format": "federated/0"}, p, pickle_protocol=4),
+            "cannot be read with a weights-only load",
+        ),
+        (
+            lambda p: torch.save({"format": "federated/0"}, p, pickle_protocol=4, _use_new_zipfile_serialization=False),
+            "is damaged: truncated, or not written by torch.save",
+        ),
+        (lambda p: p.write_bytes(pickle.dumps({"format": "federated/2"}, protocol=4)), "is damaged"),
+    ],
+    ids=["torch-protocol-4", "torch-legacy-format", "plain-pickle"],
+)
+def test_load_checkpoint_refuses_an_old_or_foreign_file_without_a_warning(
+    tmp_path: Path, write: Callable[[Path], Any], says: str
+) -> None:
+    path = tmp_path / "old.ckpt"
+    write(path)
+
+    message = load_error(path)
+
+    assert says in message and "weights_only=False" not in message
+
+
+def test_load_checkpoint_refuses_another_format(tmp_path: Path) -> None:
+    path = tmp_path / "old.ckpt"
+    torch.save({"format": "federated/0", "round": 3}, path)
+
+    message = load_error(path)
+
+    assert "format 'federated/0'" in message
+
+
+def test_load_checkpoint_refuses_a_lightning_training_checkpoint(digits4: Any, tmp_path: Path) -> None:
+    # Prepare: a centralised fit's own checkpoint
+    loaders, test = digits4
+    trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False)
+    trainer.fit(MLP(hidden=8), loaders[0], test)
+    path = tmp_path / "epoch=0.ckpt"
+    trainer.save_checkpoint(path)
+
+    # Execute
+    message = load_error(path)
+
+    # Assert
+    assert "is not a federation checkpoint of this version (format None" in message
