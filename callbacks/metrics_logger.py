@@ -21,7 +21,7 @@ class MetricsLogger(Callback):
 
     A row is ``{"epoch": e, **logs}`` or ``{"round": r, **result.metrics}``. The file is CSV unless
     ``path`` ends in ``.jsonl``; a CSV is rewritten when a new column appears. Only global rank 0
-    writes. After a resume the file is rewritten from the restored history, so each epoch or
+    writes. A resumed run rewrites the file from the restored history as it starts, so each epoch or
     round appears once.
 
     Args:
@@ -55,6 +55,8 @@ class MetricsLogger(Callback):
 
     def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
         self._write = self.path is not None and is_global_zero(trainer)
+        if self._rewrite and self.history:  # resumed: the file holds the restored rows now, even if no row follows
+            self._save([])
 
     def on_epoch_end(
         self, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any
@@ -67,9 +69,13 @@ class MetricsLogger(Callback):
 
     def _add(self, row: dict[str, Any]) -> None:
         self.history.append(row)
+        self._save([row])
+
+    def _save(self, new_rows: list[dict[str, Any]]) -> None:
+        """Append ``new_rows`` to the file, or write all of ``history`` when a rewrite is due."""
         if not self._write or self.path is None:
             return
-        for seen in self.history if self._rewrite else (row,):
+        for seen in self.history if self._rewrite else new_rows:
             new_columns = [key for key in seen if key not in self._columns]
             if new_columns:
                 self._columns += new_columns
@@ -85,7 +91,7 @@ class MetricsLogger(Callback):
             self._rewrite = False
         else:
             with open(self.path, "a", newline="") as f:
-                self._write_rows(f, [row], header=False)
+                self._write_rows(f, new_rows, header=False)
 
     def _write_rows(self, f: Any, rows: list[dict[str, Any]], header: bool) -> None:
         if self.path is not None and self.path.endswith(".jsonl"):

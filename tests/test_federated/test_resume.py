@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import random
 import signal
 from collections.abc import Callable
@@ -193,3 +194,35 @@ def test_ctrl_c_in_a_client_fit_raises_keyboard_interrupt_and_resumes(
     assert signal.getsignal(signal.SIGINT) is handler
     assert_same_weights(resumed.weights, uninterrupted.weights)
     assert [r.metrics for r in resumed.history] == [r.metrics for r in uninterrupted.history]
+
+
+def logged_run(make_model: Callable[..., MLP], digits4: Any, out: Path, rounds: int, resume: bool = False) -> None:
+    loaders, test = digits4
+    fed = FederatedTrainer(
+        make_model(), loaders, test, rounds=rounds, clients_per_round=2, checkpoint_dir=out / "checkpoints",
+        callbacks=[MetricsLogger(path=str(out / "metrics.csv"))], on_error="raise",
+    )
+    fed.fit(resume_from="auto" if resume else None)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("rounds", [3, 4])
+def test_resume_rewrites_a_deleted_metrics_file(
+    make_model: Callable[..., MLP], digits4: Any, tmp_path: Path, rounds: int
+) -> None:
+    # Prepare: a finished run of 3 rounds whose metrics.csv is then deleted
+    logged_run(make_model, digits4, tmp_path, rounds=3)
+    written = read_rows(tmp_path / "metrics.csv")
+    (tmp_path / "metrics.csv").unlink()
+
+    # Execute: resume with nothing left to do, or with one more round
+    logged_run(make_model, digits4, tmp_path, rounds=rounds, resume=True)
+
+    # Assert
+    rows = read_rows(tmp_path / "metrics.csv")
+    assert [row["round"] for row in rows] == [str(r) for r in range(1, rounds + 1)]
+    assert rows[:3] == written
