@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from callbacks.callback import Callback
@@ -14,6 +16,8 @@ from callbacks.registry import register
 
 __all__ = ["MetricsLogger"]
 
+log = logging.getLogger(__name__)
+
 
 @register("callback.metrics_logger")
 class MetricsLogger(Callback):
@@ -21,8 +25,11 @@ class MetricsLogger(Callback):
 
     A row is ``{"epoch": e, **logs}`` or ``{"round": r, **result.metrics}``. The file is CSV unless
     ``path`` ends in ``.jsonl``; a CSV is rewritten when a new column appears. Only global rank 0
-    writes. A resumed run rewrites the file from the restored history as it starts, so each epoch or
-    round appears once.
+    writes. The state is the number of rows, so it costs the same at every checkpoint: a resumed
+    run takes that many rows back from the file (rows after them were logged after the
+    checkpoint, and are dropped), or, where the file lacks them, from the federation's history;
+    then it rewrites the file, so each epoch or round appears once. A centralised fit whose file
+    lacks rows (or with ``path=None``) warns that they are lost.
 
     Args:
         path: The file to write, or ``None`` to keep the history in memory only.
@@ -41,22 +48,22 @@ class MetricsLogger(Callback):
         self._columns: list[str] = []
         self._rewrite = True
         self._write = True
+        self._resumed_rows: int | None = None  # rows to take back, from a loaded state
 
     @property
     def state_key(self) -> str:
         return f"MetricsLogger{{'path': {self.path!r}}}"
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": [dict(row) for row in self.history]}
+        return {"rows": len(self.history)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = [dict(row) for row in state_dict["history"]]
-        self._rewrite = True
+        self._resumed_rows = int(state_dict["rows"])
 
     def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
         self._write = self.path is not None and is_global_zero(trainer)
-        if self._rewrite and self.history:  # resumed: the file holds the restored rows now, even if no row follows
-            self._save([])
+        if self._resumed_rows is not None:
+            self._resume(getattr(trainer, "history", None))
 
     def on_epoch_end(
         self, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any
@@ -68,8 +75,42 @@ class MetricsLogger(Callback):
         self._add({"round": round_num, **result.metrics})
 
     def _add(self, row: dict[str, Any]) -> None:
+        if self._resumed_rows is not None:  # a state loaded after on_train_start (a strategy restoring late)
+            self._resume(None)
         self.history.append(row)
         self._save([row])
+
+    def _resume(self, federation: Sequence[Any] | None) -> None:
+        """Take back the rows the loaded state counts (from the file, else ``federation``) and rewrite the file."""
+        count, self._resumed_rows = self._resumed_rows or 0, None
+        rows = self._read(count)
+        if len(rows) < count and federation is not None and len(federation) >= count:
+            rows = [{"round": r.round_num, **r.metrics} for r in federation[:count]]
+        elif len(rows) < count:
+            log.warning(
+                "MetricsLogger: %s holds %d of the %d rows logged before the checkpoint; the missing rows "
+                "are not restored", self.path or "no file (path=None)", len(rows), count,
+            )
+        self.history, self._columns, self._rewrite = rows, [], True
+        if rows:
+            self._save([])
+
+    def _read(self, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` rows of the file as they were logged (fewer where it has fewer whole rows)."""
+        if self.path is None or not os.path.isfile(self.path):
+            return []
+        rows: list[dict[str, Any]] = []
+        try:
+            with open(self.path, newline="") as f:
+                if self.path.endswith(".jsonl"):
+                    for line in itertools.islice(f, count):
+                        rows.append(json.loads(line))
+                else:
+                    for cells in itertools.islice(csv.DictReader(f), count):
+                        rows.append({k: _value(v) for k, v in cells.items() if isinstance(v, str) and v})
+        except (OSError, ValueError, csv.Error):  # a damaged row ends what can be taken back
+            pass
+        return rows
 
     def _save(self, new_rows: list[dict[str, Any]]) -> None:
         """Append ``new_rows`` to the file, or write all of ``history`` when a rewrite is due."""
@@ -102,3 +143,13 @@ class MetricsLogger(Callback):
         if header:
             writer.writeheader()
         writer.writerows(rows)
+
+
+def _value(text: str) -> Any:
+    """A CSV cell as it was logged: an int, a float, else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

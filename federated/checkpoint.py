@@ -2,45 +2,59 @@
 
 Contents (tensors and primitives only)::
 
-    format              "federated/1"
+    format              "federated/2"
     round               the last completed round
     weights             the global state dict after that round
     strategy            the strategy's state_dict()
     callbacks           {state_key: state} of the server callbacks with state
     client_callbacks    {client_id: {state_key: state}} of the clients' own callbacks
     rng                 Python, NumPy and torch (and CUDA) generator states
-    history             [RoundResult.to_dict(), ...]
+    last_round          RoundResult.to_dict() of that round (None before round 1)
     trainer             should_stop, client_lr_scale, seed, num_clients
+
+The history of the rounds is not in the file, so that writing it costs the same at every round:
+it is the first ``round`` lines of the :class:`HistoryLog` in the same folder (``history.jsonl``),
+which every checkpoint of that folder shares (:func:`load_history`); ``last_round`` checks that
+the log is theirs.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import pickle
 import random
 import re
 import warnings
 import zipfile
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from federated.exceptions import CheckpointError
 
+if TYPE_CHECKING:
+    from federated.results import RoundResult
+
 __all__ = [
     "FORMAT",
+    "HISTORY_LOG",
+    "HistoryLog",
     "callback_states",
     "get_rng_states",
     "load_callback_states",
     "load_checkpoint",
+    "load_history",
     "save_checkpoint",
     "set_rng_states",
     "stateful_callbacks",
 ]
 
-FORMAT = "federated/1"
+FORMAT = "federated/2"
+HISTORY_LOG = "history.jsonl"
 
 
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> str:
@@ -93,6 +107,88 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path!r} is not a federation checkpoint of this version (format {repr(found)[:40]}, expected {FORMAT!r})"
         )
     return checkpoint
+
+
+class HistoryLog:
+    """The rounds' history beside the federation checkpoints of a folder: one JSON line per round.
+
+    A checkpoint of round N takes the first N lines; lines after them are rounds of a run that went
+    on (or crashed) after that checkpoint was written. A run's first write rewrites the file (a
+    resumed run thus drops what followed its checkpoint); later writes append the new rounds.
+    Each write is flushed to disk before the checkpoint naming its round is renamed into place.
+
+    Args:
+        checkpoint_path: A checkpoint file of the folder whose log this is.
+
+    Example:
+        >>> HistoryLog("runs/x/checkpoints/last.ckpt").path
+        'runs/x/checkpoints/history.jsonl'
+    """
+
+    def __init__(self, checkpoint_path: str | os.PathLike[str]) -> None:
+        self.path = os.path.join(os.path.dirname(os.fspath(checkpoint_path)), HISTORY_LOG)
+        self._written: int | None = None  # rounds this object has put in the file
+
+    def write(self, history: Sequence[RoundResult]) -> None:
+        """Make the file hold ``history``, one line per round, and flush it to disk."""
+        if self._written is None:
+            self._rewrite(history)
+        elif len(history) > self._written:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.writelines(_line(r) for r in history[self._written :])
+                f.flush()
+                os.fsync(f.fileno())
+        self._written = len(history)
+
+    def _rewrite(self, history: Sequence[RoundResult]) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        tmp = f"{self.path}.tmp{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(_line(r) for r in history)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def load_history(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of rounds ``1 .. checkpoint["round"]`` for the checkpoint loaded from ``path``.
+
+    They are the first lines of the :class:`HistoryLog` in the folder of ``path``.
+
+    Raises:
+        CheckpointError: The log is missing, damaged, shorter than the checkpoint's round, or
+            not the one written with the checkpoint.
+    """
+    path, log = os.fspath(path), HistoryLog(path).path
+    rounds = checkpoint["round"]
+    if rounds == 0:
+        return []
+    records: list[dict[str, Any]] = []
+    try:
+        with open(log, "rb") as f:
+            for number, line in enumerate(itertools.islice(f, rounds), start=1):
+                record = json.loads(line) if line.endswith(b"\n") else None
+                if not isinstance(record, dict) or record.get("round_num") != number:
+                    raise CheckpointError(f"the history log {log!r} is damaged at line {number}")
+                records.append(record)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{path!r} needs the history log {log!r} that is written beside it; copy the two files together"
+        ) from None
+    except ValueError as exc:  # invalid JSON or UTF-8
+        raise CheckpointError(f"the history log {log!r} is damaged at line {len(records) + 1}") from exc
+    if len(records) < rounds:
+        raise CheckpointError(f"the history log {log!r} holds {len(records)} rounds, {path!r} needs {rounds}")
+    if _dumps(records[-1]) != _dumps(checkpoint["last_round"]):
+        raise CheckpointError(
+            f"the history log {log!r} is not the one written with {path!r}: their round {rounds} differs "
+            "(another run wrote the log since)"
+        )
+    return records
 
 
 def get_rng_states() -> dict[str, Any]:
@@ -176,6 +272,15 @@ def load_callback_states(callbacks: Iterable[Any], states: dict[str, Any]) -> No
                 f"(callbacks with state here: {known}); resume with the callbacks of the run that wrote it"
             )
         by_key[key].load_state_dict(state)
+
+
+def _line(result: RoundResult) -> str:
+    return _dumps(result.to_dict()) + "\n"
+
+
+def _dumps(record: Any) -> str:
+    # metric values that a callback added as NumPy or 0-d tensor scalars are written as floats
+    return json.dumps(record, default=float)
 
 
 def _unreadable(path: str, exc: Exception) -> str:

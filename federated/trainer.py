@@ -17,10 +17,12 @@ from callbacks import CallbackManager, OnError
 from federated import _checks
 from federated.backend import Backend
 from federated.checkpoint import (
+    HistoryLog,
     callback_states,
     get_rng_states,
     load_callback_states,
     load_checkpoint,
+    load_history,
     save_checkpoint,
     set_rng_states,
     stateful_callbacks,
@@ -83,9 +85,10 @@ class FederatedTrainer:
     :class:`~federated.NotEnoughClientsError`. Errors in callbacks follow ``on_error``.
 
     With ``checkpoint_dir``, the federation checkpoint (round, global weights, strategy, callback
-    and client-callback states, RNG states, history) is written atomically to
-    ``checkpoint_dir/last.ckpt`` after each round; ``fit(resume_from="auto")`` continues from it, and
-    ends with the very weights an uninterrupted run ends with (fixed seed, CPU).
+    and client-callback states, RNG states) is written atomically to ``checkpoint_dir/last.ckpt``
+    after each round, and the round's record appended to ``history.jsonl`` beside it, so a write
+    costs the same at every round; ``fit(resume_from="auto")`` continues from it, and ends with the
+    very weights and history an uninterrupted run ends with (fixed seed, CPU).
 
     Args:
         model: The global model (a LightningModule); after ``fit`` it holds the final weights.
@@ -240,8 +243,10 @@ class FederatedTrainer:
     def save_checkpoint(self, path: str | os.PathLike[str], weights_only: bool = False) -> str:
         """Write the federation checkpoint to ``path`` atomically, then fire ``on_save_checkpoint``.
 
-        Called from ``on_round_end`` (as ``ModelCheckpoint`` does), the write waits until every
-        callback has seen the round, so the file holds their states after it and resumes exactly.
+        The rounds' history goes to ``history.jsonl`` in the folder of ``path`` (appended, and on
+        disk before the checkpoint is): keep the two files together. Called from ``on_round_end``
+        (as ``ModelCheckpoint`` does), the write waits until every callback has seen the round, so
+        the file holds their states after it and resumes exactly.
 
         Args:
             path: The file to write.
@@ -257,6 +262,8 @@ class FederatedTrainer:
         if self._pending_saves is not None:
             self._pending_saves.append(path)
             return path
+        log = HistoryLog(path)
+        self._history_logs.setdefault(os.path.realpath(log.path), log).write(self.history)
         save_checkpoint(path, self._checkpoint())
         self.manager.call("on_save_checkpoint", round_num=self.current_round, path=path, trainer=self)
         return path
@@ -362,6 +369,7 @@ class FederatedTrainer:
         self.client_lr_scale = 1.0
         self.current_round = 0
         self.history: list[RoundResult] = []
+        self._history_logs: dict[str, HistoryLog] = {}  # by log file; a fit's first write to each rewrites it
         self._weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def _result(self, interrupted: bool = False) -> FederationResult:
@@ -378,7 +386,7 @@ class FederatedTrainer:
             "callbacks": callback_states(self.manager.callbacks),
             "client_callbacks": {c.client_id: s for c in self.clients if (s := c.state_dict())},
             "rng": get_rng_states(),
-            "history": [r.to_dict() for r in self.history],
+            "last_round": self.history[-1].to_dict() if self.history else None,
             "trainer": {
                 "should_stop": self.should_stop,
                 "client_lr_scale": self.client_lr_scale,
@@ -400,6 +408,7 @@ class FederatedTrainer:
 
     def _restore(self, path: str) -> None:
         ckpt = load_checkpoint(path)
+        history = load_history(path, ckpt)
         saved = ckpt["trainer"]
         if saved["num_clients"] != len(self.clients):
             raise CheckpointError(
@@ -417,7 +426,7 @@ class FederatedTrainer:
         for client_id, state in ckpt["client_callbacks"].items():
             self.clients[client_id].load_state_dict(state)
         set_rng_states(ckpt["rng"])
-        self.history = [RoundResult.from_dict(r) for r in ckpt["history"]]
+        self.history = [RoundResult.from_dict(r) for r in history]
         self.current_round = ckpt["round"]
         self.should_stop = saved["should_stop"]
         self.client_lr_scale = saved["client_lr_scale"]

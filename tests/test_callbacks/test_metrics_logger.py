@@ -82,18 +82,50 @@ def test_metrics_logger_resume_writes_each_row_once(tmp_path):
     assert [row["epoch"] for row in resumed.history] == [0, 1, 2, 3]
 
 
-def test_metrics_logger_state_round_trip_copies_the_rows():
+def test_metrics_logger_state_is_the_row_count(tmp_path):
     # Prepare
-    first = MetricsLogger(path=None)
-    run_epochs(first, {0: {"avg_loss": 0.5}})
+    logger = MetricsLogger(path=str(tmp_path / "metrics.csv"))
 
     # Execute
-    resumed = MetricsLogger(path=None)
-    resumed.load_state_dict(first.state_dict())
-    resumed.history[0]["avg_loss"] = 99.0
+    run_epochs(logger, {epoch: {"avg_loss": 0.5 / (epoch + 1)} for epoch in range(20)})
+
+    # Assert: the same few bytes at every checkpoint, whatever the number of rows
+    assert logger.state_dict() == {"rows": 20}
+
+
+def test_metrics_logger_resume_takes_json_lines_back_exactly(tmp_path):
+    # Prepare: a row of epoch 2 logged after the state was saved
+    path = tmp_path / "metrics.jsonl"
+    first = MetricsLogger(path=str(path))
+    run_epochs(first, {0: {"avg_loss": 0.1 + 0.2}, 1: {"avg_loss": float("inf")}})
+    state = first.state_dict()
+    run_epochs(first, {2: {"avg_loss": 0.9}})
+
+    # Execute
+    resumed = MetricsLogger(path=str(path))
+    resumed.load_state_dict(state)
+    run_epochs(resumed, {})
 
     # Assert
-    assert first.state_dict() == {"history": [{"epoch": 0, "avg_loss": 0.5}]}
+    assert resumed.history == [{"epoch": 0, "avg_loss": 0.1 + 0.2}, {"epoch": 1, "avg_loss": float("inf")}]
+    assert [json.loads(line) for line in path.read_text().splitlines()] == resumed.history
+
+
+def test_metrics_logger_resume_without_its_file_warns(tmp_path, caplog):
+    # Prepare: a centralised fit's state, then its file is deleted
+    path = tmp_path / "metrics.csv"
+    first = MetricsLogger(path=str(path))
+    run_epochs(first, {0: {"avg_loss": 0.5}, 1: {"avg_loss": 0.4}})
+    path.unlink()
+
+    # Execute
+    resumed = MetricsLogger(path=str(path))
+    resumed.load_state_dict(first.state_dict())
+    run_epochs(resumed, {2: {"avg_loss": 0.3}})
+
+    # Assert
+    assert "holds 0 of the 2 rows logged before the checkpoint" in caplog.text
+    assert read_csv(path) == [["epoch", "avg_loss"], ["2", "0.3"]]
 
 
 def test_metrics_logger_one_row_per_round_not_per_client_epoch(tmp_path):

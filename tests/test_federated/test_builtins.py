@@ -13,6 +13,7 @@ import torch
 
 from callbacks import Callback, EarlyStopping, LRScheduler, MetricsLogger, ModelCheckpoint, TensorBoard
 from federated import MLP, FederatedTrainer
+from federated.checkpoint import load_history
 
 
 class SaveRecorder(Callback):
@@ -45,14 +46,15 @@ def test_model_checkpoint_writes_federation_checkpoints(
     result = fed.fit()
 
     files = sorted(os.listdir(tmp_path / "ckpt"))
-    assert files == ["best.ckpt", "last.ckpt", "round=0002.ckpt", "round=0004.ckpt"]
+    assert files == ["best.ckpt", "history.jsonl", "last.ckpt", "round=0002.ckpt", "round=0004.ckpt"]
     assert [(r, name) for r, name, _ in recorder.saved if name.startswith("round=")] == [
         (2, "round=0002.ckpt"),
         (4, "round=0004.ckpt"),
     ]
     assert all(exists for _, _, exists in recorder.saved)  # fired after the file was written
     periodic = torch.load(tmp_path / "ckpt" / "round=0002.ckpt", weights_only=True)
-    assert periodic["round"] == 2 and len(periodic["history"]) == 2
+    history = load_history(tmp_path / "ckpt" / "round=0002.ckpt", periodic)
+    assert periodic["round"] == 2 and [r["round_num"] for r in history] == [1, 2]
     best_round = max(result.history, key=lambda r: r.metrics["accuracy"]).round_num
     assert torch.load(tmp_path / "ckpt" / "best.ckpt", weights_only=True)["round"] == best_round
     last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
