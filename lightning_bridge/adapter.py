@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback as LightningCallback
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
@@ -31,18 +33,27 @@ class LightningCallbackAdapter(LightningCallback):
     One epoch dispatches, in this order: ``on_epoch_start``; per batch ``on_batch_start``,
     ``on_train_step_end`` (``loss`` a detached tensor), ``on_batch_end``; ``on_validation_start``
     and ``on_validation_end`` (``logs`` of floats) when validation runs (never for the sanity
-    check); ``on_save_checkpoint`` for each checkpoint written in the epoch; ``on_epoch_end`` (``logs``
-    = ``metrics``: the trainer's metrics as floats, the validation metrics of this epoch only,
-    ``avg_loss`` and ``lr``). ``on_train_start`` comes first, before the sanity check;
-    ``on_train_end`` exactly once and last, also after ``on_exception`` or an early stop.
+    check); ``on_epoch_end`` (``logs`` = ``metrics``: the trainer's metrics as floats, the validation
+    metrics of this epoch only, ``avg_loss`` and ``lr``) once every other callback's
+    ``on_train_epoch_end`` has run, Lightning's checkpoint callbacks included. ``on_train_start``
+    comes first, before the sanity check; ``on_train_end`` exactly once and last, also after
+    ``on_exception`` or an early stop.
+
+    ``on_save_checkpoint(epoch, path)`` fires for each file as soon as it is on disk, with the epoch
+    it was written in: right after the save, or, for a file a native hook wrote, once that hook has
+    returned for every native callback; a background save (``AsyncCheckpointIO``) is waited for at
+    the end of its epoch. So a file written at validation end or at the end of the training epoch,
+    by a native or a Lightning ``ModelCheckpoint``, comes between ``on_validation_end`` and
+    ``on_epoch_end`` of its epoch, and one written during ``on_epoch_end`` right after it.
 
     ``trainer.should_stop = True`` from a native hook stops the run; under DDP the decision is
     reduced across ranks when validation ends and when the epoch ends, so every rank stops together,
     and every rank sees global rank 0's ``logs``, so native callbacks decide alike everywhere.
     Native callbacks' ``state_dict`` go into Lightning checkpoints and come back with
     ``fit(ckpt_path=...)``. A checkpoint written while an epoch was ending (by a native or a Lightning
-    ``ModelCheckpoint`` at validation end) also records which native end hooks of that epoch were
-    still due; the resumed fit runs those, and only those, before it goes on.
+    ``ModelCheckpoint``, at validation end or at the end of the training epoch) also records which
+    native end hooks of that epoch were still due; the resumed fit runs those, and only those, before
+    it goes on.
 
     Args:
         callbacks: Native callbacks; or ``{type, args}`` entries to build; or the path of a YAML file
@@ -91,6 +102,8 @@ class LightningCallbackAdapter(LightningCallback):
         self._distributed = False
         self._stop_requested = False
         self._io: RecordingCheckpointIO | None = None
+        self._holding = 0  # native hooks running: the files they write are reported once they return
+        self._epoch_end = _NativeEpochEnd(self)
         self._last_logs: dict[str, float] = {}
         self._restored: dict[str, Any] | None = None
         self._new_run()
@@ -98,6 +111,7 @@ class LightningCallbackAdapter(LightningCallback):
     def _new_run(self) -> None:
         """Reset the bookkeeping of one fit (the restored epoch in progress is kept apart)."""
         self._epoch: int | None = None  # the epoch whose native on_epoch_end is still due
+        self._last_epoch: int | None = None  # the latest epoch begun, that checkpoints belong to
         self._stage: tuple[str, int] | None = None  # end hook being dispatched, index of the callback
         self._loss_sum: torch.Tensor | None = None
         self._loss_count = 0
@@ -165,12 +179,23 @@ class LightningCallbackAdapter(LightningCallback):
             trainer.strategy.checkpoint_io = RecordingCheckpointIO(trainer.strategy.checkpoint_io)
         io = trainer.strategy.checkpoint_io
         self._io = io if isinstance(io, RecordingCheckpointIO) else None
+        if self._io is not None:
+            self._io.on_written = partial(self._report_saved, trainer)
+        if stage == "fit" and self._epoch_end not in trainer.callbacks:
+            # Lightning calls checkpoint callbacks last, in list order: this one comes after them all
+            trainer.callbacks = [*trainer.callbacks, self._epoch_end]
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._detach(trainer)
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._started, self._ended, self._stop_requested = True, False, False
         self._distributed = trainer.world_size > 1
         self._new_run()
+        if self._io is not None:
+            self._io.written.clear()  # files written before this fit (another fit's, a tuner's) are not its own
         self._call("on_train_start", trainer=trainer, pl_module=pl_module)
         restored, self._restored = self._restored, None
         if restored is not None:
@@ -189,8 +214,7 @@ class LightningCallbackAdapter(LightningCallback):
         if self._epoch is None:  # resumed in the middle of an epoch
             self._new_epoch(trainer.current_epoch)
         if self._on_batch_start:
-            call = self._call if self._distributed else self.manager.call
-            call("on_batch_start", epoch=self._epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
+            self._call("on_batch_start", epoch=self._epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
 
     @override
     def on_train_batch_end(
@@ -208,16 +232,15 @@ class LightningCallbackAdapter(LightningCallback):
         if not (self._on_train_step_end or self._on_batch_end):
             return
         epoch = self._epoch
-        call = self._call if self._distributed else self.manager.call
         if self._on_train_step_end:
             optimizers = trainer.optimizers
             metrics = {"lr": float(optimizers[0].param_groups[0]["lr"])} if optimizers else {}
-            call(
+            self._call(
                 "on_train_step_end", epoch=epoch, batch_idx=batch_idx, loss=loss, metrics=metrics,
                 trainer=trainer, pl_module=pl_module,
             )
         if self._on_batch_end:
-            call("on_batch_end", epoch=epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
+            self._call("on_batch_end", epoch=epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -248,47 +271,57 @@ class LightningCallbackAdapter(LightningCallback):
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # the logs are read here, where the other callbacks read theirs; the native epoch end waits for
+        # the checkpoint callbacks, which Lightning calls after the LightningModule's on_train_epoch_end
+        if self._epoch is not None and self._epoch_logs is None:
+            self._epoch_logs = self._collect_epoch_logs(trainer)
+
+    def _end_training_epoch(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Lightning's ``on_train_epoch_end`` has reached every callback: the native epoch end is due."""
         if self._epoch is None:  # Lightning replays the end of a restored epoch whose native hooks all ran
-            self._report_saved(trainer, trainer.current_epoch)
+            self._wait_for_saves()
             return
         self._finish_epoch(trainer, pl_module)
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._detach(trainer)  # Lightning calls no teardown hook after an exception
         if self._started and not self._ended:
             self.manager.call("on_exception", exception=exception, trainer=trainer, pl_module=pl_module)
             self._end(trainer, pl_module, None)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._started and not self._ended:
-            self._report_saved(trainer, trainer.current_epoch)
+        if self._started and not self._ended:  # the strategy's teardown has waited for background saves
             self._end(trainer, pl_module, dict(self._last_logs))
+
+    def _detach(self, trainer: Trainer) -> None:
+        if self._epoch_end in trainer.callbacks:
+            trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self._epoch_end]
 
     def _end(self, trainer: Trainer, pl_module: LightningModule, result: Any) -> None:
         self._ended = True
         self.manager.call("on_train_end", trainer=trainer, result=result, pl_module=pl_module)
 
     def _finish_epoch(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        epoch = self._epoch
+        """Dispatch the native ``on_epoch_end`` of the epoch in progress, after its checkpoints."""
+        self._wait_for_saves()
+        if self._epoch_logs is None:
+            self._epoch_logs = self._collect_epoch_logs(trainer)
+        logs = self._last_logs = self._epoch_logs
         start = 0
-        logs = self._epoch_logs
-        if self._stage is not None and self._stage[0] == "on_epoch_end" and logs is not None:
+        if self._stage is not None and self._stage[0] == "on_epoch_end":
             start = self._stage[1]  # resumed while these hooks were being dispatched: finish them
-        else:
-            logs = self._epoch_logs = self._collect_epoch_logs(trainer)
-        self._last_logs = logs
-        self._report_saved(trainer, epoch)
         self._dispatch_each(
-            "on_epoch_end", start, epoch=epoch, logs=logs, metrics=logs, learner=pl_module,
+            "on_epoch_end", start, epoch=self._epoch, logs=logs, metrics=logs, learner=pl_module,
             trainer=trainer, pl_module=pl_module,
         )
+        self._wait_for_saves()  # the files written by these hooks belong to this epoch too
         self._epoch, self._stage = None, None
-        self._report_saved(trainer, epoch)
         self._sync_stop(trainer)
 
     def _new_epoch(self, epoch: int) -> None:
-        self._epoch, self._stage, self._epoch_logs = epoch, None, None
+        self._epoch, self._last_epoch, self._stage, self._epoch_logs = epoch, epoch, None, None
         self._loss_sum, self._loss_count, self._loss_carry = None, 0, (0.0, 0)
         self._val_logs, self._val_end_logs = {}, {}
 
@@ -332,7 +365,7 @@ class LightningCallbackAdapter(LightningCallback):
 
     def _resume(self, trainer: Trainer, pl_module: LightningModule, pending: Mapping[str, Any]) -> None:
         """Take up the epoch that was in progress when the checkpoint was written."""
-        self._epoch = int(pending["epoch"])
+        self._epoch = self._last_epoch = int(pending["epoch"])
         self._loss_carry = (float(pending["loss_sum"]), int(pending["loss_count"]))
         self._val_keys = set(pending["val_keys"])
         self._val_logs = dict(pending["val_logs"])
@@ -351,23 +384,31 @@ class LightningCallbackAdapter(LightningCallback):
 
     def _dispatch_each(self, hook: str, start: int, /, **available: Any) -> None:
         """Dispatch ``hook`` one callback at a time from ``start``, keeping track of how far it got."""
-        for index in range(start, len(self._each)):
-            self._stage = (hook, index)
-            self._call(hook, self._each[index], **available)
-        self._stage = (hook, len(self._each))
+        self._holding += 1
+        try:
+            for index in range(start, len(self._each)):
+                self._stage = (hook, index)
+                self._call(hook, self._each[index], **available)
+            self._stage = (hook, len(self._each))
+        finally:
+            self._holding -= 1
+        self._report_saved(available["trainer"])
 
     def _call(self, hook: str, manager: CallbackManager | None = None, /, **available: Any) -> None:
-        """Dispatch ``hook``; under DDP a stop set by a native hook waits for the next rank sync."""
+        """Dispatch ``hook``, then report the files it wrote; under DDP a stop set by a native hook
+        waits for the next rank sync."""
         manager = self.manager if manager is None else manager
-        if not self._distributed:
-            manager.call(hook, **available)
-            return
         trainer = available["trainer"]
         before = trainer.should_stop
-        manager.call(hook, **available)
-        if trainer.should_stop and not before:
+        self._holding += 1
+        try:
+            manager.call(hook, **available)
+        finally:
+            self._holding -= 1
+        if self._distributed and trainer.should_stop and not before:
             trainer.should_stop = False
             self._stop_requested = True
+        self._report_saved(trainer)
 
     def _sync_stop(self, trainer: Trainer) -> None:
         if not self._distributed:
@@ -376,13 +417,41 @@ class LightningCallbackAdapter(LightningCallback):
         self._stop_requested = False
         trainer.should_stop = trainer.should_stop or stop
 
-    def _report_saved(self, trainer: Trainer, epoch: int) -> None:
-        if self._io is None or not self._io.written:
+    def _report_saved(self, trainer: Trainer) -> None:
+        """Dispatch ``on_save_checkpoint`` for each file on disk not reported yet (global rank 0 writes,
+        so only it reports), unless native hooks are running: then once they have returned."""
+        io = self._io
+        if io is None or not io.written or self._holding or not self._started or self._ended:
             return
-        written, self._io.written = self._io.written, []
-        for path in written:
-            pl_module = trainer.lightning_module
-            self._call("on_save_checkpoint", epoch=epoch, path=path, trainer=trainer, pl_module=pl_module)
+        epoch = self._last_epoch if self._last_epoch is not None else trainer.current_epoch
+        self._holding += 1
+        try:
+            while io.written:  # a native on_save_checkpoint may write a file in turn
+                path = io.written.pop(0)
+                pl_module = trainer.lightning_module
+                self._call("on_save_checkpoint", epoch=epoch, path=path, trainer=trainer, pl_module=pl_module)
+        finally:
+            self._holding -= 1
+
+    def _wait_for_saves(self) -> None:
+        if self._io is not None:
+            self._io.wait()
+
+
+class _NativeEpochEnd(Checkpoint):
+    """Runs the native epoch end of a :class:`LightningCallbackAdapter` during ``fit``.
+
+    Lightning calls ``on_train_epoch_end`` of checkpoint callbacks after all other callbacks and the
+    LightningModule, and its ``ModelCheckpoint`` saves there: appended after those, this one lets
+    the native ``on_epoch_end`` follow their files.
+    """
+
+    def __init__(self, adapter: LightningCallbackAdapter) -> None:
+        self.adapter = adapter
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.adapter._end_training_epoch(trainer, pl_module)
 
 
 _PER_BATCH_HOOKS = (

@@ -1,12 +1,14 @@
-"""A checkpoint IO wrapper that writes atomically and remembers what it wrote."""
+"""A checkpoint IO wrapper that writes atomically and tells when a file is on disk."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 from typing_extensions import override
 
@@ -15,11 +17,18 @@ __all__ = ["RecordingCheckpointIO"]
 
 class RecordingCheckpointIO(_WrappingCheckpointIO):
     """Wraps the strategy's checkpoint IO: local files are written to a temporary name and renamed
-    into place (a crash never leaves a half-written file under the final name), and each written
-    path is kept in :attr:`written` until the adapter reports it to native callbacks.
+    into place (a crash never leaves a half-written file under the final name), and each path is
+    recorded as soon as its file is on disk.
+
+    A save handed to Lightning's ``AsyncCheckpointIO`` is written in a background thread: its path
+    is recorded when :meth:`wait` (or ``teardown``) has seen it finish.
 
     Args:
         checkpoint_io: The IO to wrap. Defaults to ``None`` (Lightning sets its default one).
+
+    Attributes:
+        written: The paths recorded and not yet taken by the adapter, oldest first.
+        on_written: Called, if set, each time paths were added to ``written``.
 
     Example:
         >>> io = RecordingCheckpointIO(TorchCheckpointIO())
@@ -30,16 +39,56 @@ class RecordingCheckpointIO(_WrappingCheckpointIO):
     def __init__(self, checkpoint_io: CheckpointIO | None = None) -> None:
         super().__init__(checkpoint_io)
         self.written: list[str] = []
+        self.on_written: Callable[[], None] | None = None
+        self._in_flight: list[str] = []
 
     @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         inner = self.checkpoint_io
         assert inner is not None
         target = os.fspath(path)
+        if _background_io(inner) is not None:
+            inner.save_checkpoint(checkpoint, path, storage_options)
+            self._in_flight.append(target)
+            return
         if type(inner) is TorchCheckpointIO and _is_local_file_protocol(target):
             tmp = f"{target}.tmp"
             inner.save_checkpoint(checkpoint, tmp, storage_options)
             os.replace(tmp, target)
         else:
             inner.save_checkpoint(checkpoint, path, storage_options)
-        self.written.append(target)
+        self._record([target])
+
+    def wait(self) -> None:
+        """Block until the saves running in the background are on disk, and record them.
+
+        Raises:
+            BaseException: The error of a failed background save.
+        """
+        if not self._in_flight:
+            return
+        in_flight, self._in_flight = self._in_flight, []
+        background = _background_io(self.checkpoint_io)
+        assert background is not None
+        background.teardown()  # waits for its thread; the next save starts a new one
+        self._record(in_flight)
+
+    @override
+    def teardown(self) -> None:
+        self.wait()
+        assert self.checkpoint_io is not None
+        self.checkpoint_io.teardown()
+
+    def _record(self, paths: list[str]) -> None:
+        self.written.extend(paths)
+        if self.on_written is not None:
+            self.on_written()
+
+
+def _background_io(io: CheckpointIO | None) -> AsyncCheckpointIO | None:
+    """The ``AsyncCheckpointIO`` in the chain of wrapped IOs starting at ``io``, if any."""
+    while isinstance(io, _WrappingCheckpointIO):
+        if isinstance(io, AsyncCheckpointIO):
+            return io
+        io = io.checkpoint_io
+    return None
