@@ -12,6 +12,13 @@ Contents (tensors and primitives only)::
     last_round          RoundResult.to_dict() of that round (None before round 1)
     trainer             should_stop, client_lr_scale, seed, num_clients
 
+and what ``LightningModule.load_from_checkpoint`` reads (:func:`lightning_fields`)::
+
+    state_dict                  the same tensors as ``weights`` (stored once)
+    pytorch-lightning_version   the Lightning version that wrote the file
+    hyper_parameters            the model's ``hparams``, when it saved them
+    hparams_name                how its ``save_hyperparameters`` named them, when it did
+
 The history of the rounds is not in the file, so that writing it costs the same at every round:
 it is the first ``round`` lines of the :class:`HistoryLog` in the same folder (``history.jsonl``),
 which every checkpoint of that folder shares (:func:`load_history`); ``last_round`` checks that
@@ -20,8 +27,10 @@ the log is theirs.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+import logging
 import os
 import pickle
 import random
@@ -31,6 +40,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 
@@ -45,6 +55,7 @@ __all__ = [
     "HistoryLog",
     "callback_states",
     "get_rng_states",
+    "lightning_fields",
     "load_callback_states",
     "load_checkpoint",
     "load_history",
@@ -52,6 +63,8 @@ __all__ = [
     "set_rng_states",
     "stateful_callbacks",
 ]
+
+log = logging.getLogger(__name__)
 
 FORMAT = "federated/2"
 HISTORY_LOG = "history.jsonl"
@@ -191,6 +204,30 @@ def load_history(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> li
     return records
 
 
+def lightning_fields(model: pl.LightningModule) -> dict[str, Any]:
+    """What ``LightningModule.load_from_checkpoint`` needs beside ``state_dict``: the version, the hyper-parameters.
+
+    Hyper-parameters that ``torch.load(weights_only=True)`` cannot read back (objects beyond
+    tensors and primitives) are left out, with a warning: the checkpoint stays loadable safely, and
+    ``load_from_checkpoint(path, name=value)`` supplies them.
+    """
+    fields: dict[str, Any] = {"pytorch-lightning_version": pl.__version__}
+    hparams = dict(model.hparams)
+    if not hparams:
+        return fields
+    kept = {name: value for name, value in hparams.items() if _loads_safely(value)}
+    if len(kept) < len(hparams):
+        log.warning(
+            "the federation checkpoints leave out the hyper-parameters %s of %s: a weights-only load cannot read "
+            "them back; pass them to `load_from_checkpoint`", ", ".join(sorted(set(hparams) - set(kept))),
+            type(model).__name__,
+        )
+    fields[model.CHECKPOINT_HYPER_PARAMS_KEY] = kept
+    if getattr(model, "_hparams_name", None):
+        fields[model.CHECKPOINT_HYPER_PARAMS_NAME] = model._hparams_name
+    return fields
+
+
 def get_rng_states() -> dict[str, Any]:
     """The states of Python's, NumPy's legacy and torch's global generators, as tensors and primitives."""
     name, key, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
@@ -272,6 +309,20 @@ def load_callback_states(callbacks: Iterable[Any], states: dict[str, Any]) -> No
                 f"(callbacks with state here: {known}); resume with the callbacks of the run that wrote it"
             )
         by_key[key].load_state_dict(state)
+
+
+def _loads_safely(value: Any) -> bool:
+    """Whether ``torch.load(weights_only=True)`` reads ``value`` back from what ``torch.save`` writes."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(value, buffer)
+        buffer.seek(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.load(buffer, weights_only=True)
+    except Exception:
+        return False
+    return True
 
 
 def _line(result: RoundResult) -> str:

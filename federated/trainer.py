@@ -20,6 +20,7 @@ from federated.checkpoint import (
     HistoryLog,
     callback_states,
     get_rng_states,
+    lightning_fields,
     load_callback_states,
     load_checkpoint,
     load_history,
@@ -88,7 +89,9 @@ class FederatedTrainer:
     and client-callback states, RNG states) is written atomically to ``checkpoint_dir/last.ckpt``
     after each round, and the round's record appended to ``history.jsonl`` beside it, so a write
     costs the same at every round; ``fit(resume_from="auto")`` continues from it, and ends with the
-    very weights and history an uninterrupted run ends with (fixed seed, CPU).
+    very weights and history an uninterrupted run ends with (fixed seed, CPU). Every federation
+    checkpoint also loads as the model alone: ``MyModule.load_from_checkpoint(path)`` (the saved
+    ``hparams`` and the global weights).
 
     Args:
         model: The global model (a LightningModule); after ``fit`` it holds the final weights.
@@ -180,6 +183,7 @@ class FederatedTrainer:
         self.buffer_updates = (
             buffer_updates if buffer_updates is not None else self.manager.overrides("on_aggregate_start")
         )
+        self._lightning_fields = lightning_fields(self.model)
         self._eval_trainer: Trainer | None = None
         self._pending_saves: list[str] | None = None
         self._reset()
@@ -387,6 +391,8 @@ class FederatedTrainer:
             "client_callbacks": {c.client_id: s for c in self.clients if (s := c.state_dict())},
             "rng": get_rng_states(),
             "last_round": self.history[-1].to_dict() if self.history else None,
+            "state_dict": self._weights,  # the same tensors as "weights": torch.save stores them once
+            **self._lightning_fields,
             "trainer": {
                 "should_stop": self.should_stop,
                 "client_lr_scale": self.client_lr_scale,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
+from callbacks import ModelCheckpoint
 from federated import MLP, CheckpointError, FederatedTrainer
 from federated.checkpoint import load_checkpoint
 
@@ -122,3 +124,88 @@ def test_load_checkpoint_refuses_a_lightning_training_checkpoint(digits4: Any, t
 
     # Assert
     assert "is not a federation checkpoint of this version (format None" in message
+
+
+class Scaled(MLP):
+    """A LightningModule with a hyper-parameter of its own, saved by ``save_hyperparameters``."""
+
+    def __init__(self, scale: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * self.hparams.scale)
+
+
+class WithActivation(MLP):
+    """A hyper-parameter that is a function: a weights-only load cannot read it back."""
+
+    def __init__(self, activation: Callable[..., torch.Tensor] = torch.relu, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+
+
+def federate(model: MLP, digits4: Any, out: Path) -> dict[str, torch.Tensor]:
+    """Three rounds with the loop's last.ckpt in ``out`` and ModelCheckpoint files in ``out/models``."""
+    loaders, test = digits4
+    models = ModelCheckpoint(save_dir=str(out / "models"), save_every=2, metric="accuracy")
+    fed = FederatedTrainer(model, loaders, test, rounds=3, clients_per_round=2, checkpoint_dir=out, callbacks=[models])
+    return fed.fit().weights
+
+
+@pytest.mark.parametrize("name", ["last.ckpt", "models/best.ckpt", "models/round=0002.ckpt"])
+def test_federation_checkpoint_loads_with_load_from_checkpoint(digits4: Any, tmp_path: Path, name: str) -> None:
+    # Prepare
+    torch.manual_seed(0)
+    final = federate(MLP(hidden=24, lr=0.05), digits4, tmp_path)
+    saved = torch.load(tmp_path / name, weights_only=True)
+
+    # Execute
+    model = MLP.load_from_checkpoint(tmp_path / name)
+
+    # Assert: the hyper-parameters and the global weights of that round
+    assert dict(model.hparams) == dict(MLP(hidden=24, lr=0.05).hparams)
+    assert model.state_dict().keys() == saved["weights"].keys()
+    assert all(torch.equal(model.state_dict()[k], saved["weights"][k]) for k in saved["weights"])
+    if name == "last.ckpt":
+        assert all(torch.equal(model.state_dict()[k], final[k]) for k in final)
+
+
+def test_load_from_checkpoint_restores_the_modules_own_hyper_parameters(digits4: Any, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    federate(Scaled(scale=0.5, hidden=8), digits4, tmp_path)
+
+    model = Scaled.load_from_checkpoint(tmp_path / "last.ckpt")
+
+    assert model.hparams.scale == 0.5 and model.hparams.hidden == 8
+
+
+def test_federation_checkpoint_stores_the_weights_once(digits4: Any, tmp_path: Path) -> None:
+    # Prepare: a model whose weights outweigh everything else in the file
+    torch.manual_seed(0)
+    final = federate(MLP(hidden=512), digits4, tmp_path)
+    weights_alone = io.BytesIO()
+    torch.save(final, weights_alone)
+
+    # Execute
+    size = (tmp_path / "last.ckpt").stat().st_size
+
+    # Assert
+    assert size < 1.5 * len(weights_alone.getvalue())
+
+
+def test_federation_checkpoint_leaves_out_hyper_parameters_a_weights_only_load_refuses(
+    digits4: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare
+    torch.manual_seed(0)
+    federate(WithActivation(activation=torch.tanh, hidden=8), digits4, tmp_path)
+
+    # Execute
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    model = WithActivation.load_from_checkpoint(tmp_path / "last.ckpt", activation=torch.tanh)
+
+    # Assert
+    assert "leave out the hyper-parameters activation of WithActivation" in caplog.text
+    assert "activation" not in saved["hyper_parameters"] and saved["hyper_parameters"]["hidden"] == 8
+    assert model.hparams.activation is torch.tanh
