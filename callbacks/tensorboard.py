@@ -25,7 +25,10 @@ class TensorBoard(Callback):
     federated round loop: every round metric at step ``round_num``, and each client's training
     metrics as ``client/<id>/<name>``. A resumed federation (``trainer.current_round`` > 0 at
     ``on_train_start``) hides the events of later rounds that a crashed run had written, so each
-    round appears once.
+    round appears once. A resumed centralised fit continues the batch steps after those the
+    checkpoint counted, and does not log again the end of the epoch the checkpoint was written in
+    (at validation end, say): the run that wrote the checkpoint logged that epoch right after (a run
+    killed in between leaves that epoch out, as it does the batch losses it had counted).
 
     Args:
         log_dir: The directory of the event files. Defaults to ``"./runs"``.
@@ -41,6 +44,8 @@ class TensorBoard(Callback):
         self.writer: Any = None
         self.step = 0
         self._pending: list[torch.Tensor] = []
+        self._restored = False
+        self._skip_restored_epoch_end = False
 
     @property
     def state_key(self) -> str:
@@ -52,6 +57,7 @@ class TensorBoard(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.step = state_dict["step"]
+        self._restored = True
 
     def __getstate__(self) -> dict[str, Any]:
         # An open SummaryWriter holds a file and a thread and cannot be pickled or deep-copied:
@@ -61,6 +67,9 @@ class TensorBoard(Callback):
         return state
 
     def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
+        # a resumed centralised fit (no rounds) may first finish the epoch its checkpoint was written in
+        self._skip_restored_epoch_end = self._restored and not hasattr(trainer, "current_round")
+        self._restored = False
         if self.writer is None:
             if is_global_zero(trainer):
                 from torch.utils.tensorboard import SummaryWriter
@@ -82,6 +91,10 @@ class TensorBoard(Callback):
         self, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any
     ) -> None:
         if round_num is not None:  # a client's epoch in the round loop: the round is the unit
+            return
+        restored_epoch_end = self._skip_restored_epoch_end and not self._pending  # no batch of it in this fit
+        self._skip_restored_epoch_end = False
+        if restored_epoch_end:
             return
         self._flush_batches()
         for key, value in logs.items():

@@ -6,9 +6,10 @@ import pytest
 import torch
 from bridge_helpers import QUIET, Seed000Recorder, TinyRegression, loader
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from callbacks import LRScheduler, MetricsLogger, TensorBoard
+from callbacks import LRScheduler, MetricsLogger, ModelCheckpoint, TensorBoard
 from lightning_bridge import LightningCallbackAdapter
 
 
@@ -37,6 +38,43 @@ def test_tensorboard_writes_batch_loss_per_step_and_epoch_metrics_per_epoch(tmp_
     for tag in ("avg_loss", "val_loss", "lr"):
         assert logged[tag] == [(e, pytest.approx(logs[tag])) for e, logs in enumerate(recorder.epoch_logs)]
     assert [value for _, value in logged["lr"]] == pytest.approx([0.1, 0.05])
+
+
+def natives_with_tensorboard(out):
+    """The README's drop-in natives: checkpoints at validation end, TensorBoard events, a metrics file."""
+    return [
+        ModelCheckpoint(save_dir=str(out / "ckpt"), save_every=1, metric="val_loss", mode="min"),
+        TensorBoard(log_dir=str(out / "tb")),
+        MetricsLogger(path=str(out / "metrics.csv")),
+    ]
+
+
+def fit_with_lightning_checkpoints(natives, out, max_epochs, ckpt_path=None):
+    checkpoint = LightningModelCheckpoint(dirpath=out / "lightning", save_last=True)
+    adapter = LightningCallbackAdapter(natives, on_error="raise")
+    trainer = Trainer(max_epochs=max_epochs, callbacks=[adapter, checkpoint], **{**QUIET, "enable_checkpointing": True})
+    trainer.fit(TinyRegression(), loader(), loader(), ckpt_path=ckpt_path)
+
+
+@pytest.mark.parametrize("last", ["ckpt/last.ckpt", "lightning/last.ckpt"], ids=["native", "lightning"])
+def test_tensorboard_resumed_from_the_last_checkpoint_logs_each_step_once(last, tmp_path):
+    # Prepare: 7 epochs in one go, and 4 then on to 7 from a last.ckpt: the native one, written at
+    # validation end, or Lightning's, written at the end of the training epoch
+    fit_with_lightning_checkpoints(natives_with_tensorboard(tmp_path / "a"), tmp_path / "a", max_epochs=7)
+    fit_with_lightning_checkpoints(natives_with_tensorboard(tmp_path / "b"), tmp_path / "b", max_epochs=4)
+    resumed = natives_with_tensorboard(tmp_path / "b")
+
+    # Execute
+    fit_with_lightning_checkpoints(resumed, tmp_path / "b", max_epochs=7, ckpt_path=str(tmp_path / "b" / last))
+
+    # Assert: each epoch and each batch step once, with the values of the uninterrupted run
+    logged, uninterrupted = scalars(tmp_path / "b" / "tb"), scalars(tmp_path / "a" / "tb")
+    assert [step for step, _ in logged["avg_loss"]] == list(range(7))
+    assert [step for step, _ in logged["train/batch_loss"]] == list(range(14))
+    assert sorted(logged) == sorted(uninterrupted)
+    for tag, points in uninterrupted.items():
+        assert logged[tag] == [(step, pytest.approx(value)) for step, value in points], tag
+    assert [row["epoch"] for row in resumed[2].history] == list(range(7))
 
 
 SCHEDULES = {
