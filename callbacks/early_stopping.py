@@ -46,16 +46,16 @@ class EarlyStopping(MonitorCallback):
         self.patience = patience
         self.counter = 0
         self.stopped_at: int | None = None
-        self._restored = False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "counter": self.counter, "stopped_at": self.stopped_at, "patience": self.patience}
+        state = super().state_dict()
+        return {**state, "counter": self.counter, "stopped_at": self.stopped_at, "patience": self.patience}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict["best"]
+        super().load_state_dict(state_dict)
         self.counter = state_dict["counter"]
         self.stopped_at = state_dict["stopped_at"]
-        self._restored = True
+        self.patience = state_dict["patience"]  # as Lightning's EarlyStopping: the run goes on as it was
 
     def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
         if self._restored:  # resuming: keep the state just loaded

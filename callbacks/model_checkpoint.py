@@ -65,19 +65,17 @@ class ModelCheckpoint(MonitorCallback):
         self.best_path: str | None = None
         self._saved_epoch: int | None = None
         self._unseen_in: list[str] | None = None  # the epoch logs that lacked `metric`, if any did
-        self._restored = False
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"best": self.best, "best_path": self.best_path}
+        state: dict[str, Any] = {**super().state_dict(), "best_path": self.best_path}
         if self._saved_epoch is not None:  # centralised: a resumed epoch end must not write again
             state["saved_epoch"] = self._saved_epoch
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict["best"]
+        super().load_state_dict(state_dict)
         self.best_path = state_dict["best_path"]
         self._saved_epoch = state_dict.get("saved_epoch")
-        self._restored = True
 
     def on_train_start(self, **kwargs: Any) -> None:
         if not self._restored:  # a new fit counts epochs from 0 again; a resumed one keeps its place

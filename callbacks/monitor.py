@@ -17,6 +17,10 @@ Mode = Literal["min", "max"]
 class MonitorCallback(Callback):
     """Base of callbacks that watch one metric for improvement (EarlyStopping, ModelCheckpoint).
 
+    Its state is the best value so far; a subclass adds its own keys to :meth:`state_dict` and
+    reads them back in :meth:`load_state_dict`, both through ``super()``. A loaded state sets
+    ``_restored``, for ``on_train_start`` to keep it instead of starting afresh.
+
     Args:
         metric: The name of the watched metric, e.g. ``"val_loss"`` or ``"accuracy"``.
         mode: ``"min"`` if smaller is better, ``"max"`` if larger is better.
@@ -42,10 +46,18 @@ class MonitorCallback(Callback):
         self.mode: Mode = mode
         self.min_delta = float(min_delta)
         self.best: float | None = None
+        self._restored = False
 
     @property
     def state_key(self) -> str:
         return f"{type(self).__qualname__}{{'metric': {self.metric!r}, 'mode': {self.mode!r}}}"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict["best"]
+        self._restored = True
 
     def read(self, metrics: Mapping[str, Any], where: str) -> float:
         """Return ``metrics[self.metric]`` as a float.

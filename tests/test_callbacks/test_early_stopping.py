@@ -127,6 +127,29 @@ def test_early_stopping_state_round_trip_resumes_where_it_was():
     assert resumed_trainer.should_stop
 
 
+def test_early_stopping_state_round_trip_gives_back_the_saved_patience():
+    # Prepare: patience 2, and one round without improvement so far
+    saved = EarlyStopping(patience=2, metric="accuracy")
+    manager = CallbackManager([saved], on_error="raise")
+    manager.call("on_train_start", trainer=server())
+    run_rounds(manager, server(), [0.5, 0.4])
+    state = copy.deepcopy(saved.state_dict())
+
+    # Execute: the state goes into an EarlyStopping built with another patience
+    resumed = EarlyStopping(patience=10, metric="accuracy")
+    resumed.load_state_dict(copy.deepcopy(state))
+    restored = resumed.state_dict()
+    resumed_manager, trainer = CallbackManager([resumed], on_error="raise"), server()
+    resumed_manager.call("on_train_start", trainer=trainer)
+    ran = run_rounds(resumed_manager, trainer, [0.45, 0.3], first_round=3)
+
+    # Assert: what was saved comes back, and the saved patience decides: the next miss stops
+    assert state == {"best": 0.5, "counter": 1, "stopped_at": None, "patience": 2}
+    assert restored == state
+    assert ran == [3]
+    assert (resumed.stopped_at, trainer.should_stop) == (3, True)
+
+
 def test_early_stopping_fresh_start_resets_the_counters():
     # Prepare: a run that stopped
     stop = EarlyStopping(patience=1, metric="accuracy")

@@ -134,6 +134,24 @@ def test_model_checkpoint_state_round_trip_keeps_the_best():
     assert trainer.written == ["last.ckpt"]
 
 
+def test_model_checkpoint_state_round_trip_gives_back_the_saved_state():
+    # Prepare: a centralised run also keeps the epoch it last saved
+    saved = ModelCheckpoint(save_dir="out", save_every=1, metric="val_loss", mode="min")
+    manager = CallbackManager([saved], on_error="raise")
+    manager.call("on_train_start", trainer=RecordingTrainer())
+    for epoch, value in enumerate([0.5, 0.4]):
+        manager.call("on_validation_end", trainer=RecordingTrainer(), epoch=epoch, logs={"val_loss": value})
+    state = copy.deepcopy(saved.state_dict())
+
+    # Execute
+    resumed = ModelCheckpoint(save_dir="out", save_every=1, metric="val_loss", mode="min")
+    resumed.load_state_dict(copy.deepcopy(state))
+
+    # Assert
+    assert state == {"best": 0.4, "best_path": os.path.join("out", "best.ckpt"), "saved_epoch": 1}
+    assert resumed.state_dict() == state
+
+
 def test_model_checkpoint_rejects_a_negative_period():
     with pytest.raises(ValueError, match=r"`save_every` must be >= 0 \(0 disables periodic saves\), got -1"):
         ModelCheckpoint(save_every=-1)
