@@ -70,6 +70,12 @@ class AdaptiveSelection(Callback):
     def __init__(self) -> None:
         self.scores: dict[int, float] = {}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"scores": dict(self.scores)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.scores = dict(state_dict["scores"])
+
     async def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
         self.scores.update({u.client_id: u.metrics["train_loss"] for u in result.updates})
 
