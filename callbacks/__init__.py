@@ -1,8 +1,14 @@
 """Native callbacks: one interface for centralised Lightning training and federated rounds.
 
 This package imports no Lightning: ``lightning_bridge`` adapts it to ``lightning.Trainer`` and
-``federated`` drives it from its round loop.
+``federated`` drives it from its round loop. Nor does ``import callbacks`` import torch: the
+built-ins that need it (``LRScheduler``, ``TensorBoard``) load on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from callbacks.callback import CONTEXT_ARGUMENTS as CONTEXT_ARGUMENTS
 from callbacks.callback import HOOK_ARGUMENTS as HOOK_ARGUMENTS
@@ -13,7 +19,6 @@ from callbacks.exceptions import ConfigError as ConfigError
 from callbacks.exceptions import HookSignatureError as HookSignatureError
 from callbacks.exceptions import MetricNotFoundError as MetricNotFoundError
 from callbacks.exceptions import RegistryError as RegistryError
-from callbacks.lr_scheduler import LRScheduler as LRScheduler
 from callbacks.manager import CallbackManager as CallbackManager
 from callbacks.manager import OnError as OnError
 from callbacks.metrics_logger import MetricsLogger as MetricsLogger
@@ -24,7 +29,10 @@ from callbacks.registry import build_callbacks as build_callbacks
 from callbacks.registry import register as register
 from callbacks.registry import registered as registered
 from callbacks.registry import resolve as resolve
-from callbacks.tensorboard import TensorBoard as TensorBoard
+
+if TYPE_CHECKING:
+    from callbacks.lr_scheduler import LRScheduler as LRScheduler
+    from callbacks.tensorboard import TensorBoard as TensorBoard
 
 __all__ = [
     "CONTEXT_ARGUMENTS",
@@ -49,3 +57,16 @@ __all__ = [
     "registered",
     "resolve",
 ]
+
+_LAZY = {"LRScheduler": "callbacks.lr_scheduler", "TensorBoard": "callbacks.tensorboard"}
+"""Public names whose modules import torch, loaded on first access (PEP 562)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

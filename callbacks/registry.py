@@ -15,6 +15,10 @@ T = TypeVar("T")
 
 _REGISTRY: dict[str, dict[str, Any]] = {}
 
+_DEFERRED: dict[str, list[str]] = {"callback": ["callbacks.lr_scheduler", "callbacks.tensorboard"]}
+"""Modules of built-ins that import torch, registered at the first look-up of their kind: ``import
+callbacks`` stays light, and ``python -m lightning_bridge.fed --help`` answers at once."""
+
 
 def register(name: str) -> Callable[[T], T]:
     """Register a class (or factory) under ``"kind.short_name"``, e.g. ``"callback.early_stopping"``.
@@ -52,7 +56,14 @@ def register(name: str) -> Callable[[T], T]:
 
 def registered(kind: str) -> list[str]:
     """The short names registered under ``kind``, sorted."""
-    return sorted(_REGISTRY.get(kind, {}))
+    return sorted(_names(kind))
+
+
+def _names(kind: str) -> dict[str, Any]:
+    """The objects registered under ``kind``, after importing its deferred built-ins."""
+    for module in _DEFERRED.pop(kind, []):
+        importlib.import_module(module)
+    return _REGISTRY.get(kind, {})
 
 
 def resolve(kind: str, type_name: Any, path: str = "type") -> Any:
@@ -73,7 +84,7 @@ def resolve(kind: str, type_name: Any, path: str = "type") -> Any:
             return getattr(module, attr)
         except AttributeError as exc:
             raise ConfigError(f"module `{module_name}` has no attribute `{attr}`", path) from exc
-    names = _REGISTRY.get(kind, {})
+    names = _names(kind)
     if type_name in names:
         return names[type_name]
     known = ", ".join(sorted(names)) or "none"

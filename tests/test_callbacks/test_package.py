@@ -38,6 +38,23 @@ def test_callbacks_import_loads_no_lightning():
     assert completed.returncode == 0, completed.stderr
 
 
+def test_callbacks_import_loads_no_torch_until_a_builtin_needs_it():
+    # Execute: the registry knows the torch-bound built-ins before they are imported
+    code = (
+        "import callbacks, sys; "
+        "assert 'torch' not in sys.modules; "
+        "assert callbacks.build_callbacks(['tensorboard'])[0].log_dir == './runs'; "
+        "assert 'torch' in sys.modules; "
+        "from callbacks import LRScheduler, TensorBoard; "
+        "assert TensorBoard.__module__ == 'callbacks.tensorboard'; "
+        "assert 'lr_scheduler' in callbacks.registered('callback')"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    # Assert
+    assert completed.returncode == 0, completed.stderr
+
+
 def test_callbacks_sources_import_no_lightning():
     # Prepare
     sources = sorted(pathlib.Path(callbacks.__file__).parent.glob("*.py"))

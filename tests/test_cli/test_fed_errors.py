@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -284,3 +285,28 @@ def test_fed_help_shows_an_example(capsys) -> None:
     assert "python -m lightning_bridge.fed --config examples/fed.yaml" in out
     for option in ("--config", "--set", "--resume", "--output-dir", "--validate"):
         assert option in out
+
+
+ANSWER_WITHOUT_TORCH = """
+import runpy, sys
+sys.argv = ["python -m lightning_bridge.fed", *sys.argv[1:]]
+try:
+    runpy.run_module("lightning_bridge.fed", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    print("exit", exc.code, sorted(m for m in ("federated", "lightning", "numpy", "torch") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [(["--help"], 0), (["--config", "c.yaml", "--rounds", "3"], 2), ([], 2)],
+    ids=["help", "unknown-option", "no-config"],
+)
+def test_fed_help_and_usage_errors_import_no_torch(argv: list[str], status: int) -> None:
+    # Execute: as `python -m lightning_bridge.fed` does, recording the heavy packages imported by the end
+    proc = subprocess.run(
+        [sys.executable, "-c", ANSWER_WITHOUT_TORCH, *argv], capture_output=True, text=True, timeout=120, check=False
+    )
+
+    # Assert
+    assert proc.stdout.splitlines()[-1] == f"exit {status} []", proc.stdout + proc.stderr
