@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from callbacks._yaml import dump_yaml as dump_yaml
+from callbacks._yaml import load_yaml as load_yaml
 from callbacks.callback import CONTEXT_ARGUMENTS as CONTEXT_ARGUMENTS
 from callbacks.callback import HOOK_ARGUMENTS as HOOK_ARGUMENTS
 from callbacks.callback import Callback as Callback
@@ -53,6 +55,8 @@ __all__ = [
     "TensorBoard",
     "build",
     "build_callbacks",
+    "dump_yaml",
+    "load_yaml",
     "register",
     "registered",
     "resolve",

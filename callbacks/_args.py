@@ -5,12 +5,50 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import reprlib
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from callbacks.exceptions import ConfigError
+
+ECHO_LIMIT = 80
+"""The most characters of a value an error message shows."""
+
+_ECHO = reprlib.Repr()
+_ECHO.maxlevel, _ECHO.maxstring, _ECHO.maxother, _ECHO.maxlong = 3, ECHO_LIMIT, ECHO_LIMIT, ECHO_LIMIT
+_ECHO.maxlist = _ECHO.maxtuple = _ECHO.maxdict = _ECHO.maxset = 8
+
+
+def echo(value: Any) -> str:
+    """``repr(value)`` cut to :data:`ECHO_LIMIT` characters: how an error message shows a value it got.
+
+    Only the part shown is formatted, so a huge value (a nested alias expansion) costs nothing.
+
+    Example:
+        >>> echo("fast"), echo(list(range(100)))
+        ("'fast'", '[0, 1, 2, 3, 4, 5, 6, 7, ...]')
+    """
+    text = _ECHO.repr(value)
+    return text if len(text) <= ECHO_LIMIT else f"{text[: ECHO_LIMIT - 3]}..."
+
+
+def mismatch(value: Any, hint: Any) -> str:
+    """What an error says of a ``value`` that does not fit the annotation ``hint``.
+
+    Example:
+        >>> mismatch("fast", float)
+        "expected float, got str 'fast' (floats are written like 0.001 or 1e-3)"
+    """
+    message = f"expected {describe(hint)}, got {type(value).__name__} {echo(value)}"
+    if not isinstance(value, str) or not matches(0.5, hint):
+        return message
+    try:
+        float(value)
+    except ValueError:
+        return f"{message} (floats are written like 0.001 or 1e-3)"
+    return f"{message} (a number as text: unquote it; yaml.safe_load reads 1e-3 as text, callbacks.load_yaml does not)"
 
 
 def suggest(name: str, choices: Sequence[str]) -> str:
@@ -19,13 +57,18 @@ def suggest(name: str, choices: Sequence[str]) -> str:
     return f" (did you mean `{match[0]}`?)" if match else ""
 
 
-def check_arguments(target: Callable[..., Any], args: Mapping[str, Any], path: str) -> None:
+def check_arguments(
+    target: Callable[..., Any], args: Mapping[str, Any], path: str, elsewhere: Mapping[str, str] | None = None
+) -> None:
     """Raise :class:`ConfigError` unless ``target(**args)`` names known arguments of fitting types.
 
     Args:
         target: A class (its ``__init__`` is read) or a function.
         args: The keyword arguments the configuration gives.
         path: The configuration path of ``args``, e.g. ``callbacks[1].args``.
+        elsewhere: For names ``target`` does not take, where they belong, e.g.
+            ``{"fraction_fit": " (Flower's `fraction_fit`; here it is `clients.fraction`)"}``:
+            said instead of a close match. Defaults to none.
     """
     init = target.__init__ if inspect.isclass(target) else target
     params = {
@@ -41,19 +84,16 @@ def check_arguments(target: Callable[..., Any], args: Mapping[str, Any], path: s
         hints = {}
     for key, value in args.items():
         if not isinstance(key, str):
-            raise ConfigError(f"argument names must be strings, got {key!r}", path)
+            raise ConfigError(f"argument names must be strings, got {echo(key)}", path)
         if key not in named:
             if takes_all:
                 continue
             accepted = ", ".join(sorted(named)) or "none"
-            raise ConfigError(
-                f"unknown argument `{key}`{suggest(key, list(named))}; accepted: {accepted}", f"{path}.{key}"
-            )
+            instead = (elsewhere or {}).get(key) or suggest(key, list(named))
+            raise ConfigError(f"unknown argument `{key}`{instead}; accepted: {accepted}", f"{path}.{key}")
         hint = hints.get(key)
         if hint is not None and not matches(value, hint):
-            raise ConfigError(
-                f"expected {describe(hint)}, got {type(value).__name__} {value!r}", f"{path}.{key}"
-            )
+            raise ConfigError(mismatch(value, hint), f"{path}.{key}")
     missing = [
         n for n, p in named.items() if p.default is p.empty and p.kind is not p.POSITIONAL_ONLY and n not in args
     ]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from callbacks._args import check_arguments, suggest
+from callbacks._args import check_arguments, echo, suggest
 from callbacks.exceptions import ConfigError, RegistryError
 
 __all__ = ["build", "build_callbacks", "register", "registered", "resolve"]
@@ -14,6 +15,11 @@ __all__ = ["build", "build_callbacks", "register", "registered", "resolve"]
 T = TypeVar("T")
 
 _REGISTRY: dict[str, dict[str, Any]] = {}
+
+MAX_TYPE_NAME = 200
+"""The longest type name or import path taken."""
+
+_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 _DEFERRED: dict[str, list[str]] = {"callback": ["callbacks.lr_scheduler", "callbacks.tensorboard"]}
 """Modules of built-ins that import torch, registered at the first look-up of their kind: ``import
@@ -66,19 +72,28 @@ def _names(kind: str) -> dict[str, Any]:
     return _REGISTRY.get(kind, {})
 
 
+def _is_type_name(name: Any) -> bool:
+    """Whether ``name`` can name a type: a short string, an import path ``pkg.module:Name`` if it holds a colon."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_TYPE_NAME:
+        return False
+    return ":" not in name or _IMPORT_PATH.fullmatch(name) is not None
+
+
 def resolve(kind: str, type_name: Any, path: str = "type") -> Any:
     """Return the object registered as ``type_name`` under ``kind``, or imported from ``pkg.mod:Name``.
 
     Raises:
         ConfigError: Unknown name (the known ones are listed, with a close match) or failed import.
     """
-    if not isinstance(type_name, str) or not type_name:
-        raise ConfigError(f"expected a {kind} type name or an import path `pkg.module:Name`, got {type_name!r}", path)
+    if not _is_type_name(type_name):
+        raise ConfigError(
+            f"expected a {kind} type name or an import path `pkg.module:Name`, got {echo(type_name)}", path
+        )
     if ":" in type_name:
         module_name, _, attr = type_name.partition(":")
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # the module's own code runs: whatever it raises is this entry's
             raise ConfigError(f"cannot import `{module_name}` ({type(exc).__name__}: {exc})", path) from exc
         try:
             return getattr(module, attr)
@@ -89,7 +104,7 @@ def resolve(kind: str, type_name: Any, path: str = "type") -> Any:
         return names[type_name]
     known = ", ".join(sorted(names)) or "none"
     raise ConfigError(
-        f"unknown {kind} type {type_name!r}{suggest(type_name, list(names))}; known: {known}, "
+        f"unknown {kind} type {echo(type_name)}{suggest(type_name, list(names))}; known: {known}, "
         "or an import path `pkg.module:Name`",
         path,
     )
@@ -100,7 +115,7 @@ def build(kind: str, entry: Any, path: str) -> Any:
     if isinstance(entry, str):
         entry = {"type": entry}
     if not isinstance(entry, Mapping):
-        raise ConfigError(f"expected a mapping with `type` and `args`, got {type(entry).__name__} {entry!r}", path)
+        raise ConfigError(f"expected a mapping with `type` and `args`, got {type(entry).__name__} {echo(entry)}", path)
     for key in entry:
         if key not in ("type", "args"):
             raise ConfigError(f"unknown key `{key}`{suggest(str(key), ['type', 'args'])}; accepted: type, args", path)
@@ -111,7 +126,7 @@ def build(kind: str, entry: Any, path: str) -> Any:
         raise ConfigError(f"`{entry['type']}` is a {type(target).__name__}, not a class or factory", f"{path}.type")
     args = entry.get("args") or {}
     if not isinstance(args, Mapping):
-        raise ConfigError(f"expected a mapping of arguments, got {type(args).__name__} {args!r}", f"{path}.args")
+        raise ConfigError(f"expected a mapping of arguments, got {type(args).__name__} {echo(args)}", f"{path}.args")
     check_arguments(target, args, f"{path}.args")
     try:
         return target(**args)

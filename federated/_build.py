@@ -13,15 +13,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset
 
-from callbacks import BridgeError, CallbackManager, ConfigError, build, resolve
-from callbacks._args import check_arguments, suggest
+from callbacks import BridgeError, CallbackManager, ConfigError, build, registered, resolve
+from callbacks._args import check_arguments, echo, suggest
 from federated.backend import Backend
 from federated.checkpoint import stateful_callbacks
+from federated.config import FLOWER_NAMES, flower_hint
 from federated.datasets import FederatedData, as_federated_data
-from federated.runner import quiet_lightning
+from federated.runner import CLIENT_TRAINER_DEFAULTS, quiet_lightning
 from federated.strategy import Strategy
 
 __all__ = [
@@ -42,6 +44,18 @@ RESERVED_TRAINER_KEYS = {
     "enable_checkpointing": "callbacks (model_checkpoint)",
 }
 """``trainer`` keys the federation sets itself, and the config key to use instead."""
+
+TRAINER_KEYS_CHECKED_ALONE = ("accelerator", "devices", "num_nodes", "strategy")
+"""``trainer`` keys tried one by one (each with those before it), so that a refusal names its key."""
+
+ONE_DEVICE = (
+    "a client's fit runs on one device in this process (devices: 1, [i], or \"auto\" finding one); "
+    "for clients in parallel use the Ray backend (`backend.type: ray`)"
+)
+"""What a client's ``lightning.Trainer`` may use, said when a config asks for more."""
+
+USER_CODE_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
+"""What user code may raise while it is built, as a config error of its entry (a Ctrl-C still stops)."""
 
 
 DATA_KEYWORDS = {
@@ -100,7 +114,7 @@ def build_data(section: Mapping[str, Any], seed: int) -> FederatedData:
     check_arguments(fn, {**kwargs, **args}, "data.args")
     try:
         data = fn(**kwargs, **args)
-    except Exception as exc:
+    except USER_CODE_ERRORS as exc:
         raise ConfigError(_raised(f"the data function `{name}`", exc), "data") from exc
     try:
         data = as_federated_data(data)
@@ -154,7 +168,7 @@ def build_model(section: Mapping[str, Any], data: FederatedData) -> lightning.Li
     check_arguments(target, args, "model.args")
     try:
         model = target(**args)
-    except Exception as exc:
+    except USER_CODE_ERRORS as exc:
         raise ConfigError(_raised(f"`{name}`", exc), "model.args") from exc
     if not isinstance(model, lightning.LightningModule):
         raise ConfigError(f"`{name}` built a {type(model).__name__}, not a lightning.LightningModule", "model.type")
@@ -168,12 +182,19 @@ def build_model(section: Mapping[str, Any], data: FederatedData) -> lightning.Li
 
 
 def build_strategy(section: Mapping[str, Any]) -> Strategy:
-    """Build the ``strategy`` entry and check that it is a ``federated.Strategy``."""
+    """Build the ``strategy`` entry and check that it is a ``federated.Strategy``.
+
+    An argument the strategy does not take, but Flower or another strategy does, is refused with the
+    key that takes it here (``fraction_fit``: ``clients.fraction``; ``eta``: ``fedadam``, ...).
+    """
+    target = resolve("strategy", section["type"], "strategy.type")
+    if callable(target):
+        check_arguments(target, section["args"], "strategy.args", elsewhere=_strategy_arguments_elsewhere())
     try:
         strategy = build("strategy", section, "strategy")
     except BridgeError:
         raise
-    except Exception as exc:
+    except USER_CODE_ERRORS as exc:
         raise ConfigError(_raised(f"`{section['type']}`", exc), "strategy.args") from exc
     if not isinstance(strategy, Strategy):
         raise ConfigError(
@@ -193,7 +214,7 @@ def build_backend(section: Mapping[str, Any]) -> Backend:
         raise
     except ImportError as exc:  # the ray extra is missing: RayBackend's one line says what to install
         raise ConfigError(one_line(exc), "backend.type") from exc
-    except Exception as exc:
+    except USER_CODE_ERRORS as exc:
         raise ConfigError(_raised(f"`{section['type']}`", exc), "backend.args") from exc
     if not isinstance(backend, Backend):
         raise ConfigError(
@@ -214,7 +235,7 @@ def build_callbacks_at(entries: Sequence[Any], path: str, on_error: str) -> list
             built.append(build("callback", entry, f"{path}[{i}]"))
         except BridgeError:
             raise
-        except Exception as exc:
+        except USER_CODE_ERRORS as exc:
             kind = entry.get("type") if isinstance(entry, Mapping) else entry
             raise ConfigError(_raised(f"`{kind}`", exc), f"{path}[{i}].args") from exc
     try:
@@ -230,15 +251,48 @@ def build_callbacks_at(entries: Sequence[Any], path: str, on_error: str) -> list
     return built
 
 
+def _strategy_arguments_elsewhere() -> dict[str, str]:
+    """Where a strategy argument belongs when the configured strategy does not take it."""
+    takers: dict[str, list[str]] = {}
+    for name in registered("strategy"):
+        target = resolve("strategy", name)
+        for arg in inspect.signature(target).parameters:
+            takers.setdefault(arg, []).append(f"`{name}`")
+    hints = {arg: f" (an argument of {', '.join(names)})" for arg, names in takers.items()}
+    return {**hints, **{name: flower_hint(name) for name in FLOWER_NAMES}}
+
+
 def check_trainer(section: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the ``trainer`` keys against ``lightning.Trainer`` (names, types, and values by building one)."""
+    """Check the ``trainer`` keys against ``lightning.Trainer``: names, types, values, and one device per fit.
+
+    Lightning checks values (accelerator, precision, devices) as it builds a ``Trainer``; one is
+    built with the keys of :data:`TRAINER_KEYS_CHECKED_ALONE` added one at a time, so a refusal
+    names its key, then with all. A client's fit is one process on one device: a trainer that
+    would use several devices or nodes, or launch processes (``ddp``, ``fsdp``, ...), is refused.
+    """
     for key, instead in RESERVED_TRAINER_KEYS.items():
         if key in section:
             raise ConfigError(f"set by the federation; use `{instead}` instead", f"trainer.{key}")
     check_arguments(lightning.Trainer, section, "trainer")
-    try:  # Lightning checks values (accelerator, precision, devices) when a Trainer is made
-        with quiet_lightning():
-            lightning.Trainer(**section, logger=False, enable_checkpointing=False, enable_model_summary=False)
-    except Exception as exc:
-        raise ConfigError(f"lightning.Trainer refuses it: {type(exc).__name__}: {one_line(exc)}", "trainer") from exc
+    keys = [k for k in TRAINER_KEYS_CHECKED_ALONE if k in section]
+    for i, key in enumerate(keys):
+        _client_trainer({k: section[k] for k in keys[: i + 1]}, f"trainer.{key}")
+    trainer = _client_trainer(section, "trainer")
+    if trainer.num_nodes != 1:
+        raise ConfigError(f"{trainer.num_nodes} nodes; {ONE_DEVICE}", "trainer.num_nodes")
+    if trainer.num_devices != 1:
+        what = f"{echo(section.get('devices'))} means {trainer.num_devices} devices"
+        raise ConfigError(f"{what}; {ONE_DEVICE}", "trainer.devices")
+    if not isinstance(trainer.strategy, SingleDeviceStrategy):
+        what = f"{echo(section.get('strategy'))} is {type(trainer.strategy).__name__}, a multi-process strategy"
+        raise ConfigError(f"{what}; {ONE_DEVICE}", "trainer.strategy")
     return dict(section)
+
+
+def _client_trainer(kwargs: Mapping[str, Any], path: str) -> lightning.Trainer:
+    """The ``lightning.Trainer`` of a client fit with ``kwargs``; what Lightning refuses is an error at ``path``."""
+    try:
+        with quiet_lightning():
+            return lightning.Trainer(**{**CLIENT_TRAINER_DEFAULTS, **kwargs})
+    except Exception as exc:
+        raise ConfigError(f"lightning.Trainer refuses it: {type(exc).__name__}: {one_line(exc)}", path) from exc

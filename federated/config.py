@@ -7,18 +7,45 @@ what was found and what is accepted.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import yaml
+from callbacks import ConfigError, load_yaml
+from callbacks._args import echo, matches, mismatch, suggest
 
-from callbacks import ConfigError
-from callbacks._args import describe, matches, suggest
+__all__ = [
+    "DEFAULTS",
+    "FLOWER_NAMES",
+    "MAX_CONFIG_BYTES",
+    "apply_override",
+    "flower_hint",
+    "load_config",
+    "read_yaml",
+    "validate_config",
+]
 
-__all__ = ["DEFAULTS", "apply_override", "load_config", "read_yaml", "validate_config"]
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest config file read (1 MiB); a config is a few hundred bytes."""
+
+INT64_MAX = 2**63 - 1
+"""The largest integer a config value may hold: seeds and counts reach torch and NumPy as 64-bit integers."""
+
+FLOWER_NAMES: dict[str, str | None] = {
+    "num_rounds": "`rounds`",
+    "fraction_fit": "`clients.fraction`",
+    "min_fit_clients": "`clients.per_round`",
+    "min_available_clients": "`data.num_clients`, every client being available in every round",
+    "accept_failures": "`clients.min_clients`, the fewest clients that must succeed in a round",
+    "proximal_mu": "`strategy.args.mu` of `strategy.type: fedprox`",
+    "eta_l": "`model.args.lr`, the clients' learning rate",
+    "fraction_evaluate": None,
+    "min_evaluate_clients": None,
+}
+"""Flower's names of strategy and server settings, and the key to use here (``None``: not supported yet)."""
 
 
 @dataclass(frozen=True)
@@ -38,16 +65,23 @@ class _Section:
     open_keys: bool = False
 
 
-def _at_least(low: float) -> Callable[[Any], str | None]:
-    return lambda v: None if v >= low else f"must be >= {low}"
+def _within(
+    low: float, high: float = INT64_MAX, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[Any], str | None]:
+    """The check of a number in ``[low, high]`` (``(`` or ``)`` where open); NaN is in no range.
 
+    Example:
+        >>> _within(0, 1, low_open=True)(1.5)
+        'must be in (0, 1]'
+    """
+    span = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
 
-def _between(low: float, high: float) -> Callable[[Any], str | None]:
-    return lambda v: None if low < v < high else f"must be between {low} and {high} (exclusive)"
+    def check(v: Any) -> str | None:
+        above = v > low if low_open else v >= low
+        below = v < high if high_open else v <= high
+        return None if above and below else f"must be in {span}"
 
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be > 0"
+    return check
 
 
 def _entries(v: Any) -> str | None:
@@ -56,33 +90,33 @@ def _entries(v: Any) -> str | None:
 
 _SCHEMA = _Section(
     {
-        "seed": _Field(int, 0, _at_least(0)),
-        "rounds": _Field(int, 20, _at_least(1)),
+        "seed": _Field(int, 0, _within(0)),
+        "rounds": _Field(int, 20, _within(1)),
         "output_dir": _Field(str, "runs/federation", lambda v: None if v.strip() else "must not be empty"),
-        "threads": _Field(int | None, None, _at_least(1)),
+        "threads": _Field(int | None, None, _within(1, 1024)),
         "data": _Section(
             {
                 "type": _Field(str, "digits"),
                 "args": _Field(dict, {}),
-                "num_clients": _Field(int, 10, _at_least(1)),
+                "num_clients": _Field(int, 10, _within(1)),
                 "partition": _Section(
                     {
                         "type": _Field(Literal["iid", "dirichlet", "shards"], "iid"),
-                        "alpha": _Field(float, 0.5, _positive),
-                        "shards_per_client": _Field(int, 2, _at_least(1)),
+                        "alpha": _Field(float, 0.5, _within(0, math.inf, low_open=True, high_open=True)),
+                        "shards_per_client": _Field(int, 2, _within(1)),
                     }
                 ),
-                "test_fraction": _Field(float, 0.2, _between(0.0, 1.0)),
-                "batch_size": _Field(int, 32, _at_least(1)),
+                "test_fraction": _Field(float, 0.2, _within(0, 1, low_open=True, high_open=True)),
+                "batch_size": _Field(int, 32, _within(1)),
             }
         ),
         "model": _Section({"type": _Field(str, "mlp"), "args": _Field(dict, {})}),
         "clients": _Section(
             {
-                "per_round": _Field(int | None, None, _at_least(1)),
-                "fraction": _Field(float | None, None, lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
-                "local_epochs": _Field(int, 1, _at_least(1)),
-                "min_clients": _Field(int, 1, _at_least(1)),
+                "per_round": _Field(int | None, None, _within(1)),
+                "fraction": _Field(float | None, None, _within(0, 1, low_open=True)),
+                "local_epochs": _Field(int, 1, _within(1)),
+                "min_clients": _Field(int, 1, _within(1)),
             }
         ),
         "strategy": _Section({"type": _Field(str, "fedavg"), "args": _Field(dict, {})}),
@@ -109,29 +143,27 @@ DEFAULTS.update(_defaults(_SCHEMA))
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML mapping from ``path``.
+    """Read a YAML mapping from ``path`` with :func:`callbacks.load_yaml` (``1e-3`` is a float).
 
     Raises:
-        ConfigError: The file is missing or unreadable, the YAML is malformed (with its line), or
-            the top level is not a mapping.
+        ConfigError: The file is missing, unreadable, larger than :data:`MAX_CONFIG_BYTES` or not
+            UTF-8 text, the YAML is malformed (with its line) or too large, or the top level is not
+            a mapping.
     """
     path = os.fspath(path)
     try:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            content = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read the config file ({exc.strerror})", path) from exc
+    if len(content) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES} bytes; a config is a small text file", path)
     try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = exc.problem or exc.context
-        if exc.problem and exc.context and exc.context_mark:  # e.g. "while parsing a block mapping"
-            what += f" ({exc.context} from line {exc.context_mark.line + 1})"
-        raise ConfigError(f"invalid YAML {where}{what}", path) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}".replace("\n", " "), path) from exc
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"not UTF-8 text: line {line} holds the byte {content[exc.start]:#04x}", path) from exc
+    data = load_yaml(text, path)
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -139,6 +171,7 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(data)
 
 
+_KEY_PATH = re.compile(r"[^.\[\]]+(?:\.[^.\[\]]+|\[\d+\])*")
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -153,15 +186,15 @@ def apply_override(config: dict[str, Any], assignment: str) -> None:
         {'clients': {'per_round': 3}, 'callbacks': [{'type': 'early_stopping'}]}
     """
     key, sep, raw = assignment.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"expected KEY.PATH=VALUE, got {assignment!r}", "--set")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"the value {raw!r} is not valid YAML", f"--set {key}") from exc
-    parts: list[str | int] = [
-        int(index) if index else name for name, index in _PATH_PART.findall(key.strip().replace("].", "]."))
-    ]
+    key = key.strip()
+    if not sep or not _KEY_PATH.fullmatch(key):
+        raise ConfigError(
+            f"expected KEY.PATH=VALUE (a key path like `clients.per_round` or `callbacks[0].args.patience`), "
+            f"got {echo(assignment)}",
+            "--set",
+        )
+    value = load_yaml(raw, f"--set {key}")
+    parts: list[str | int] = [int(index) if index else name for name, index in _PATH_PART.findall(key)]
     node: Any = config
     for i, part in enumerate(parts[:-1]):
         nxt: Any = {} if not isinstance(parts[i + 1], int) else []
@@ -236,7 +269,7 @@ def _check_section(section: _Section, raw: Any, path: str) -> dict[str, Any]:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"expected a mapping, got {type(raw).__name__} {raw!r}", path or "<top level>")
+        raise ConfigError(f"expected a mapping, got {type(raw).__name__} {echo(raw)}", path or "<top level>")
     out: dict[str, Any] = {}
     for key, value in raw.items():
         where = f"{path}.{key}" if path else str(key)
@@ -244,19 +277,36 @@ def _check_section(section: _Section, raw: Any, path: str) -> dict[str, Any]:
             if section.open_keys:
                 out[key] = value
                 continue
-            accepted = ", ".join(section.fields)
-            raise ConfigError(f"unknown key{suggest(str(key), list(section.fields))}; accepted: {accepted}", where)
+            raise ConfigError(f"unknown key{_instead(str(key), list(section.fields))}", where)
         spec = section.fields[key]
         if isinstance(spec, _Section):
             out[key] = _check_section(spec, value, where)
             continue
         if not matches(value, spec.hint):
-            raise ConfigError(f"expected {describe(spec.hint)}, got {type(value).__name__} {value!r}", where)
+            raise ConfigError(mismatch(value, spec.hint), where)
         problem = spec.check(value) if spec.check is not None and value is not None else None
         if problem:
-            raise ConfigError(f"{problem}, got {value!r}", where)
-        out[key] = float(value) if spec.hint is float else value
+            raise ConfigError(f"{problem}, got {echo(value)}", where)
+        out[key] = float(value) if isinstance(value, int) and matches(0.5, spec.hint) else value
     for name, spec in section.fields.items():
         if name not in out:
             out[name] = _check_section(spec, {}, name) if isinstance(spec, _Section) else copy.deepcopy(spec.default)
     return out
+
+
+def _instead(key: str, accepted: list[str]) -> str:
+    """What to write instead of the unknown ``key``: the key here of Flower's name, or a close match; and the keys."""
+    if key in FLOWER_NAMES:
+        return f"{flower_hint(key)}; accepted: {', '.join(accepted)}"
+    return f"{suggest(key, accepted)}; accepted: {', '.join(accepted)}"
+
+
+def flower_hint(name: str) -> str:
+    """`` (Flower's `fraction_fit`; here it is `clients.fraction`)`` for a name of :data:`FLOWER_NAMES`."""
+    instead = FLOWER_NAMES[name]
+    if instead is None:
+        return (
+            f" (Flower's `{name}`: federated evaluation is not supported yet; the server evaluates the "
+            "global model on the test split, `data.test_fraction`)"
+        )
+    return f" (Flower's `{name}`; here it is {instead})"

@@ -17,6 +17,9 @@ from callbacks import BridgeError, ConfigError
 
 __all__ = ["main"]
 
+MAX_ERROR_LINE = 2000
+"""The most characters of an error message (a user's exception may say a lot)."""
+
 EXAMPLE = """\
 example:
   python -m lightning_bridge.fed --config examples/fed.yaml
@@ -106,8 +109,10 @@ def _yaml_string(text: str) -> str:
 
 
 def _fail(status: int, message: str) -> int:
-    """Print ``message`` as one ``error:`` line on stderr and return ``status``."""
-    text = " | ".join(line.strip() for line in message.splitlines() if line.strip())
+    """Print ``message`` as one ``error:`` line on stderr, cut to :data:`MAX_ERROR_LINE`; return ``status``."""
+    text = " | ".join(line.strip() for line in message[: 2 * MAX_ERROR_LINE].splitlines() if line.strip())
+    if len(text) > MAX_ERROR_LINE:
+        text = f"{text[: MAX_ERROR_LINE - 3]}..."
     print(f"error: {text}", file=sys.stderr, flush=True)
     return status
 

@@ -17,6 +17,8 @@ from callbacks import (
     RegistryError,
     TensorBoard,
     build_callbacks,
+    dump_yaml,
+    load_yaml,
     register,
     registered,
     resolve,
@@ -344,3 +346,70 @@ def test_build_callbacks_error_keeps_the_path_and_the_cause():
     assert info.value.path == "federation.callbacks[0].args"
     assert isinstance(info.value.__cause__, ValueError)
     assert isinstance(info.value, ValueError)  # callers catching ValueError still catch it
+
+
+# --------------------------------------------------------------------------------------------
+# The configuration loader and the echo of values in errors
+# --------------------------------------------------------------------------------------------
+
+
+def test_load_yaml_reads_scientific_notation_as_floats():
+    # Prepare: YAML 1.1 (yaml.safe_load) reads all of these as strings
+    text = "callbacks: [{type: early_stopping, args: {min_delta: 1e-3}}]\nvalues: [1E5, .5e-3, -2e+2, 1e, '1e3']\n"
+
+    # Execute
+    config = load_yaml(text)
+    (early,) = build_callbacks(config["callbacks"])
+
+    # Assert
+    assert early.min_delta == 0.001
+    assert config["values"] == [100000.0, 0.0005, -200.0, "1e", "1e3"]
+    assert load_yaml(dump_yaml(config)) == config  # a string that looks like a float is quoted
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdef", "bcdefg", strict=True)
+        ), "the document stands for more than 100000 values (aliases included)"),
+        ("a: &a [*a]\n", "the alias *a refers to itself"),
+        ("a: " + "[" * 200 + "]" * 200 + "\n", "lists and mappings nest deeper than 100 levels"),
+    ],
+    ids=["billion-laughs", "recursive-alias", "deep-nesting"],
+)
+def test_load_yaml_refuses_a_document_beyond_its_bounds(text, problem):
+    with pytest.raises(ConfigError) as info:
+        load_yaml(text, "c.yaml")
+
+    assert str(info.value).startswith("c.yaml: invalid YAML at line ")
+    assert str(info.value).endswith(problem)
+
+
+def test_build_callbacks_says_how_floats_are_written():
+    # Execute: a number as text, as yaml.safe_load gives 1e-3, and a word
+    as_text = build_error([{"type": "early_stopping", "args": {"min_delta": "1e-3"}}])
+    word = build_error([{"type": "early_stopping", "args": {"min_delta": "small"}}])
+
+    # Assert
+    assert as_text.startswith("callbacks[0].args.min_delta: expected float, got str '1e-3' (a number as text: ")
+    assert "callbacks.load_yaml" in as_text
+    assert word == (
+        "callbacks[0].args.min_delta: expected float, got str 'small' (floats are written like 0.001 or 1e-3)"
+    )
+
+
+def test_build_callbacks_cuts_an_echoed_value_short():
+    message = build_error([{"type": "early_stopping", "args": {"patience": "x" * 100_000}}, list(range(10**5))])
+
+    assert message.startswith("callbacks[0].args.patience: expected int, got str 'xxx")
+    assert len(message) < 200
+
+
+def test_resolve_reports_a_module_that_exits_while_imported(tmp_path, monkeypatch):
+    (tmp_path / "bridge_test_exiting.py").write_text("import sys\n\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    message = build_error([{"type": "bridge_test_exiting:Thing"}])
+
+    assert message == "callbacks[0].type: cannot import `bridge_test_exiting` (SystemExit: 3)"

@@ -1,0 +1,204 @@
+"""Hostile configs and command lines: exit 2, one short ``error:`` line with its key path, nothing written.
+
+Each case runs ``main`` in this process next to an output directory an earlier run left, which must
+stay as it was; a case may neither take much memory nor print a long line, whatever the YAML holds.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from cli_helpers import populate, small_config, snapshot, write_config
+
+import federated.run  # noqa: F401 - imported before memory is traced
+from lightning_bridge.fed import main
+
+MAX_LINE = 400
+"""The longest error line a case may print."""
+
+MAX_PEAK_BYTES = 64 * 2**20
+"""The most memory (Python allocations) a case may take."""
+
+EXITING = '''
+import sys
+
+from callbacks import Callback
+
+
+class Exit(Callback):
+    def __init__(self, code: int = 3) -> None:
+        sys.exit(code)
+
+
+def data(num_clients, seed):
+    sys.exit(4)
+'''
+
+
+def _yaml(**overrides: object) -> str:
+    return yaml.safe_dump(small_config(**overrides), sort_keys=False)
+
+
+def _bomb(levels: int = 9) -> str:
+    """A "billion laughs" document of 1 KB: each level a list of nine aliases of the one before."""
+    text = "lol0: &lol0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for i in range(1, levels):
+        text += f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 9)}]\n"
+    return text
+
+
+def _merge_bomb(levels: int = 25) -> str:
+    """Merge keys that double the mapping at each level."""
+    text = "m0: &m0 {a: 1, b: 2}\n"
+    for i in range(1, levels):
+        text += f"m{i}: &m{i} {{<<: [*m{i - 1}], x{i}: *m{i - 1}, y{i}: *m{i - 1}}}\n"
+    return text
+
+
+VALIDATE = ["--validate"]  # a trainer that launches processes would start the tests again in each
+NESTED = "[" * 5000 + "]" * 5000
+TRAINER_HINT = "a client's fit runs on one device in this process"
+
+# (id, config text or bytes, extra arguments, start of the message after "error: ", a part it must hold)
+BAD_INPUTS = [
+    ("seed-2**64", _yaml(seed=2**64), [], "seed: must be in [0, 9223372036854775807], got 18446744073709551616", ""),
+    ("seed-2**63", _yaml(seed=2**63), [], "seed: must be in [0, 9223372036854775807]", ""),
+    ("rounds-huge", _yaml(rounds=10**30), [], "rounds: must be in [1, 9223372036854775807]", ""),
+    ("threads-huge", _yaml(threads=2**40), [], "threads: must be in [1, 1024]", ""),
+    ("batch-size-huge", _yaml(data={"batch_size": 2**64}), [], "data.batch_size: must be in [1, ", ""),
+    ("alpha-inf", _yaml(data={"partition": {"type": "dirichlet", "alpha": float("inf")}}), [],
+     "data.partition.alpha: must be in (0, inf), got inf", ""),
+    ("alpha-nan", _yaml(data={"partition": {"type": "dirichlet", "alpha": float("nan")}}), [],
+     "data.partition.alpha: must be in (0, inf), got nan", ""),
+    ("invalid-utf8", b"rounds: 3\nname: caf\xe9\n", [], "c.yaml: not UTF-8 text: line 2 holds the byte 0xe9", ""),
+    ("too-large", "rounds: 3\n" + "# padding\n" * 120_000, [], "c.yaml: larger than 1048576 bytes", ""),
+    ("alias-bomb", _bomb(), [], "c.yaml: invalid YAML at line ", "more than 100000 values"),
+    ("merge-bomb", _merge_bomb(), [], "c.yaml: invalid YAML at line ", "more than 100000 values"),
+    ("recursive-alias", "data: &d {args: *d}\n", [], "c.yaml: invalid YAML at line 1", "refers to itself"),
+    ("nested-lists", f"data:\n  args: {{x: {NESTED}}}\n", [], "c.yaml: invalid YAML at line 2", "deeper than 100"),
+    ("set-alias-bomb", _yaml(), ["--set", "data.args={" + _bomb().replace("\n", ", ") + "}"],
+     "--set data.args: invalid YAML at line 1", "more than 100000 values"),
+    ("set-nested-lists", _yaml(), ["--set", f"data.args.x={NESTED}"], "--set data.args.x: invalid YAML", "deeper"),
+    ("set-dots", _yaml(), ["--set", "...=1"], "--set: expected KEY.PATH=VALUE", "'...=1'"),
+    ("set-empty-part", _yaml(), ["--set", "clients..per_round=1"], "--set: expected KEY.PATH=VALUE", ""),
+    ("set-index-first", _yaml(), ["--set", "[0]=1"], "--set: expected KEY.PATH=VALUE", ""),
+    ("long-string-echo", _yaml(rounds="x" * 200_000), [], "rounds: expected int, got str 'xxx", "..."),
+    ("long-list-echo", _yaml(rounds=list(range(50_000))), [], "rounds: expected int, got list [0, 1, 2", "..."),
+    ("long-type-name", _yaml(model={"type": "os:" + "x" * 100_000}), [],
+     "model.type: expected a model type name or an import path", "..."),
+    ("bad-import-path", _yaml(model={"type": "a b:C" + "x" * 100_000}), [],
+     "model.type: expected a model type name or an import path", "..."),
+    ("callback-sys-exit", _yaml(callbacks=[{"type": "exiting:Exit"}]), [],
+     "callbacks[0].args: `exiting:Exit` raised SystemExit: 3", ""),
+    ("data-sys-exit", _yaml(data={"type": "exiting:data"}), [],
+     "data: the data function `exiting:data` raised SystemExit: 4", ""),
+    ("import-sys-exit", _yaml(model={"type": "exit_on_import:Model"}), [],
+     "model.type: cannot import `exit_on_import` (SystemExit: 5)", ""),
+    ("float-as-text", _yaml(model={"args": {"lr": "fast"}}), [],
+     "model.args.lr: expected float, got str 'fast' (floats are written like 0.001 or 1e-3)", ""),
+    ("devices-3", _yaml(trainer={"devices": 3}), VALIDATE, f"trainer.devices: 3 means 3 devices; {TRAINER_HINT}",
+     "Ray"),
+    ("devices-99", _yaml(trainer={"devices": 99}), VALIDATE, "trainer.devices: 99 means 99 devices", ""),
+    ("strategy-ddp", _yaml(trainer={"strategy": "ddp"}), VALIDATE, "trainer.strategy: 'ddp' is DDPStrategy",
+     TRAINER_HINT),
+    ("strategy-ddp-spawn", _yaml(trainer={"strategy": "ddp_spawn"}), VALIDATE,
+     "trainer.strategy: 'ddp_spawn' is DDPStrategy", ""),
+    ("num-nodes-2", _yaml(trainer={"num_nodes": 2}), VALIDATE, f"trainer.num_nodes: 2 nodes; {TRAINER_HINT}", ""),
+    ("flower-num-rounds", _yaml(num_rounds=3), [],
+     "num_rounds: unknown key (Flower's `num_rounds`; here it is `rounds`)", ""),
+    ("flower-fraction-fit", _yaml(clients={"fraction_fit": 0.5}), [],
+     "clients.fraction_fit: unknown key (Flower's `fraction_fit`; here it is `clients.fraction`)", ""),
+    ("flower-min-fit-clients", _yaml(clients={"min_fit_clients": 2}), [],
+     "clients.min_fit_clients: unknown key (Flower's `min_fit_clients`; here it is `clients.per_round`)", ""),
+    ("flower-fraction-evaluate", _yaml(clients={"fraction_evaluate": 0.5}), [],
+     "clients.fraction_evaluate: unknown key (Flower's `fraction_evaluate`: federated evaluation is not supported yet",
+     ""),
+    ("flower-strategy-fraction-fit", _yaml(strategy={"type": "fedavg", "args": {"fraction_fit": 0.5}}), [],
+     "strategy.args.fraction_fit: unknown argument `fraction_fit` (Flower's `fraction_fit`; here it is "
+     "`clients.fraction`); accepted: accumulate_dtype, weighted", ""),
+    ("flower-accept-failures", _yaml(strategy={"type": "fedavg", "args": {"accept_failures": False}}), [],
+     "strategy.args.accept_failures: unknown argument `accept_failures` (Flower's `accept_failures`; here it is "
+     "`clients.min_clients`", ""),
+    ("flower-proximal-mu", _yaml(strategy={"type": "fedprox", "args": {"proximal_mu": 0.1}}), [],
+     "strategy.args.proximal_mu: unknown argument `proximal_mu` (Flower's `proximal_mu`; here it is "
+     "`strategy.args.mu` of `strategy.type: fedprox`); accepted: mu", ""),
+    ("flower-server-learning-rate", _yaml(strategy={"type": "fedavg", "args": {"server_learning_rate": 0.5}}), [],
+     "strategy.args.server_learning_rate: unknown argument `server_learning_rate` (an argument of `fedavgm`)", ""),
+    ("flower-eta", _yaml(strategy={"type": "fedavg", "args": {"eta": 0.1}}), [],
+     "strategy.args.eta: unknown argument `eta` (an argument of `fedadagrad`, `fedadam`, `fedyogi`)", ""),
+]
+if not torch.cuda.is_available():
+    BAD_INPUTS.append(
+        ("accelerator-cuda", _yaml(trainer={"accelerator": "cuda"}), [], "trainer.accelerator: lightning.Trainer", "")
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "expected", "part"), [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
+)
+def test_fed_bad_input_exits_2_with_one_short_line_and_writes_nothing(
+    config: str | bytes,
+    extra: list[str],
+    expected: str,
+    part: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Prepare: the outputs of an earlier run, and the user modules some cases name
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "exiting.py").write_text(EXITING)
+    (tmp_path / "exit_on_import.py").write_text("import sys\n\nsys.exit(5)\n")
+    (tmp_path / "c.yaml").write_bytes(config if isinstance(config, bytes) else config.encode())
+    populate(tmp_path / "out")
+    before = snapshot(tmp_path)
+
+    # Execute
+    tracemalloc.start()
+    try:
+        status = main(["--config", "c.yaml", *extra])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    # Assert
+    err = capsys.readouterr().err
+    assert status == 2, err[:MAX_LINE]
+    assert err.count("\n") == 1 and len(err) <= MAX_LINE, err[:MAX_LINE]
+    assert err.startswith(f"error: {expected}"), err
+    assert part in err
+    assert peak < MAX_PEAK_BYTES
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "exit_on_import.py", "exiting.py", "out"]
+
+
+SCIENTIFIC = """
+rounds: 1
+threads: 1
+output_dir: out
+data: {num_clients: 4, batch_size: 64, partition: {type: dirichlet, alpha: 5e-1}}
+model: {type: mlp, args: {hidden: 16, lr: 2E-1}}
+callbacks: [{type: early_stopping, args: {min_delta: 1e-3}}]
+"""
+
+
+def test_fed_scientific_notation_is_a_float(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    # Prepare: YAML 1.1 reads 5e-1, 2E-1, 1e-3 and .5e0 as strings
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path / "c.yaml", SCIENTIFIC)
+
+    # Execute
+    status = main(["--config", "c.yaml", "--set", "clients.fraction=.5e0"])
+
+    # Assert: the resolved config holds the floats
+    saved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())
+    assert status == 0, capsys.readouterr().err
+    assert saved["data"]["partition"]["alpha"] == 0.5
+    assert saved["model"]["args"]["lr"] == 0.2
+    assert saved["callbacks"][0]["args"]["min_delta"] == 0.001
+    assert saved["clients"]["fraction"] == 0.5
