@@ -51,6 +51,22 @@ def mismatch(value: Any, hint: Any) -> str:
     return f"{message} (a number as text: unquote it; yaml.safe_load reads 1e-3 as text, callbacks.load_yaml does not)"
 
 
+def key_path(callback: Any, path: str | None) -> str | None:
+    """A path argument as it names ``callback`` in checkpoints: relative to its ``state_root``, if one is set.
+
+    Whoever resolved the callback's relative path under a directory (the federated CLI: its
+    ``output_dir``) sets ``state_root`` to that directory. The ``state_key`` then holds the path as
+    configured, and a run directory resumes wherever it lies and however its path is spelled.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> key_path(SimpleNamespace(state_root="runs/x"), "runs/x/metrics.csv")
+        'metrics.csv'
+    """
+    root = vars(callback).get("state_root")
+    return path if root is None or path is None else os.path.relpath(path, root)
+
+
 def suggest(name: str, choices: Sequence[str]) -> str:
     """Return ``" (did you mean `x`?)"`` for the closest of ``choices``, or ``""``."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

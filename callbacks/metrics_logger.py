@@ -52,7 +52,10 @@ class MetricsLogger(Callback):
 
     @property
     def state_key(self) -> str:
-        return f"MetricsLogger{{'path': {self.path!r}}}"
+        """``MetricsLogger{'path': ...}``, the path relative to ``state_root`` if one is set (the CLI's output_dir)."""
+        from callbacks._args import key_path
+
+        return f"MetricsLogger{{'path': {key_path(self, self.path)!r}}}"
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": len(self.history)}

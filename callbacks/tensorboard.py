@@ -49,7 +49,10 @@ class TensorBoard(Callback):
 
     @property
     def state_key(self) -> str:
-        return f"TensorBoard{{'log_dir': {self.log_dir!r}}}"
+        """``TensorBoard{'log_dir': ...}``, the folder relative to ``state_root`` if one is set (the CLI's outputs)."""
+        from callbacks._args import key_path
+
+        return f"TensorBoard{{'log_dir': {key_path(self, self.log_dir)!r}}}"
 
     def state_dict(self) -> dict[str, Any]:
         # the batch losses not written yet take the next steps: a resumed run continues after them

@@ -1,11 +1,13 @@
 """One federation run from a YAML config: build and check everything, then train and write outputs.
 
 This is the engine of ``python -m lightning_bridge.fed``. :func:`prepare_run` builds every object
-the config names, so a config error surfaces before anything is written; :meth:`Run.execute` then
-trains and writes, under ``output_dir``: ``config.yaml`` (the resolved config), ``metrics.csv``
-(one row per round, written as each round ends), ``tensorboard/``, ``checkpoints/last.ckpt``
-(after every round: ``--resume auto`` continues from the newest checkpoint), the checkpoints of a
-configured ``model_checkpoint``, and ``final_weights.pt``.
+the config names and checks a resume against the run it continues, so a config error surfaces
+before anything is written; :meth:`Run.execute` then trains and writes, under ``output_dir``:
+``config.yaml`` (the resolved config), ``metrics.csv`` (one row per round, written as each round
+ends), ``tensorboard/``, ``checkpoints/last.ckpt`` (after every round: ``--resume auto``
+continues from the checkpoint of the latest round), the checkpoints of a configured
+``model_checkpoint``, and ``final_weights.pt``. A new run removes the files an earlier one wrote
+there, by name, and nothing else.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ from __future__ import annotations
 import glob
 import os
 import random
-import shutil
+import re
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
-from callbacks import Callback, ConfigError, MetricsLogger, TensorBoard
+from callbacks import Callback, ConfigError, MetricsLogger, ModelCheckpoint, TensorBoard, dump_yaml
+from callbacks._args import echo
 from federated import datasets as _datasets  # noqa: F401 - registers the built-in data sets
 from federated import fedavg as _fedavg  # noqa: F401 - registers the FedAvg strategy
 from federated import models as _models  # noqa: F401 - registers the built-in models
@@ -37,8 +40,8 @@ from federated._build import (
     check_trainer,
     one_line,
 )
-from federated.checkpoint import load_checkpoint
-from federated.config import load_config
+from federated.checkpoint import HISTORY_LOG, load_checkpoint, stateful_callbacks
+from federated.config import load_config, read_yaml
 from federated.exceptions import CheckpointError
 from federated.trainer import FederatedTrainer
 
@@ -46,6 +49,15 @@ __all__ = ["Run", "prepare_run"]
 
 PATH_ARGUMENTS = ("save_dir", "log_dir", "path")
 """Callback arguments that name files; relative ones resolve under ``output_dir``."""
+
+LAST = "last.ckpt"
+"""The round loop's own checkpoint, in ``output_dir/checkpoints``; it wins a tie of rounds."""
+
+DATA_KEYS = ("seed", "data.type", "data.args", "data.num_clients", "data.partition", "data.test_fraction")
+"""Config keys (and key prefixes) that decide each client's data: a resume cannot change them."""
+
+_EVENTS = r"events\.out\.tfevents\.\d+\..+"
+"""The names of the event files torch's ``SummaryWriter`` writes."""
 
 
 @dataclass
@@ -59,7 +71,10 @@ class Run:
     resume_round: int | None
     metric: str
     mode: str
-    outputs: list[str] = field(default_factory=list)
+    outputs: dict[str, list[str]] = field(default_factory=dict)
+    """The files this run writes: name patterns (regular expressions) by directory."""
+    warnings: list[str] = field(default_factory=list)
+    """What a resume changes from the run it continues, one line each."""
 
     def describe(self) -> str:
         """One line: what this run will do."""
@@ -77,12 +92,9 @@ class Run:
             torch.set_num_threads(self.config["threads"])
         os.makedirs(self.output_dir, exist_ok=True)
         if self.resume is None:
-            for stale in self.outputs:
-                if os.path.isdir(stale):
-                    shutil.rmtree(stale)
-                elif os.path.exists(stale):
-                    os.remove(stale)
-        _atomic_write_text(os.path.join(self.output_dir, "config.yaml"), yaml.safe_dump(self.config, sort_keys=False))
+            for stale in _files(self.outputs):
+                os.remove(stale)
+        _atomic_write_text(os.path.join(self.output_dir, "config.yaml"), dump_yaml(self.config))
         result = self.trainer.fit(resume_from=self.resume)
         weights_path = os.path.join(self.output_dir, "final_weights.pt")
         tmp = f"{weights_path}.tmp"
@@ -108,7 +120,7 @@ class Run:
 def prepare_run(
     config_path: str | os.PathLike[str] | None, overrides: Sequence[str] = (), resume: str | None = None
 ) -> Run:
-    """Load and check the config, build data, model, strategy and callbacks; write nothing.
+    """Load and check the config, build data, model, strategy and callbacks, check a resume; write nothing.
 
     The config's ``seed`` seeds Python's, NumPy's and torch's generators first, so the data split
     and the model's initial weights are the same in every run with that seed.
@@ -118,20 +130,20 @@ def prepare_run(
     """
     config = load_config(config_path, list(overrides))
     out = config["output_dir"]
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"{out!r} exists and is not a directory", "output_dir")
+    _check_writable(out)
     _seed(config["seed"])
     data = build_data(config["data"], config["seed"])
     model = build_model(config["model"], data)
     strategy = build_strategy(config["strategy"])
     backend = build_backend(config["backend"])
-    callbacks = build_callbacks_at(_under(config["callbacks"], out), "callbacks", config["on_error"])
+    callbacks = build_callbacks_at(_under(config["callbacks"], out, "callbacks"), "callbacks", config["on_error"])
     client_callbacks = build_callbacks_at(
-        _under(config["client_callbacks"], out), "client_callbacks", config["on_error"]
+        _under(config["client_callbacks"], out, "client_callbacks"), "client_callbacks", config["on_error"]
     )
     trainer_kwargs = check_trainer(config["trainer"])
     metric, mode = _watched(callbacks)
     callbacks += _own_outputs(callbacks, out)
+    _key_by_output_dir([*callbacks, *client_callbacks], out)
     callbacks.append(RoundProgress(config["rounds"], metric))
     clients = config["clients"]
     try:
@@ -155,10 +167,178 @@ def prepare_run(
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(one_line(exc), "<config>") from exc
-    stale = [os.path.join(out, name) for name in ("metrics.csv", "tensorboard", "checkpoints", "final_weights.pt")]
-    stale += [p for cb in callbacks for p in _paths_of(cb) if _inside(p, out)]
-    resume_path, resume_round = _resume_path(resume, out, len(data.client_loaders))
-    return Run(config, trainer, out, resume_path, resume_round, metric, mode, outputs=sorted(set(stale)))
+    written = [*trainer.callbacks, *client_callbacks]
+    run = Run(config, trainer, out, None, None, metric, mode, outputs=_outputs(written, out))
+    if resume is not None:
+        _prepare_resume(run, resume, _checkpoint_dirs(written, out))
+    return run
+
+
+def _check_writable(out: str) -> None:
+    """Refuse an ``output_dir`` that cannot be made or written, without leaving anything behind.
+
+    The nearest folder of ``out`` that exists is probed with an anonymous temporary file.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"{echo(out)} exists and is not a directory", "output_dir")
+    existing = os.path.abspath(out)
+    while True:
+        try:
+            os.stat(existing)
+            break
+        except FileNotFoundError:
+            existing = os.path.dirname(existing)
+        except OSError as exc:  # e.g. a file on the way ("Not a directory"), a name too long
+            raise ConfigError(f"cannot create {echo(out)} ({exc.strerror})", "output_dir") from exc
+    if not os.path.isdir(existing):
+        raise ConfigError(f"cannot create {echo(out)}: {echo(existing)} is a file", "output_dir")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write under {echo(existing)} ({exc.strerror})", "output_dir") from exc
+
+
+def _prepare_resume(run: Run, resume: str, checkpoint_dirs: list[str]) -> None:
+    """Pick the checkpoint ``--resume`` names and check that this run can continue it (``run`` is updated).
+
+    The resolved config of the run resumed (its ``config.yaml``) is compared with this one: a change
+    of the clients' data or of the model is refused, any other change is a warning. ``auto`` with no
+    valid checkpoint leaves ``run.resume`` at ``None``: the run starts afresh.
+    """
+    path, skipped = _resume_checkpoint(resume, checkpoint_dirs)
+    run.warnings += [f"skipping {why}" for why in skipped]
+    if path is None:
+        return
+    changed = []
+    saved_config = os.path.join(run.output_dir, "config.yaml")
+    if _within(path, run.output_dir) and os.path.isfile(saved_config):
+        try:
+            changed = _changes(read_yaml(saved_config), run.config)
+        except ConfigError as exc:
+            run.warnings.append(f"not compared with the config of the run resumed: {exc}")
+    for key, before, after in changed:
+        if key == "model.type" or any(key == k or key.startswith(f"{k}.") for k in DATA_KEYS):
+            raise ConfigError(
+                f"{echo(after)}, but the run resumed has {echo(before)} ({echo(saved_config)}): its clients' data "
+                "or model would differ; resume with the same value, or start afresh without --resume",
+                key,
+            )
+    run.warnings += [f"resuming with {key} {echo(after)} (was {echo(before)})" for key, before, after in changed]
+    try:
+        checkpoint = load_checkpoint(path)
+    except (CheckpointError, OSError) as exc:
+        raise ConfigError(one_line(exc), "--resume") from exc
+    model_key = next((k for k, _, _ in changed if k.startswith("model.args.")), "model.args")
+    _check_fits(checkpoint, path, run.trainer, model_key)
+    run.resume, run.resume_round = path, int(checkpoint["round"])
+
+
+def _resume_checkpoint(resume: str, checkpoint_dirs: list[str]) -> tuple[str | None, list[str]]:
+    """The checkpoint to resume from (``None``: start afresh, ``auto`` only) and why others were passed over.
+
+    ``auto`` looks at this run's checkpoint folders, a directory at every ``*.ckpt`` under it; the
+    checkpoint of the latest round wins (the round stored in it, not the file's time), the round
+    loop's own ``last.ckpt`` on a tie. A damaged ``last.ckpt`` may hold a later round than any valid
+    checkpoint, so it is refused, naming those that ``--resume PATH`` could take instead.
+    """
+    if resume == "auto":
+        files = [f for d in checkpoint_dirs for f in glob.glob(os.path.join(glob.escape(d), "*.ckpt"))]
+    elif not os.path.exists(resume):
+        raise ConfigError(f"no such checkpoint file or directory: {echo(resume)}", "--resume")
+    elif os.path.isdir(resume):
+        files = glob.glob(os.path.join(glob.escape(resume), "**", "*.ckpt"), recursive=True)
+    else:
+        files = [resume]
+    valid, damaged = _rounds(files, own=os.path.join(checkpoint_dirs[0], LAST))
+    explicit = files == [resume]
+    if explicit and damaged:
+        siblings = glob.glob(os.path.join(glob.escape(os.path.dirname(resume) or "."), "*.ckpt"))
+        valid, _ = _rounds([f for f in siblings if not os.path.samefile(f, resume)], own="")
+    lost = [why for path, why in damaged if explicit or os.path.basename(path) == LAST]
+    if lost and (valid or resume != "auto"):
+        older = ", ".join(f"{echo(p)} (round {r})" for r, _, p in sorted(valid, reverse=True)) or "none"
+        raise ConfigError(f"{lost[0]}; valid checkpoints that `--resume PATH` can take: {older}", "--resume")
+    skipped = [why for _, why in damaged]
+    if valid:
+        return max(valid)[2], skipped
+    if resume == "auto":
+        return None, skipped
+    raise ConfigError(f"no federation checkpoint under the directory {echo(resume)}", "--resume")
+
+
+def _rounds(files: Sequence[str], own: str) -> tuple[list[tuple[int, int, str]], list[tuple[str, str]]]:
+    """``(round, rank, path)`` of the valid federation checkpoints of ``files``; ``(path, why)`` of the rest.
+
+    The rank breaks a tie of rounds: 2 for ``own`` (the round loop's ``last.ckpt``), 1 for another
+    ``last.ckpt``, 0 for the rest.
+    """
+    valid, damaged = [], []
+    for path in sorted(set(files)):
+        try:
+            round_num = int(load_checkpoint(path)["round"])
+        except (CheckpointError, OSError, KeyError, TypeError, ValueError) as exc:
+            damaged.append((path, one_line(exc)))
+            continue
+        rank = 2 if os.path.abspath(path) == os.path.abspath(own) else int(os.path.basename(path) == LAST)
+        valid.append((round_num, rank, path))
+    return valid, damaged
+
+
+def _changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(key.path, saved value, value now)`` of each value that differs, but ``output_dir`` (a run may move)."""
+    was, now = dict(_flat(saved)), dict(_flat(config))
+    keys = [*now, *(k for k in was if k not in now)]
+    return [(k, was.get(k), now.get(k)) for k in keys if was.get(k) != now.get(k) and k != "output_dir"]
+
+
+def _flat(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(key.path, value)`` of every value of ``config``; lists are values."""
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _flat(value, f"{path}.")
+        else:
+            yield path, value
+
+
+def _check_fits(checkpoint: Mapping[str, Any], path: str, trainer: FederatedTrainer, model_key: str) -> None:
+    """Refuse a checkpoint whose clients, weights or callback states this run cannot take, before any write.
+
+    ``model_key`` is the config key a weights mismatch is reported at (the model argument that changed).
+    """
+    saved = checkpoint["trainer"]
+    if saved["num_clients"] != len(trainer.clients):
+        raise ConfigError(
+            f"{len(trainer.clients)} clients, but {echo(path)} is from a federation of {saved['num_clients']}; "
+            "resume with the same clients, or start afresh without --resume",
+            "data.num_clients",
+        )
+    if saved["seed"] != trainer.seed:
+        raise ConfigError(
+            f"{trainer.seed}, but {echo(path)} is from a run with seed {saved['seed']}, which split the clients' "
+            "data; resume with the same seed, or start afresh without --resume",
+            "seed",
+        )
+    shapes = {name: tuple(t.shape) for name, t in trainer.model.state_dict().items()}
+    stored = {name: tuple(t.shape) for name, t in checkpoint["weights"].items()}
+    if shapes != stored:
+        name = next(iter(sorted(set(shapes) ^ set(stored)) or [n for n in shapes if shapes[n] != stored[n]]))
+        raise ConfigError(
+            f"the model does not fit the weights in {echo(path)} "
+            f"(`{name}`: {shapes.get(name, 'missing')} here, {stored.get(name, 'missing')} there); resume "
+            "with the model arguments of the run resumed, or start afresh without --resume",
+            model_key,
+        )
+    here = stateful_callbacks(trainer.callbacks)
+    for key in checkpoint["callbacks"]:
+        if key not in here:
+            raise ConfigError(
+                f"{echo(path)} holds the state of callback {echo(key)}, which this config does not have "
+                f"(callbacks with state here: {', '.join(sorted(here)) or 'none'}); resume with the callbacks "
+                "of the run that wrote it",
+                "callbacks",
+            )
 
 
 class RoundProgress(Callback):
@@ -210,15 +390,25 @@ class RoundProgress(Callback):
             self._bar = None
 
 
-def _under(entries: list[Any], out: str) -> list[Any]:
-    """A copy of callback entries whose relative path arguments point under ``out``."""
+def _under(entries: list[Any], out: str, path: str) -> list[Any]:
+    """A copy of callback entries whose relative path arguments point under ``out``.
+
+    Raises:
+        ConfigError: A relative path leads outside ``out`` (``../x``).
+    """
     resolved = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if isinstance(entry, Mapping) and isinstance(entry.get("args"), Mapping):
-            args = {
-                k: os.path.join(out, v) if k in PATH_ARGUMENTS and isinstance(v, str) and not os.path.isabs(v) else v
-                for k, v in entry["args"].items()
-            }
+            args = dict(entry["args"])
+            for key, value in args.items():
+                if key in PATH_ARGUMENTS and isinstance(value, str) and not os.path.isabs(value):
+                    if os.path.normpath(value).split(os.sep)[0] == os.pardir:
+                        raise ConfigError(
+                            f"{echo(value)} leads outside output_dir, under which relative paths resolve; "
+                            "write a path below it, or an absolute path",
+                            f"{path}[{i}].args.{key}",
+                        )
+                    args[key] = os.path.join(out, value)
             entry = {**entry, "args": args}
         resolved.append(entry)
     return resolved
@@ -233,6 +423,57 @@ def _own_outputs(callbacks: list[Any], out: str) -> list[Any]:
     if not any(isinstance(cb, TensorBoard) and _same(cb.log_dir, tb_dir) for cb in callbacks):
         own.append(TensorBoard(log_dir=tb_dir))
     return own
+
+
+def _key_by_output_dir(callbacks: list[Any], out: str) -> None:
+    """Key the built-in writers under ``out`` by their path relative to it (their ``state_root``).
+
+    Their checkpointed states then do not depend on where the run directory is or how it is spelled:
+    a copied or moved run directory resumes.
+    """
+    for callback in callbacks:
+        if any(_within(p, out) for p in _paths_of(callback)) and isinstance(callback, (MetricsLogger, TensorBoard)):
+            callback.state_root = out
+
+
+def _outputs(callbacks: list[Any], out: str) -> dict[str, list[str]]:
+    """The files the run writes under ``out``, as file-name patterns by directory (see :func:`_files`)."""
+    history = rf"{re.escape(HISTORY_LOG)}(\.tmp\d*)?"
+    outputs: dict[str, list[str]] = {
+        out: [r"config\.yaml(\.tmp)?", r"final_weights\.pt(\.tmp)?"],
+        os.path.join(out, "checkpoints"): [r"last\.ckpt(\.tmp\d*)?", history],
+    }
+    for callback in callbacks:
+        if isinstance(callback, MetricsLogger) and callback.path is not None:
+            where, names = os.path.dirname(callback.path), [rf"{re.escape(os.path.basename(callback.path))}(\.tmp)?"]
+        elif isinstance(callback, TensorBoard):
+            where, names = callback.log_dir, [_EVENTS]
+        elif isinstance(callback, ModelCheckpoint):
+            where, names = callback.save_dir, [r"(last|best|round=\d+)\.ckpt(\.tmp\d*)?", history]
+        else:
+            continue
+        if _within(where or ".", out):
+            outputs.setdefault(where, []).extend(names)
+    return outputs
+
+
+def _files(outputs: Mapping[str, list[str]]) -> list[str]:
+    """The files (not folders) there are now whose names match ``outputs``' patterns in their directory."""
+    found = []
+    for directory, names in outputs.items():
+        if not os.path.isdir(directory):
+            continue
+        pattern = re.compile("|".join(f"(?:{n})" for n in names))
+        with os.scandir(directory) as entries:
+            found += [e.path for e in entries if not e.is_dir(follow_symlinks=False) and pattern.fullmatch(e.name)]
+    return sorted(set(found))
+
+
+def _checkpoint_dirs(callbacks: list[Any], out: str) -> list[str]:
+    """Where this run writes federation checkpoints: ``out/checkpoints`` and its model_checkpoint folders."""
+    dirs = [os.path.join(out, "checkpoints")]
+    dirs += [cb.save_dir for cb in callbacks if isinstance(cb, ModelCheckpoint) and _within(cb.save_dir, out)]
+    return list(dict.fromkeys(dirs))
 
 
 def _watched(callbacks: list[Any]) -> tuple[str, str]:
@@ -251,47 +492,16 @@ def _same(a: str | None, b: str) -> bool:
     return a is not None and os.path.realpath(a) == os.path.realpath(b)
 
 
-def _inside(path: str, directory: str) -> bool:
-    """Whether ``path`` lies strictly inside ``directory``."""
+def _within(path: str, directory: str) -> bool:
+    """Whether ``path`` is ``directory`` or lies inside it."""
     path, directory = os.path.realpath(path), os.path.realpath(directory)
-    return path != directory and os.path.commonpath([path, directory]) == directory
+    return os.path.commonpath([path, directory]) == directory
 
 
 def _seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _resume_path(resume: str | None, out: str, num_clients: int) -> tuple[str | None, int | None]:
-    """The checkpoint ``--resume`` names (``auto``: the newest under ``out``) and its round; ``None`` to start afresh.
-
-    A directory stands for the newest ``*.ckpt`` file under it; ``auto`` with no checkpoint starts afresh.
-    """
-    if resume is None:
-        return None, None
-    where = out if resume == "auto" else resume
-    if resume != "auto" and not os.path.exists(resume):
-        raise ConfigError(f"no such checkpoint file or directory: {resume!r}", "--resume")
-    if os.path.isdir(where):
-        found = glob.glob(os.path.join(where, "**", "*.ckpt"), recursive=True)
-        if not found:
-            if resume == "auto":
-                return None, None
-            raise ConfigError(f"no *.ckpt file under the directory {resume!r}", "--resume")
-        # the newest; the round loop's own last.ckpt wins a tie (it is written after the others)
-        where = max(found, key=lambda p: (os.stat(p).st_mtime_ns, os.path.basename(p) == "last.ckpt"))
-    try:
-        checkpoint = load_checkpoint(where)
-        saved, round_num = checkpoint["trainer"], int(checkpoint["round"])
-    except (CheckpointError, OSError, KeyError) as exc:
-        raise ConfigError(one_line(exc), "--resume") from exc
-    if saved["num_clients"] != num_clients:
-        raise ConfigError(
-            f"{where!r} is from a federation of {saved['num_clients']} clients, this config has {num_clients}",
-            "--resume",
-        )
-    return where, round_num
 
 
 def _atomic_write_text(path: str, text: str) -> None:

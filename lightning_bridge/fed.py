@@ -83,13 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(130, "interrupted")
     except Exception as exc:
         return _fail(1, f"{type(exc).__name__}: {exc}")
+    for warning in run.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.validate:
         print(f"config OK: {run.describe()}")
         return 0
     if run.resume is not None:
         print(f"resuming after round {run.resume_round} from {run.resume}", file=sys.stderr)
     elif args.resume is not None:
-        print(f"no checkpoint under {run.output_dir}: starting afresh", file=sys.stderr)
+        print(f"no valid checkpoint under {run.output_dir}: starting afresh", file=sys.stderr)
     interrupted = f"interrupted; continue with --resume auto (checkpoints in {run.output_dir})"
     try:
         summary = run.execute()

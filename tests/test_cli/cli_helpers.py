@@ -62,6 +62,15 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """The ``(step, value)`` points of a TensorBoard scalar in the event files of ``log_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
 def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
     """Every file under ``directory``: its bytes and modification time (ns), by relative path."""
     return {
@@ -71,12 +80,16 @@ def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
+EARLIER_EVENTS = "events.out.tfevents.1700000000.host.1.0"
+"""The name of an event file of an earlier run, as torch's SummaryWriter names them."""
+
+
 def populate(directory: Path) -> None:
     """Fill ``directory`` as an earlier run left it: metrics, a checkpoint, events, and a file of the user's."""
     (directory / "checkpoints").mkdir(parents=True)
     (directory / "tensorboard").mkdir()
     (directory / "metrics.csv").write_text("round,accuracy\n1,0.5\n2,0.6\n")
     (directory / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run's checkpoint")
-    (directory / "tensorboard" / "events.out.tfevents.0").write_bytes(b"events")
+    (directory / "tensorboard" / EARLIER_EVENTS).write_bytes(b"events")
     (directory / "final_weights.pt").write_bytes(b"weights")
     (directory / "sentinel.txt").write_text("keep me")

@@ -6,13 +6,16 @@ stay as it was; a case may neither take much memory nor print a long line, whate
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import tracemalloc
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from cli_helpers import populate, small_config, snapshot, write_config
+from cli_helpers import CLI, cli_env, populate, small_config, snapshot, write_config
 
 import federated.run  # noqa: F401 - imported before memory is traced
 from lightning_bridge.fed import main
@@ -100,6 +103,10 @@ BAD_INPUTS = [
      "model.type: cannot import `exit_on_import` (SystemExit: 5)", ""),
     ("float-as-text", _yaml(model={"args": {"lr": "fast"}}), [],
      "model.args.lr: expected float, got str 'fast' (floats are written like 0.001 or 1e-3)", ""),
+    ("log-dir-outside", _yaml(callbacks=[{"type": "tensorboard", "args": {"log_dir": "../../x"}}]), [],
+     "callbacks[0].args.log_dir: '../../x' leads outside output_dir", ""),
+    ("client-path-outside", _yaml(client_callbacks=[{"type": "metrics_logger", "args": {"path": "a/../../m.csv"}}]),
+     [], "client_callbacks[0].args.path: 'a/../../m.csv' leads outside output_dir", ""),
     ("devices-3", _yaml(trainer={"devices": 3}), VALIDATE, f"trainer.devices: 3 means 3 devices; {TRAINER_HINT}",
      "Ray"),
     ("devices-99", _yaml(trainer={"devices": 99}), VALIDATE, "trainer.devices: 99 means 99 devices", ""),
@@ -130,6 +137,8 @@ BAD_INPUTS = [
      "strategy.args.server_learning_rate: unknown argument `server_learning_rate` (an argument of `fedavgm`)", ""),
     ("flower-eta", _yaml(strategy={"type": "fedavg", "args": {"eta": 0.1}}), [],
      "strategy.args.eta: unknown argument `eta` (an argument of `fedadagrad`, `fedadam`, `fedyogi`)", ""),
+    ("output-dir-below-a-file", _yaml(output_dir="c.yaml/runs"), [], "output_dir: cannot create 'c.yaml/runs'", ""),
+    ("output-dir-under-proc", _yaml(output_dir="/proc/fed-runs"), [], "output_dir: cannot write under '/proc'", ""),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append(
@@ -175,6 +184,40 @@ def test_fed_bad_input_exits_2_with_one_short_line_and_writes_nothing(
     assert peak < MAX_PEAK_BYTES
     assert snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "exit_on_import.py", "exiting.py", "out"]
+
+
+def test_fed_read_only_output_dir_is_refused_up_front(tmp_path: Path) -> None:
+    # Prepare: a read-only mount (in a mount namespace of its own) or, for a user, a folder without write permission
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    write_config(tmp_path / "c.yaml", small_config(output_dir=str(read_only / "runs")))
+    command = [*CLI, "--config", "c.yaml", "--validate"]
+    if os.geteuid() != 0:
+        read_only.chmod(0o555)
+    elif shutil.which("unshare") and subprocess.run(["unshare", "-m", "true"], check=False).returncode == 0:
+        mount = f'mount -t tmpfs -o ro tmpfs "{read_only}" && exec "$@"'
+        command = ["unshare", "-m", "sh", "-c", mount, "sh", *command]
+    else:
+        pytest.skip("root without mount namespaces: no read-only folder to try")
+
+    # Execute
+    proc = subprocess.run(command, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=180)
+
+    # Assert
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"error: output_dir: cannot write under '{read_only}' ("), proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert list(read_only.iterdir()) == []
+
+
+def test_fed_output_dir_check_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path / "c.yaml", small_config(output_dir="new/runs"))
+
+    status = main(["--config", "c.yaml", "--validate"])
+
+    assert status == 0, capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
 
 
 SCIENTIFIC = """

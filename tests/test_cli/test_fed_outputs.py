@@ -12,9 +12,20 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from cli_helpers import CLI, cli_env, read_metrics, run_cli, write_config
+from cli_helpers import (
+    CLI,
+    EARLIER_EVENTS,
+    cli_env,
+    populate,
+    read_metrics,
+    run_cli,
+    scalars,
+    small_config,
+    write_config,
+)
 
 from federated.config import load_config
+from lightning_bridge.fed import main
 
 PAUSE = '''
 import time
@@ -95,14 +106,6 @@ def resumed(workdir: Path) -> tuple[Path, int, subprocess.CompletedProcess[str]]
     return out, rows_at_kill, run_cli(workdir, "--config", "fed.yaml", "--output-dir", "resumed", "--resume", "auto")
 
 
-def _scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(log_dir))
-    events.Reload()
-    return [(e.step, e.value) for e in events.Scalars(tag)]
-
-
 def test_fed_output_directory_layout(full: Path) -> None:
     rows = read_metrics(full / "metrics.csv")
     header = (full / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -112,8 +115,8 @@ def test_fed_output_directory_layout(full: Path) -> None:
 
     assert header[0] == "round" and {"accuracy", "val_loss", "train_loss"} <= set(header[1:])
     assert [int(r["round"]) for r in rows] == list(range(1, ROUNDS + 1))
-    assert [step for step, _ in _scalars(full / "tensorboard", "accuracy")] == list(range(1, ROUNDS + 1))
-    assert [v for _, v in _scalars(full / "tensorboard", "accuracy")] == pytest.approx(
+    assert [step for step, _ in scalars(full / "tensorboard", "accuracy")] == list(range(1, ROUNDS + 1))
+    assert [v for _, v in scalars(full / "tensorboard", "accuracy")] == pytest.approx(
         [float(r["accuracy"]) for r in rows]
     )
     assert last["round"] == ROUNDS
@@ -126,9 +129,9 @@ def test_fed_output_directory_layout(full: Path) -> None:
 
 def test_fed_relative_callback_paths_land_under_the_output_directory(full: Path) -> None:
     assert sorted(p.name for p in (full / "ckpt").iterdir()) == [
-        "best.ckpt", "last.ckpt", "round=0004.ckpt", "round=0008.ckpt"
+        "best.ckpt", "history.jsonl", "last.ckpt", "round=0004.ckpt", "round=0008.ckpt"
     ]
-    assert [step for step, _ in _scalars(full / "tb", "accuracy")] == list(range(1, ROUNDS + 1))
+    assert [step for step, _ in scalars(full / "tb", "accuracy")] == list(range(1, ROUNDS + 1))
 
 
 def test_fed_resume_after_sigkill_matches_an_uninterrupted_run(
@@ -147,7 +150,7 @@ def test_fed_resume_after_sigkill_matches_an_uninterrupted_run(
     assert sorted(resumed_weights) == sorted(weights)
     assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
     for log_dir in ("tensorboard", "tb"):  # rounds logged before the kill and run again are not doubled
-        assert _scalars(out / log_dir, "accuracy") == _scalars(full / log_dir, "accuracy")
+        assert scalars(out / log_dir, "accuracy") == scalars(full / log_dir, "accuracy")
 
 
 def test_fed_runs_with_different_output_directories_never_mix(
@@ -157,6 +160,59 @@ def test_fed_runs_with_different_output_directories_never_mix(
     for out in (full, resumed[0]):
         assert yaml.safe_load((out / "config.yaml").read_text())["output_dir"] == out.name
         assert sorted(p.name for p in (out / "ckpt").iterdir()) == [
-            "best.ckpt", "last.ckpt", "round=0004.ckpt", "round=0008.ckpt"
+            "best.ckpt", "history.jsonl", "last.ckpt", "round=0004.ckpt", "round=0008.ckpt"
         ]
         assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) >= 1
+
+
+def test_fed_new_run_keeps_what_it_did_not_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: an earlier run's outputs, a folder of the user's where a callback logs, older experiments
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "runs" / "digits"
+    populate(out)
+    (out / "mydata").mkdir()
+    (out / "mydata" / "important.txt").write_text("the user's")
+    (out / "mydata" / EARLIER_EVENTS).write_bytes(b"an earlier run's events")
+    (out / "checkpoints" / "last.ckpt.bak").write_bytes(b"the user's copy")
+    (out / "checkpoints" / "notes.txt").write_text("the user's")
+    (tmp_path / "runs" / "older").mkdir()
+    (tmp_path / "runs" / "older" / "metrics.csv").write_text("round\n1\n")
+    config = small_config(rounds=1, output_dir="runs/digits")
+    config["callbacks"] = [{"type": "tensorboard", "args": {"log_dir": "mydata"}}]
+    write_config(tmp_path / "fed.yaml", config)
+
+    # Execute
+    status = main(["--config", "fed.yaml"])
+
+    # Assert: the project's files are this run's; everything else is there as it was
+    assert status == 0
+    assert (out / "mydata" / "important.txt").read_text() == "the user's"
+    assert (out / "checkpoints" / "last.ckpt.bak").read_bytes() == b"the user's copy"
+    assert (out / "checkpoints" / "notes.txt").exists() and (out / "sentinel.txt").exists()
+    assert (tmp_path / "runs" / "older" / "metrics.csv").read_text() == "round\n1\n"
+    assert not (out / "mydata" / EARLIER_EVENTS).exists() and not (out / "tensorboard" / EARLIER_EVENTS).exists()
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["round"] == 1
+    assert [int(r["round"]) for r in read_metrics(out / "metrics.csv")] == [1]
+    assert [step for step, _ in scalars(out / "mydata", "accuracy")] == [1]
+
+
+def test_fed_new_run_in_the_working_directory_keeps_older_experiments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: `output_dir: .` and `log_dir: runs`, with earlier experiments under ./runs
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "digits" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "digits" / "checkpoints" / "last.ckpt").write_bytes(b"another experiment")
+    (tmp_path / "runs" / "digits" / "metrics.csv").write_text("round\n1\n")
+    config = small_config(rounds=1, output_dir=".")
+    config["callbacks"] = [{"type": "tensorboard", "args": {"log_dir": "runs"}}]
+    write_config(tmp_path / "fed.yaml", config)
+
+    # Execute
+    status = main(["--config", "fed.yaml"])
+
+    # Assert
+    assert status == 0
+    assert (tmp_path / "runs" / "digits" / "checkpoints" / "last.ckpt").read_bytes() == b"another experiment"
+    assert (tmp_path / "runs" / "digits" / "metrics.csv").read_text() == "round\n1\n"
+    assert [step for step, _ in scalars(tmp_path / "runs", "accuracy")] == [1]
