@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from callbacks._yaml import dump_yaml as dump_yaml
 from callbacks._yaml import load_yaml as load_yaml
+from callbacks._yaml import read_yaml_file as read_yaml_file
 from callbacks.callback import CONTEXT_ARGUMENTS as CONTEXT_ARGUMENTS
 from callbacks.callback import HOOK_ARGUMENTS as HOOK_ARGUMENTS
 from callbacks.callback import Callback as Callback
@@ -57,6 +58,7 @@ __all__ = [
     "build_callbacks",
     "dump_yaml",
     "load_yaml",
+    "read_yaml_file",
     "register",
     "registered",
     "resolve",

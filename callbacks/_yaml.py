@@ -9,6 +9,7 @@ values or nests deeper than :data:`MAX_DEPTH` levels, and reports every problem 
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -18,7 +19,10 @@ from yaml.nodes import Node
 
 from callbacks.exceptions import ConfigError
 
-__all__ = ["MAX_DEPTH", "MAX_VALUES", "dump_yaml", "load_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_VALUES", "dump_yaml", "load_yaml", "read_yaml_file"]
+
+MAX_FILE_BYTES = 1 << 20
+"""The largest YAML file :func:`read_yaml_file` reads: a configuration is a small text file."""
 
 MAX_VALUES = 100_000
 """The most values (scalars, lists and mappings, an alias counting as all it stands for) a document may hold."""
@@ -101,6 +105,29 @@ def load_yaml(text: str, path: str = "") -> Any:
         raise ConfigError(f"invalid YAML{where}: {what}", path) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(" ".join(f"invalid YAML: {exc}".split()), path) from exc
+
+
+def read_yaml_file(path: str | os.PathLike[str]) -> Any:
+    """Read the YAML file at ``path`` with :func:`load_yaml`.
+
+    Raises:
+        ConfigError: The file is missing, unreadable, larger than :data:`MAX_FILE_BYTES` or not
+            UTF-8 text, or its YAML is malformed or too large; the error's path is the file's.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            content = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file ({exc.strerror})", path) from exc
+    if len(content) > MAX_FILE_BYTES:
+        raise ConfigError(f"larger than {MAX_FILE_BYTES} bytes; a configuration is a small text file", path)
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"not UTF-8 text: line {line} holds the byte {content[exc.start]:#04x}", path) from exc
+    return load_yaml(text, path)
 
 
 def dump_yaml(data: Any) -> str:

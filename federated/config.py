@@ -14,22 +14,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from callbacks import ConfigError, load_yaml
+from callbacks import ConfigError, load_yaml, read_yaml_file
 from callbacks._args import echo, matches, mismatch, suggest
 
 __all__ = [
     "DEFAULTS",
     "FLOWER_NAMES",
-    "MAX_CONFIG_BYTES",
     "apply_override",
     "flower_hint",
     "load_config",
     "read_yaml",
     "validate_config",
 ]
-
-MAX_CONFIG_BYTES = 1 << 20
-"""The largest config file read (1 MiB); a config is a few hundred bytes."""
 
 INT64_MAX = 2**63 - 1
 """The largest integer a config value may hold: seeds and counts reach torch and NumPy as 64-bit integers."""
@@ -146,24 +142,11 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML mapping from ``path`` with :func:`callbacks.load_yaml` (``1e-3`` is a float).
 
     Raises:
-        ConfigError: The file is missing, unreadable, larger than :data:`MAX_CONFIG_BYTES` or not
-            UTF-8 text, the YAML is malformed (with its line) or too large, or the top level is not
-            a mapping.
+        ConfigError: The file is missing, unreadable, larger than 1 MiB or not UTF-8 text, the
+            YAML is malformed (with its line) or too large, or the top level is not a mapping.
     """
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            content = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config file ({exc.strerror})", path) from exc
-    if len(content) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"larger than {MAX_CONFIG_BYTES} bytes; a config is a small text file", path)
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = content.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"not UTF-8 text: line {line} holds the byte {content[exc.start]:#04x}", path) from exc
-    data = load_yaml(text, path)
+    data = read_yaml_file(path)
     if data is None:
         return {}
     if not isinstance(data, Mapping):

@@ -344,6 +344,8 @@ def _check_fits(checkpoint: Mapping[str, Any], path: str, trainer: FederatedTrai
 class RoundProgress(Callback):
     """Shows the rounds: a tqdm bar with the live metric on a terminal, one line per round otherwise.
 
+    A line ends with the time the round took and the time since the run started.
+
     Args:
         rounds: The number of rounds planned.
         metric: The metric shown first. Defaults to ``"accuracy"``.
@@ -360,10 +362,10 @@ class RoundProgress(Callback):
         self.metric = metric
         self.stream = stream if stream is not None else sys.stderr
         self._bar: Any = None
-        self._started = 0.0
+        self._started = self._round_started = 0.0
 
     def on_train_start(self, trainer: Any) -> None:
-        self._started = time.perf_counter()
+        self._started = self._round_started = time.perf_counter()
         if getattr(self.stream, "isatty", lambda: False)():
             from tqdm.auto import tqdm
 
@@ -377,9 +379,11 @@ class RoundProgress(Callback):
             return
         failed = f", {len(result.failures)} failed" if result.failures else ""
         values = "  ".join(f"{k}={v:.4f}" for k, v in shown.items())
-        elapsed = time.perf_counter() - self._started
+        now = time.perf_counter()
+        took, self._round_started = now - self._round_started, now
         print(
-            f"round {round_num:>3}/{self.rounds}  {values}  clients={len(result.updates)}{failed}  {elapsed:.1f}s",
+            f"round {round_num:>3}/{self.rounds}  {values}  clients={len(result.updates)}{failed}  "
+            f"took {took:.2f}s  total {now - self._started:.1f}s",
             file=self.stream,
             flush=True,
         )

@@ -173,7 +173,7 @@ class FederatedTrainer:
         stateful_callbacks(self.manager.callbacks)  # refuse shared state keys now, not at the first save
         template = _checks.native_callbacks(client_callbacks, "client_callbacks")
         if template:
-            import lightning_bridge  # noqa: F401 - fail here if the adapter cannot be imported
+            import lightning_bridge.adapter  # noqa: F401 - fail here if the adapter cannot be imported
         self.clients = [Client(i, loader, template, on_error=on_error) for i, loader in enumerate(loaders)]
         self.trainer_kwargs = dict(trainer_kwargs or {})
         check_trainer_kwargs(self.trainer_kwargs)

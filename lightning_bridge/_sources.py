@@ -6,9 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import yaml
-
-from callbacks import ConfigError, build_callbacks
+from callbacks import ConfigError, build_callbacks, read_yaml_file
 
 CallbackSource = Sequence[Any] | Mapping[str, Any] | str | os.PathLike[str] | None
 """Native callbacks; ``{type, args}`` entries; a YAML file path or a mapping with a ``callbacks:`` list."""
@@ -24,13 +22,7 @@ def load_natives(source: CallbackSource) -> list[Any]:
         return []
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        try:
-            with open(path) as f:
-                config = yaml.safe_load(f) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read callbacks config ({exc.strerror})", path) from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid YAML: {exc}".replace("\n", " "), path) from exc
+        config = read_yaml_file(path) or {}
         try:
             return load_natives(config if isinstance(config, Mapping) else {"callbacks": config})
         except ConfigError as exc:

@@ -206,7 +206,7 @@ def test_fed_missing_config_file_exits_2(tmp_path: Path, monkeypatch: pytest.Mon
     status = main(["--config", "missing.yaml"])
 
     assert status == 2
-    assert capsys.readouterr().err == "error: missing.yaml: cannot read the config file (No such file or directory)\n"
+    assert capsys.readouterr().err == "error: missing.yaml: cannot read the file (No such file or directory)\n"
 
 
 def test_fed_validate_exits_0_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

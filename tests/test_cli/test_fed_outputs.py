@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,6 +28,7 @@ from cli_helpers import (
 )
 
 from federated.config import load_config
+from federated.run import RoundProgress
 from lightning_bridge.fed import main
 
 PAUSE = '''
@@ -216,3 +220,17 @@ def test_fed_new_run_in_the_working_directory_keeps_older_experiments(
     assert (tmp_path / "runs" / "digits" / "checkpoints" / "last.ckpt").read_bytes() == b"another experiment"
     assert (tmp_path / "runs" / "digits" / "metrics.csv").read_text() == "round\n1\n"
     assert [step for step, _ in scalars(tmp_path / "runs", "accuracy")] == [1]
+
+
+def test_round_progress_line_labels_the_round_time_and_the_total() -> None:
+    stream = io.StringIO()
+    progress = RoundProgress(rounds=2, stream=stream)
+    progress.on_train_start(trainer=SimpleNamespace(current_round=0))
+    for round_num in (1, 2):
+        time.sleep(0.02)
+        result = SimpleNamespace(metrics={"accuracy": 0.5}, updates=[object()], failures=[])
+        progress.on_round_end(trainer=None, round_num=round_num, result=result)
+    lines = stream.getvalue().splitlines()
+    timings = [re.search(r"took (\d+\.\d\d)s  total (\d+\.\d)s$", line) for line in lines]
+    assert all(timings), lines
+    assert all(float(t.group(1)) >= 0.02 for t in timings if t)  # each round's own time

@@ -57,7 +57,7 @@ def test_from_config_reads_a_yaml_file_and_a_mapping(tmp_path):
             "callbacks:\n  - type: early_stopping\n    args: {patience: three}\n",
             r"callbacks\.yaml: callbacks\[0\]\.args\.patience: expected int, got str 'three'$",
         ),
-        ("callbacks: [\n", r"callbacks\.yaml: invalid YAML: "),
+        ("callbacks: [\n", r"callbacks\.yaml: invalid YAML at line 2, column 1: "),
     ],
 )
 def test_from_config_bad_file_is_one_line_naming_the_file_and_key_path(tmp_path, yaml_text, message):
@@ -79,7 +79,7 @@ def test_from_config_bad_mapping_names_the_key_path():
 
 
 def test_from_config_missing_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read callbacks config"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read the file"):
         LightningCallbackAdapter.from_config(tmp_path / "missing.yaml")
 
 
