@@ -399,7 +399,7 @@ class LightningCallbackAdapter(LightningCallback):
         waits for the next rank sync."""
         manager = self.manager if manager is None else manager
         trainer = available["trainer"]
-        before = trainer.should_stop
+        before = self._distributed and trainer.should_stop  # per batch: no property read in one process
         self._holding += 1
         try:
             manager.call(hook, **available)
@@ -408,7 +408,8 @@ class LightningCallbackAdapter(LightningCallback):
         if self._distributed and trainer.should_stop and not before:
             trainer.should_stop = False
             self._stop_requested = True
-        self._report_saved(trainer)
+        if self._io is not None and self._io.written:
+            self._report_saved(trainer)
 
     def _sync_stop(self, trainer: Trainer) -> None:
         if not self._distributed:
