@@ -20,12 +20,12 @@ EXTRAS ?= dev,ray
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lightning-bridge-installed
 
-.PHONY: help venv demo test lint bench clean
+.PHONY: help venv demo test lint typecheck bench clean
 
 help:
 	@echo "make demo    run a federation from examples/fed.yaml with the CLI (creates $(VENV) if missing)"
-	@echo "make test    ruff check and the test suite"
-	@echo "make lint    ruff check only"
+	@echo "make test    ruff, mypy, the import contracts, then the test suite"
+	@echo "make lint    ruff, mypy and the import contracts only"
 	@echo "make bench   every benchmark in benchmarks/ (ratios against in-process baselines)"
 	@echo "make venv    create or update $(VENV) only"
 	@echo "make clean   remove $(VENV) and build outputs"
@@ -45,8 +45,11 @@ demo: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# ruff; mypy with pyproject's [tool.mypy]; the import contracts of [tool.importlinter]
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python "$$script"; done

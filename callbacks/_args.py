@@ -51,19 +51,17 @@ def mismatch(value: Any, hint: Any) -> str:
     return f"{message} (a number as text: unquote it; yaml.safe_load reads 1e-3 as text, callbacks.load_yaml does not)"
 
 
-def key_path(callback: Any, path: str | None) -> str | None:
-    """A path argument as it names ``callback`` in checkpoints: relative to its ``state_root``, if one is set.
+def key_path(root: str | None, path: str | None) -> str | None:
+    """A callback's path argument as its ``state_key`` holds it: relative to ``root``, if one is set.
 
     Whoever resolved the callback's relative path under a directory (the federated CLI: its
     ``output_dir``) sets ``state_root`` to that directory. The ``state_key`` then holds the path as
     configured, and a run directory resumes wherever it lies and however its path is spelled.
 
     Example:
-        >>> from types import SimpleNamespace
-        >>> key_path(SimpleNamespace(state_root="runs/x"), "runs/x/metrics.csv")
+        >>> key_path("runs/x", "runs/x/metrics.csv")
         'metrics.csv'
     """
-    root = vars(callback).get("state_root")
     return path if root is None or path is None else os.path.relpath(path, root)
 
 

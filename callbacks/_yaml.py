@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.composer import ComposerError
@@ -44,18 +44,18 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0
         self._sizes: dict[int, int] = {}  # values an anchored node stands for, by id
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             node = super().compose_node(parent, index)
             size = self._sizes.get(id(node))
             if size is None:  # its anchor is still open: the alias stands inside what it names
-                raise ComposerError(None, None, f"the alias *{event.anchor} refers to itself", event.start_mark)
+                raise _error(f"the alias *{event.anchor} refers to itself", event)
             self._count(size, event)
             return node
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise ComposerError(None, None, f"lists and mappings nest deeper than {MAX_DEPTH} levels", event.start_mark)
+            raise _error(f"lists and mappings nest deeper than {MAX_DEPTH} levels", event)
         start = self._values
         self._count(1, event)
         node = super().compose_node(parent, index)
@@ -67,8 +67,12 @@ class _Loader(yaml.SafeLoader):
     def _count(self, values: int, event: yaml.Event) -> None:
         self._values += values
         if self._values > MAX_VALUES:
-            problem = f"the document stands for more than {MAX_VALUES} values (aliases included)"
-            raise ComposerError(None, None, problem, event.start_mark)
+            raise _error(f"the document stands for more than {MAX_VALUES} values (aliases included)", event)
+
+
+def _error(problem: str, event: yaml.Event) -> ComposerError:
+    """A composer error at ``event``, reported by :func:`load_yaml` with its line and column."""
+    return ComposerError(None, None, problem, cast("yaml.error.Mark", event.start_mark))
 
 
 class _Dumper(yaml.SafeDumper):

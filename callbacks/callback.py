@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeAlias
 
-__all__ = ["CONTEXT_ARGUMENTS", "HOOK_ARGUMENTS", "Callback"]
+__all__ = ["CONTEXT_ARGUMENTS", "HOOK_ARGUMENTS", "Callback", "HookResult"]
+
+HookResult: TypeAlias = Awaitable[None] | None
+"""What a hook returns: nothing, or an awaitable when it is an ``async def``."""
 
 HOOK_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "on_train_start": ("trainer",),
@@ -34,6 +38,9 @@ class Callback:
 
     A hook may be a plain ``def`` or an ``async def`` and may ask for any subset of the arguments
     its event supplies (see :data:`HOOK_ARGUMENTS`), by name; ``**kwargs`` receives all of them.
+    The hooks here take ``(*args, **kwargs)``, so that an override with any of those parameters,
+    annotated or not, type-checks: ``def on_epoch_end(self, epoch, logs)`` and
+    ``async def on_round_end(self, trainer, round_num, result, **kwargs)`` alike.
     The same object runs inside a ``lightning.Trainer`` (through
     ``lightning_bridge.LightningCallbackAdapter``) and in the federated round loop.
 
@@ -58,49 +65,107 @@ class Callback:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the state returned by :meth:`state_dict`."""
 
-    def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
-        """Called once when training starts, before any other hook."""
+    def on_train_start(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called once when training starts, before any other hook.
 
-    def on_epoch_start(self, epoch: int, learner: Any, **kwargs: Any) -> None:
-        """Called when a training epoch (or a client's local epoch) begins."""
+        Supplies ``trainer``.
+        """
+        return None
 
-    def on_batch_start(self, epoch: int, batch_idx: int, **kwargs: Any) -> None:
-        """Called before a training batch."""
+    def on_epoch_start(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called when a training epoch (or a client's local epoch) begins.
 
-    def on_train_step_end(
-        self, epoch: int, batch_idx: int, loss: Any, metrics: dict[str, float], **kwargs: Any
-    ) -> None:
-        """Called after the optimizer step of a batch; ``loss`` is a detached tensor."""
+        Supplies ``epoch``, ``learner``, ``round_num``.
+        """
+        return None
 
-    def on_batch_end(self, epoch: int, batch_idx: int, **kwargs: Any) -> None:
-        """Called after all processing of a training batch."""
+    def on_batch_start(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called before a training batch.
 
-    def on_validation_start(self, epoch: int, **kwargs: Any) -> None:
-        """Called when a validation run begins (never for a sanity check)."""
+        Supplies ``epoch``, ``batch_idx``.
+        """
+        return None
 
-    def on_validation_end(self, epoch: int, logs: dict[str, float], **kwargs: Any) -> None:
-        """Called when validation metrics are known, e.g. ``logs == {'val_loss': 0.12}``."""
+    def on_train_step_end(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called after the optimizer step of a batch; ``loss`` is a detached tensor.
 
-    def on_save_checkpoint(self, path: str, **kwargs: Any) -> None:
-        """Called after a checkpoint file has been written."""
+        Supplies ``epoch``, ``batch_idx``, ``loss``, ``metrics``.
+        """
+        return None
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, float], **kwargs: Any) -> None:
-        """Called after training and validation of an epoch: the last hook of the epoch."""
+    def on_batch_end(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called after all processing of a training batch.
 
-    def on_exception(self, exception: BaseException, **kwargs: Any) -> None:
-        """Called when training raised."""
+        Supplies ``epoch``, ``batch_idx``.
+        """
+        return None
 
-    def on_train_end(self, trainer: Any, result: Any, **kwargs: Any) -> None:
-        """Called exactly once when training ends, last, also after an exception or a stop."""
+    def on_validation_start(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called when a validation run begins (never for a sanity check).
 
-    def on_round_start(self, trainer: Any, round_num: int, **kwargs: Any) -> None:
-        """Called when a federated round begins; rounds count from 1."""
+        Supplies ``epoch``.
+        """
+        return None
 
-    def on_aggregate_start(self, trainer: Any, updates: list[Any], **kwargs: Any) -> None:
-        """Called when the clients' updates are in, before aggregation."""
+    def on_validation_end(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called when validation metrics are known, e.g. ``logs == {'val_loss': 0.12}``.
 
-    def on_aggregate_end(self, trainer: Any, weights: dict[str, Any], **kwargs: Any) -> None:
-        """Called when the new global weights are computed."""
+        Supplies ``epoch``, ``logs``.
+        """
+        return None
 
-    def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
-        """Called after aggregation and global evaluation of a round."""
+    def on_save_checkpoint(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called after a checkpoint file has been written.
+
+        Supplies epoch or round_num, ``path``.
+        """
+        return None
+
+    def on_epoch_end(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called after training and validation of an epoch: the last hook of the epoch.
+
+        Supplies ``epoch``, ``logs``, ``learner``, ``metrics``, ``round_num``.
+        """
+        return None
+
+    def on_exception(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called when training raised.
+
+        Supplies ``exception``.
+        """
+        return None
+
+    def on_train_end(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called exactly once when training ends, last, also after an exception or a stop.
+
+        Supplies ``trainer``, ``result``.
+        """
+        return None
+
+    def on_round_start(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called when a federated round begins; rounds count from 1.
+
+        Supplies ``trainer``, ``round_num``.
+        """
+        return None
+
+    def on_aggregate_start(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called when the clients' updates are in, before aggregation.
+
+        Supplies ``trainer``, ``updates``, ``round_num``.
+        """
+        return None
+
+    def on_aggregate_end(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called when the new global weights are computed.
+
+        Supplies ``trainer``, ``weights``, ``round_num``.
+        """
+        return None
+
+    def on_round_end(self, *args: Any, **kwargs: Any) -> HookResult:
+        """Called after aggregation and global evaluation of a round.
+
+        Supplies ``trainer``, ``round_num``, ``result``.
+        """
+        return None

@@ -46,13 +46,14 @@ class TensorBoard(Callback):
         self._pending: list[torch.Tensor] = []
         self._restored = False
         self._skip_restored_epoch_end = False
+        self.state_root: str | None = None  # the folder `log_dir` is keyed relative to (callbacks._args.key_path)
 
     @property
     def state_key(self) -> str:
         """``TensorBoard{'log_dir': ...}``, the folder relative to ``state_root`` if one is set (the CLI's outputs)."""
         from callbacks._args import key_path
 
-        return f"TensorBoard{{'log_dir': {key_path(self, self.log_dir)!r}}}"
+        return f"TensorBoard{{'log_dir': {key_path(self.state_root, self.log_dir)!r}}}"
 
     def state_dict(self) -> dict[str, Any]:
         # the batch losses not written yet take the next steps: a resumed run continues after them

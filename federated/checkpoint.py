@@ -230,7 +230,7 @@ def lightning_fields(model: pl.LightningModule) -> dict[str, Any]:
 
 def get_rng_states() -> dict[str, Any]:
     """The states of Python's, NumPy's legacy and torch's global generators, as tensors and primitives."""
-    name, key, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    name, key, pos, has_gauss, cached = np.random.get_state()
     states: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

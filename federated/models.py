@@ -68,7 +68,7 @@ class MLP(LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.cross_entropy(self(x), y)
-        if self.hparams.log_train_loss:
+        if self.hparams["log_train_loss"]:
             self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
@@ -81,4 +81,4 @@ class MLP(LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        return torch.optim.SGD(self.parameters(), lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])

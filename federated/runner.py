@@ -144,12 +144,14 @@ class ClientRunner:
         trainer = self._trainer
         if trainer is None:
             trainer = Trainer(**self.trainer_kwargs, callbacks=[*self.extra_callbacks, self._probe])
-            self._base_callbacks = list(trainer.callbacks)
+            self._base_callbacks = list(trainer.callbacks)  # type: ignore[attr-defined]
             if self.reuse_trainer and trainer.strategy.launcher is None and trainer.world_size == 1:
                 self._trainer = trainer
         else:
             _fresh_fit_loop(trainer, self.trainer_kwargs)
-        trainer.callbacks = [*self._base_callbacks, *callbacks, *([adapter] if adapter is not None else [])]
+        trainer.callbacks = [  # type: ignore[attr-defined]  # Lightning's callback connector sets it
+            *self._base_callbacks, *callbacks, *([adapter] if adapter is not None else [])
+        ]
         return trainer
 
 
@@ -214,11 +216,11 @@ class _ClientProbe(LightningCallback):
         # `current_epoch` counts completed epochs here; the metrics of one still stand at the next start
         while len(self.epoch_metrics) < trainer.current_epoch:
             index = len(self.epoch_metrics)
-            metrics = dict(trainer.callback_metrics)
-            if index < len(self._losses) and "train_loss" not in metrics:
+            logged: dict[str, Any] = dict(trainer.callback_metrics)
+            if index < len(self._losses) and "train_loss" not in logged:
                 loss_sum, count = self._losses[index]
-                metrics["train_loss"] = loss_sum / count
-            metrics = floats(metrics)
+                logged["train_loss"] = loss_sum / count
+            metrics = floats(logged)
             if index < len(self._lrs):
                 metrics["lr"] = self._lrs[index]
             self.epoch_metrics.append(metrics)

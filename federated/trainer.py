@@ -135,6 +135,12 @@ class FederatedTrainer:
     """
 
     is_global_zero = True
+    should_stop: bool
+    client_selection_weights: dict[int, float] | None
+    client_lr_scale: float
+    current_round: int
+    history: list[RoundResult]
+    _weights: dict[str, torch.Tensor]
 
     def __init__(
         self,
@@ -369,10 +375,10 @@ class FederatedTrainer:
 
     def _reset(self) -> None:
         self.should_stop = False
-        self.client_selection_weights: dict[int, float] | None = None
+        self.client_selection_weights = None
         self.client_lr_scale = 1.0
         self.current_round = 0
-        self.history: list[RoundResult] = []
+        self.history = []
         self._history_logs: dict[str, HistoryLog] = {}  # by log file; a fit's first write to each rewrites it
         self._weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 

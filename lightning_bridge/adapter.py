@@ -181,9 +181,11 @@ class LightningCallbackAdapter(LightningCallback):
         self._io = io if isinstance(io, RecordingCheckpointIO) else None
         if self._io is not None:
             self._io.on_written = partial(self._report_saved, trainer)
-        if stage == "fit" and self._epoch_end not in trainer.callbacks:
+        # Trainer.callbacks is set by Lightning's callback connector, unknown to the type checker
+        callbacks: list[LightningCallback] = trainer.callbacks  # type: ignore[attr-defined]
+        if stage == "fit" and self._epoch_end not in callbacks:
             # Lightning calls checkpoint callbacks last, in list order: this one comes after them all
-            trainer.callbacks = [*trainer.callbacks, self._epoch_end]
+            trainer.callbacks = [*callbacks, self._epoch_end]  # type: ignore[attr-defined]
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -296,8 +298,9 @@ class LightningCallbackAdapter(LightningCallback):
             self._end(trainer, pl_module, dict(self._last_logs))
 
     def _detach(self, trainer: Trainer) -> None:
-        if self._epoch_end in trainer.callbacks:
-            trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self._epoch_end]
+        callbacks: list[LightningCallback] = trainer.callbacks  # type: ignore[attr-defined]
+        if self._epoch_end in callbacks:
+            trainer.callbacks = [cb for cb in callbacks if cb is not self._epoch_end]  # type: ignore[attr-defined]
 
     def _end(self, trainer: Trainer, pl_module: LightningModule, result: Any) -> None:
         self._ended = True
