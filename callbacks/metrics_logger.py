@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from callbacks.arguments import key_path
 from callbacks.callback import Callback
 from callbacks.rank_zero import is_global_zero
 from callbacks.registry import register
@@ -49,13 +50,11 @@ class MetricsLogger(Callback):
         self._rewrite = True
         self._write = True
         self._resumed_rows: int | None = None  # rows to take back, from a loaded state
-        self.state_root: str | None = None  # the folder `path` is keyed relative to (callbacks._args.key_path)
+        self.state_root: str | None = None  # the folder `path` is keyed relative to (callbacks.arguments.key_path)
 
     @property
     def state_key(self) -> str:
         """``MetricsLogger{'path': ...}``, the path relative to ``state_root`` if one is set (the CLI's output_dir)."""
-        from callbacks._args import key_path
-
         return f"MetricsLogger{{'path': {key_path(self.state_root, self.path)!r}}}"
 
     def state_dict(self) -> dict[str, Any]:

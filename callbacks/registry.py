@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from callbacks._args import check_arguments, echo, suggest
+from callbacks.arguments import check_arguments, echo, suggest
 from callbacks.exceptions import ConfigError, RegistryError
 
 __all__ = ["build", "build_callbacks", "register", "registered", "resolve"]

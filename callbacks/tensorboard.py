@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from callbacks.arguments import key_path
 from callbacks.callback import Callback
 from callbacks.rank_zero import NullWriter, is_global_zero
 from callbacks.registry import register
@@ -46,13 +47,11 @@ class TensorBoard(Callback):
         self._pending: list[torch.Tensor] = []
         self._restored = False
         self._skip_restored_epoch_end = False
-        self.state_root: str | None = None  # the folder `log_dir` is keyed relative to (callbacks._args.key_path)
+        self.state_root: str | None = None  # the folder `log_dir` is keyed relative to (callbacks.arguments.key_path)
 
     @property
     def state_key(self) -> str:
         """``TensorBoard{'log_dir': ...}``, the folder relative to ``state_root`` if one is set (the CLI's outputs)."""
-        from callbacks._args import key_path
-
         return f"TensorBoard{{'log_dir': {key_path(self.state_root, self.log_dir)!r}}}"
 
     def state_dict(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks import BridgeError, CallbackManager, ConfigError, build, registered, resolve
-from callbacks._args import check_arguments, echo, suggest
+from callbacks.arguments import check_arguments, echo, suggest
 from federated.backend import Backend
 from federated.checkpoint import stateful_callbacks
 from federated.config import FLOWER_NAMES, flower_hint

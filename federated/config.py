@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from callbacks import ConfigError, load_yaml, read_yaml_file
-from callbacks._args import echo, matches, mismatch, suggest
+from callbacks.arguments import echo, matches, mismatch, suggest
 
 __all__ = [
     "DEFAULTS",

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from callbacks import Callback, ConfigError, MetricsLogger, ModelCheckpoint, TensorBoard, dump_yaml
-from callbacks._args import echo
+from callbacks.arguments import echo
 from federated import datasets as _datasets  # noqa: F401 - registers the built-in data sets
 from federated import fedavg as _fedavg  # noqa: F401 - registers the FedAvg strategy
 from federated import models as _models  # noqa: F401 - registers the built-in models

@@ -17,9 +17,9 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback as LightningCallback
 
-from callbacks._args import suggest
+from callbacks.arguments import suggest
 from federated.results import ClientFailure, ClientUpdate
-from lightning_bridge._metrics import floats
+from lightning_bridge.metrics import floats
 
 if TYPE_CHECKING:
     from federated.aggregate import StateDict

@@ -39,7 +39,7 @@ from federated.runner import (
     seed_everything,
 )
 from federated.strategy import Strategy
-from lightning_bridge._metrics import floats
+from lightning_bridge.metrics import floats
 
 __all__ = ["FederatedTrainer"]
 

@@ -17,9 +17,9 @@ from typing_extensions import override
 
 from callbacks import Callback as NativeCallback
 from callbacks import CallbackManager, OnError
-from lightning_bridge._metrics import floats
 from lightning_bridge._sources import CallbackSource, load_natives
 from lightning_bridge.checkpoint_io import RecordingCheckpointIO
+from lightning_bridge.metrics import floats
 
 __all__ = ["LightningCallbackAdapter"]
 

@@ -1,4 +1,6 @@
-"""Check configuration arguments against a constructor's signature and annotations."""
+"""Check configuration values: against a constructor's signature and annotations, with close-match
+suggestions and values echoed short, as every ``ConfigError`` of the project words them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from callbacks.exceptions import ConfigError
+
+__all__ = ["ECHO_LIMIT", "check_arguments", "describe", "echo", "key_path", "matches", "mismatch", "suggest"]
 
 ECHO_LIMIT = 80
 """The most characters of a value an error message shows."""
