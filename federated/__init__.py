@@ -4,9 +4,6 @@
 native callbacks' round, aggregate and learner hooks (``callbacks`` package).
 """
 
-from federated.aggregate import WeightedSum as WeightedSum
-from federated.aggregate import weighted_average as weighted_average
-from federated.aggregate import weighted_average_reference as weighted_average_reference
 from federated.backend import Backend as Backend
 from federated.client import Client as Client
 from federated.data import digits_federation as digits_federation
@@ -18,15 +15,6 @@ from federated.data import partition_shards as partition_shards
 from federated.exceptions import CheckpointError as CheckpointError
 from federated.exceptions import FederationError as FederationError
 from federated.exceptions import NotEnoughClientsError as NotEnoughClientsError
-from federated.fedadagrad import FedAdagrad as FedAdagrad
-from federated.fedadam import FedAdam as FedAdam
-from federated.fedavg import FedAvg as FedAvg
-from federated.fedavgm import FedAvgM as FedAvgM
-from federated.fedmedian import FedMedian as FedMedian
-from federated.fedopt import FedOpt as FedOpt
-from federated.fedprox import FedProx as FedProx
-from federated.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
-from federated.fedyogi import FedYogi as FedYogi
 from federated.models import MLP as MLP
 from federated.ray_backend import RayBackend as RayBackend
 from federated.results import ClientFailure as ClientFailure
@@ -35,7 +23,19 @@ from federated.results import FederationResult as FederationResult
 from federated.results import RoundResult as RoundResult
 from federated.runner import ClientRunner as ClientRunner
 from federated.sequential_backend import SequentialBackend as SequentialBackend
-from federated.strategy import Strategy as Strategy
+from federated.strategies.aggregate import WeightedSum as WeightedSum
+from federated.strategies.aggregate import weighted_average as weighted_average
+from federated.strategies.aggregate import weighted_average_reference as weighted_average_reference
+from federated.strategies.fedadagrad import FedAdagrad as FedAdagrad
+from federated.strategies.fedadam import FedAdam as FedAdam
+from federated.strategies.fedavg import FedAvg as FedAvg
+from federated.strategies.fedavgm import FedAvgM as FedAvgM
+from federated.strategies.fedmedian import FedMedian as FedMedian
+from federated.strategies.fedopt import FedOpt as FedOpt
+from federated.strategies.fedprox import FedProx as FedProx
+from federated.strategies.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
+from federated.strategies.fedyogi import FedYogi as FedYogi
+from federated.strategies.strategy import Strategy as Strategy
 from federated.trainer import FederatedTrainer as FederatedTrainer
 
 __all__ = [

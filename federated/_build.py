@@ -24,7 +24,7 @@ from federated.checkpoint import stateful_callbacks
 from federated.config import FLOWER_NAMES, flower_hint
 from federated.datasets import FederatedData, as_federated_data
 from federated.runner import CLIENT_TRAINER_DEFAULTS, quiet_lightning
-from federated.strategy import Strategy
+from federated.strategies.strategy import Strategy
 
 __all__ = [
     "build_backend",

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from callbacks import build_callbacks, resolve
 from federated.backend import Backend
-from federated.strategy import Strategy
+from federated.strategies.strategy import Strategy
 
 
 def check_model(model: Any, needs_validation: bool) -> LightningModule:

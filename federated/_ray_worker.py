@@ -20,8 +20,8 @@ from federated.runner import ClientRunner, quiet_lightning
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule
 
-    from federated.aggregate import StateDict
     from federated.client import Client
+    from federated.strategies.aggregate import StateDict
 
 MISSING_RAY = "backend 'ray' needs the ray extra: pip install 'lightning-bridge[ray]'"
 

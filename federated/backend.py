@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
 
-    from federated.aggregate import StateDict
     from federated.client import Client
     from federated.results import ClientFailure, ClientUpdate
+    from federated.strategies.aggregate import StateDict
     from federated.trainer import FederatedTrainer
 
 __all__ = ["Backend"]

@@ -27,8 +27,8 @@ from federated.results import ClientFailure, ClientUpdate
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
 
-    from federated.aggregate import StateDict
     from federated.client import Client
+    from federated.strategies.aggregate import StateDict
     from federated.trainer import FederatedTrainer
 
 __all__ = ["RayBackend"]

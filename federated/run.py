@@ -29,8 +29,8 @@ import torch
 from callbacks import Callback, ConfigError, MetricsLogger, ModelCheckpoint, TensorBoard, dump_yaml
 from callbacks.arguments import echo
 from federated import datasets as _datasets  # noqa: F401 - registers the built-in data sets
-from federated import fedavg as _fedavg  # noqa: F401 - registers the FedAvg strategy
 from federated import models as _models  # noqa: F401 - registers the built-in models
+from federated import strategies as _strategies  # noqa: F401 - registers the strategies
 from federated._build import (
     build_backend,
     build_callbacks_at,

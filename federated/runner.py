@@ -22,8 +22,8 @@ from federated.results import ClientFailure, ClientUpdate
 from lightning_bridge.metrics import floats
 
 if TYPE_CHECKING:
-    from federated.aggregate import StateDict
     from federated.client import Client
+    from federated.strategies.aggregate import StateDict
 
 __all__ = ["CLIENT_TRAINER_DEFAULTS", "ClientRunner", "derive_seed", "quiet_lightning", "seed_everything"]
 

@@ -38,7 +38,7 @@ from federated.runner import (
     quiet_lightning,
     seed_everything,
 )
-from federated.strategy import Strategy
+from federated.strategies.strategy import Strategy
 from lightning_bridge.metrics import floats
 
 __all__ = ["FederatedTrainer"]

@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule
 
 from callbacks import resolve
 from federated import ClientUpdate, FedAvg, FederatedTrainer, weighted_average, weighted_average_reference
-from federated.aggregate import accumulate, finalize, init_sum
+from federated.strategies.aggregate import accumulate, finalize, init_sum
 
 
 def test_weighted_average_equals_hand_computed_mean() -> None:

@@ -8,8 +8,8 @@ import pytest
 
 import federated
 from callbacks import ConfigError, build, registered
-from federated.fedadam import FedAdam
-from federated.fedprox import FedProx
+from federated.strategies.fedadam import FedAdam
+from federated.strategies.fedprox import FedProx
 
 NAMES = ["fedadagrad", "fedadam", "fedavgm", "fedmedian", "fedprox", "fedtrimmedavg", "fedyogi"]
 
@@ -45,7 +45,8 @@ def test_fedprox_name_alone_uses_the_default_mu() -> None:
         ({"type": "fedprox", "args": {"mu": "big"}}, "strategy.args.mu: expected float, got str 'big'"),
         (
             {"type": "fedtrimmedavg", "args": {"beta": 0.7}},
-            "strategy.args: federated.fedtrimmedavg.FedTrimmedAvg: `beta` must be a number in [0, 0.5), got 0.7; "
+            "strategy.args: federated.strategies.fedtrimmedavg.FedTrimmedAvg: "
+            "`beta` must be a number in [0, 0.5), got 0.7; "
             "it is the fraction cut at each end",
         ),
         ({"type": "fedadagrad", "args": {"beta_2": 0.9}}, "strategy.args.beta_2: unknown argument `beta_2`"),

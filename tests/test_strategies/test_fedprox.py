@@ -14,8 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from federated import MLP, Client, ClientRunner, ClientUpdate, FederatedTrainer
-from federated.fedavg import FedAvg
-from federated.fedprox import FedProx
+from federated.strategies.fedavg import FedAvg
+from federated.strategies.fedprox import FedProx
 
 QUIET: dict[str, Any] = {
     "logger": False,

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from federated import ClientUpdate
-from federated.fedmedian import FedMedian
-from federated.fedtrimmedavg import FedTrimmedAvg
-from federated.strategy import Strategy
+from federated.strategies.fedmedian import FedMedian
+from federated.strategies.fedtrimmedavg import FedTrimmedAvg
+from federated.strategies.strategy import Strategy
 
 
 def _aggregate(strategy: Strategy, columns: list[list[float]], counts: list[int]) -> dict[str, torch.Tensor]:

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from federated import ClientUpdate
-from federated.fedadagrad import FedAdagrad
-from federated.fedadam import FedAdam
-from federated.fedavgm import FedAvgM
-from federated.fedyogi import FedYogi
-from federated.strategy import Strategy
+from federated.strategies.fedadagrad import FedAdagrad
+from federated.strategies.fedadam import FedAdam
+from federated.strategies.fedavgm import FedAvgM
+from federated.strategies.fedyogi import FedYogi
+from federated.strategies.strategy import Strategy
 
 W0 = {"w": torch.tensor([1.0, -2.0]), "n": torch.tensor(5)}
 

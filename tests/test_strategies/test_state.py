@@ -10,14 +10,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from federated import MLP, ClientUpdate, FederatedTrainer
-from federated.fedadagrad import FedAdagrad
-from federated.fedadam import FedAdam
-from federated.fedavgm import FedAvgM
-from federated.fedmedian import FedMedian
-from federated.fedprox import FedProx
-from federated.fedtrimmedavg import FedTrimmedAvg
-from federated.fedyogi import FedYogi
-from federated.strategy import Strategy
+from federated.strategies.fedadagrad import FedAdagrad
+from federated.strategies.fedadam import FedAdam
+from federated.strategies.fedavgm import FedAvgM
+from federated.strategies.fedmedian import FedMedian
+from federated.strategies.fedprox import FedProx
+from federated.strategies.fedtrimmedavg import FedTrimmedAvg
+from federated.strategies.fedyogi import FedYogi
+from federated.strategies.strategy import Strategy
 
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "fedprox": lambda: FedProx(mu=0.1),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from callbacks import register
-from federated.fedopt import FedOpt
-from federated.server_opt import SecondMoment
+from federated.strategies.fedopt import FedOpt
+from federated.strategies.server_opt import SecondMoment
 
 __all__ = ["FedYogi"]
 

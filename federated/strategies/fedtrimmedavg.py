@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from callbacks import register
-from federated._strategy_utils import BufferedStrategy, check_number
-from federated.aggregate import trimmed_mean
+from federated.strategies.aggregate import trimmed_mean
+from federated.strategies.buffered import BufferedStrategy
+from federated.strategies.strategy import check_number
 
 if TYPE_CHECKING:
     import torch
 
-    from federated.aggregate import StateDict
+    from federated.strategies.aggregate import StateDict
 
 __all__ = ["FedTrimmedAvg"]
 

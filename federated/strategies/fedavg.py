@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from callbacks import register
-from federated.aggregate import WeightedSum, accumulate, finalize, init_sum
-from federated.strategy import Strategy
+from federated.strategies.aggregate import WeightedSum, accumulate, finalize, init_sum
+from federated.strategies.strategy import Strategy
 
 if TYPE_CHECKING:
-    from federated.aggregate import StateDict
     from federated.results import ClientUpdate
+    from federated.strategies.aggregate import StateDict
 
 __all__ = ["FedAvg"]
 

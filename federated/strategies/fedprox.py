@@ -9,12 +9,12 @@ import torch
 from lightning.pytorch.callbacks import Callback as LightningCallback
 
 from callbacks import register
-from federated.fedavg import FedAvg
+from federated.strategies.fedavg import FedAvg
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
 
-    from federated.aggregate import StateDict
+    from federated.strategies.aggregate import StateDict
 
 __all__ = ["FedProx"]
 

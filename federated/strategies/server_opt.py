@@ -1,4 +1,4 @@
-"""Server-side optimizer steps on model states: pure functions, as :mod:`federated.aggregate`.
+"""Server-side optimizer steps on model states: pure functions, as :mod:`federated.strategies.aggregate`.
 
 The server treats the change of the aggregated model, ``delta = mean - weights``, as a
 pseudo-gradient (its negative, as Reddi et al. 2021 and Hsu et al. 2019 write it) and takes one
@@ -31,7 +31,7 @@ from typing import Literal
 
 import torch
 
-from federated.aggregate import StateDict
+from federated.strategies.aggregate import StateDict
 
 __all__ = [
     "Moments",

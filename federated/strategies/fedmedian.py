@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from callbacks import register
-from federated._strategy_utils import BufferedStrategy
-from federated.aggregate import median
+from federated.strategies.aggregate import median
+from federated.strategies.buffered import BufferedStrategy
 
 if TYPE_CHECKING:
     import torch
 
-    from federated.aggregate import StateDict
+    from federated.strategies.aggregate import StateDict
 
 __all__ = ["FedMedian"]
 

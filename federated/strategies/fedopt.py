@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from federated._strategy_utils import ServerStep, check_number, clone_state, load_moments
-from federated.server_opt import SecondMoment, adaptive_step
+from federated.strategies.server_opt import SecondMoment, adaptive_step
+from federated.strategies.server_step import ServerStep, clone_state, load_moments
+from federated.strategies.strategy import check_number
 
 if TYPE_CHECKING:
-    from federated.aggregate import StateDict
+    from federated.strategies.aggregate import StateDict
 
 __all__ = ["FedOpt"]
 
@@ -30,7 +31,7 @@ class FedOpt(ServerStep):
     also scales ``eta`` by Adam's bias correction), and they are the strategy's state: saved in the
     federation checkpoint, so a resumed run takes the same steps. The client learning rate
     (``eta_l``) is the client's own optimizer's. Subclasses set ``rule``;
-    :func:`federated.server_opt.adaptive_step` does the maths.
+    :func:`federated.strategies.server_opt.adaptive_step` does the maths.
 
     Args:
         eta: The server learning rate, ``> 0``.

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from callbacks import register
-from federated._strategy_utils import ServerStep, check_number, clone_state, load_moments
-from federated.server_opt import momentum_step
+from federated.strategies.server_opt import momentum_step
+from federated.strategies.server_step import ServerStep, clone_state, load_moments
+from federated.strategies.strategy import check_number
 
 if TYPE_CHECKING:
-    from federated.aggregate import StateDict
+    from federated.strategies.aggregate import StateDict
 
 __all__ = ["FedAvgM"]
 

@@ -1,0 +1,34 @@
+"""How the server combines client updates: FedAvg and its relatives, as Flower's ``server/strategy``.
+
+Importing this package registers every strategy under its YAML name (``fedavg``, ``fedprox``, ...).
+The maths are pure functions in :mod:`~federated.strategies.aggregate` and
+:mod:`~federated.strategies.server_opt`; the classes only coordinate.
+"""
+
+from federated.strategies.buffered import BufferedStrategy as BufferedStrategy
+from federated.strategies.fedadagrad import FedAdagrad as FedAdagrad
+from federated.strategies.fedadam import FedAdam as FedAdam
+from federated.strategies.fedavg import FedAvg as FedAvg
+from federated.strategies.fedavgm import FedAvgM as FedAvgM
+from federated.strategies.fedmedian import FedMedian as FedMedian
+from federated.strategies.fedopt import FedOpt as FedOpt
+from federated.strategies.fedprox import FedProx as FedProx
+from federated.strategies.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
+from federated.strategies.fedyogi import FedYogi as FedYogi
+from federated.strategies.server_step import ServerStep as ServerStep
+from federated.strategies.strategy import Strategy as Strategy
+
+__all__ = [
+    "BufferedStrategy",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedAvgM",
+    "FedMedian",
+    "FedOpt",
+    "FedProx",
+    "FedTrimmedAvg",
+    "FedYogi",
+    "ServerStep",
+    "Strategy",
+]
