@@ -22,7 +22,7 @@ from callbacks.arguments import check_arguments, echo, suggest
 from federated.backend import Backend
 from federated.checkpoint import stateful_callbacks
 from federated.config import FLOWER_NAMES, flower_hint
-from federated.datasets import FederatedData, as_federated_data
+from federated.data.datasets import FederatedData, as_federated_data
 from federated.runner import CLIENT_TRAINER_DEFAULTS, quiet_lightning
 from federated.strategies.strategy import Strategy
 

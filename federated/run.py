@@ -28,7 +28,7 @@ import torch
 
 from callbacks import Callback, ConfigError, MetricsLogger, ModelCheckpoint, TensorBoard, dump_yaml
 from callbacks.arguments import echo
-from federated import datasets as _datasets  # noqa: F401 - registers the built-in data sets
+from federated import data as _data  # noqa: F401 - registers the built-in data sets
 from federated import models as _models  # noqa: F401 - registers the built-in models
 from federated import strategies as _strategies  # noqa: F401 - registers the strategies
 from federated._build import (

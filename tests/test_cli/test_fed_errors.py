@@ -25,7 +25,7 @@ def load(num_clients, seed):
 '''
 
 PLAIN_DATA = '''
-from federated.datasets import digits
+from federated.data.datasets import digits
 
 
 def load(num_clients, seed, noise: float = 0.0):

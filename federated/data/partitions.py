@@ -1,12 +1,6 @@
-"""Client data: scikit-learn's digits, and seeded IID, Dirichlet and shard partitions of any labels.
+"""Seeded IID, Dirichlet and shard partitions of any labels over clients, and the clients' datasets.
 
-Everything here is deterministic given ``seed``. The digits ship with scikit-learn, so nothing is
-downloaded.
-
-Example:
-    >>> loaders, test = digits_federation(num_clients=4, partition="dirichlet", alpha=0.5, seed=0)
-    >>> len(loaders), sum(len(dl.dataset) for dl in loaders) + len(test.dataset)
-    (4, 1797)
+Everything here is deterministic given ``seed``.
 """
 
 from __future__ import annotations
@@ -16,76 +10,20 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 __all__ = [
     "PARTITIONS",
+    "Partition",
     "client_datasets",
-    "digits_federation",
-    "labelled_datasets",
-    "load_digits_data",
     "partition",
     "partition_dirichlet",
     "partition_iid",
     "partition_shards",
-    "standardise",
 ]
 
 PARTITIONS = ("iid", "dirichlet", "shards")
 Partition = Literal["iid", "dirichlet", "shards"]
-
-
-def load_digits_data(test_fraction: float = 0.2, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
-    """scikit-learn's 8x8 digits (1797 images, 10 classes) as train and test ``TensorDataset``.
-
-    Features are the 64 pixel intensities standardised with the training split's statistics
-    (:func:`standardise`; ``float32``), labels ``int64``. The split is stratified and seeded.
-
-    Args:
-        test_fraction: The share of samples held out for the server's evaluation. Defaults to ``0.2``.
-        seed: The seed of the split. Defaults to ``0``.
-
-    Raises:
-        ValueError: ``test_fraction`` is not in (0, 1).
-    """
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction!r}")
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=y
-    )
-    return labelled_datasets(*standardise(x_train, x_test), y_train, y_test)
-
-
-def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scale each feature to zero mean and unit variance with the statistics of the training split.
-
-    The test split is scaled with the same statistics, so nothing about it leaks into training.
-    A feature constant on the training split (the digits' border pixels) is only centred.
-
-    Example:
-        >>> train, test = standardise(np.array([[0.0, 5.0], [2.0, 5.0]]), np.array([[4.0, 6.0]]))
-        >>> train.tolist(), test.tolist()
-        ([[-1.0, 0.0], [1.0, 0.0]], [[3.0, 1.0]])
-    """
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
-    std[std == 0] = 1.0
-    return (x_train - mean) / std, (x_test - mean) / std
-
-
-def labelled_datasets(
-    x_train: np.ndarray, x_test: np.ndarray, y_train: np.ndarray, y_test: np.ndarray
-) -> tuple[TensorDataset, TensorDataset]:
-    """Train and test ``TensorDataset`` of ``float32`` features and ``int64`` labels."""
-
-    def to_dataset(features: np.ndarray, labels: np.ndarray) -> TensorDataset:
-        return TensorDataset(torch.as_tensor(features, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.int64))
-
-    return to_dataset(x_train, y_train), to_dataset(x_test, y_test)
 
 
 def partition_iid(num_samples: int, num_clients: int, seed: int = 0) -> list[list[int]]:
@@ -192,41 +130,9 @@ def partition(
     raise ValueError(f"`partition` can be {', '.join(PARTITIONS)}, got {kind!r}")
 
 
-_partition = partition  # `digits_federation` takes an argument of the same name
-
-
 def client_datasets(dataset: TensorDataset, parts: Sequence[Sequence[int]]) -> list[TensorDataset]:
     """One ``TensorDataset`` per part, holding copies of its rows (contiguous, fast to batch)."""
     return [TensorDataset(*(t[torch.as_tensor(list(p), dtype=torch.long)] for t in dataset.tensors)) for p in parts]
-
-
-def digits_federation(
-    num_clients: int = 10,
-    partition: Partition = "dirichlet",
-    *,
-    alpha: float = 0.5,
-    shards_per_client: int = 2,
-    batch_size: int = 32,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-) -> tuple[list[DataLoader], DataLoader]:
-    """Digits split over ``num_clients`` clients: one shuffling ``DataLoader`` each, and the test loader.
-
-    Args:
-        num_clients: How many clients. Defaults to ``10``.
-        partition: ``"iid"``, ``"dirichlet"`` or ``"shards"``. Defaults to ``"dirichlet"``.
-        alpha: Dirichlet concentration. Defaults to ``0.5``.
-        shards_per_client: Shards per client for ``"shards"``. Defaults to ``2``.
-        batch_size: Batch size of the client loaders (the test loader uses 256). Defaults to ``32``.
-        test_fraction: Held-out share for the server's evaluation. Defaults to ``0.2``.
-        seed: Seed of the split and the partition. Defaults to ``0``.
-    """
-    train, test = load_digits_data(test_fraction=test_fraction, seed=seed)
-    labels = train.tensors[1]
-    parts = _partition(labels, num_clients, partition, alpha=alpha, shards_per_client=shards_per_client, seed=seed)
-    loaders = [DataLoader(ds, batch_size=batch_size, shuffle=True) for ds in client_datasets(train, parts)]
-    return loaders, DataLoader(test, batch_size=256)
-
 
 
 def _labels(labels: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
