@@ -92,7 +92,7 @@ def per_fit_ms(loaders: Sequence[DataLoader], repeats: int) -> tuple[float, floa
     """Median ms of one client epoch in raw PyTorch, and of one bare Lightning fit on a reused Trainer."""
     from lightning.pytorch import Trainer
 
-    from federated.runner import CLIENT_TRAINER_DEFAULTS, _fresh_fit_loop, quiet_lightning
+    from federated.backends.client_runner import CLIENT_TRAINER_DEFAULTS, _fresh_fit_loop, quiet_lightning
 
     model = make_model(0)
     net = copy.deepcopy(model.net)

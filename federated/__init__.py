@@ -4,7 +4,10 @@
 native callbacks' round, aggregate and learner hooks (``callbacks`` package).
 """
 
-from federated.backend import Backend as Backend
+from federated.backends.backend import Backend as Backend
+from federated.backends.client_runner import ClientRunner as ClientRunner
+from federated.backends.ray_backend import RayBackend as RayBackend
+from federated.backends.sequential import SequentialBackend as SequentialBackend
 from federated.client import Client as Client
 from federated.data import digits_federation as digits_federation
 from federated.data import load_digits_data as load_digits_data
@@ -16,13 +19,10 @@ from federated.exceptions import CheckpointError as CheckpointError
 from federated.exceptions import FederationError as FederationError
 from federated.exceptions import NotEnoughClientsError as NotEnoughClientsError
 from federated.models import MLP as MLP
-from federated.ray_backend import RayBackend as RayBackend
 from federated.results import ClientFailure as ClientFailure
 from federated.results import ClientUpdate as ClientUpdate
 from federated.results import FederationResult as FederationResult
 from federated.results import RoundResult as RoundResult
-from federated.runner import ClientRunner as ClientRunner
-from federated.sequential_backend import SequentialBackend as SequentialBackend
 from federated.strategies.aggregate import WeightedSum as WeightedSum
 from federated.strategies.aggregate import weighted_average as weighted_average
 from federated.strategies.aggregate import weighted_average_reference as weighted_average_reference

@@ -19,11 +19,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from callbacks import BridgeError, CallbackManager, ConfigError, build, registered, resolve
 from callbacks.arguments import check_arguments, echo, suggest
-from federated.backend import Backend
+from federated.backends.backend import Backend
+from federated.backends.client_runner import CLIENT_TRAINER_DEFAULTS, quiet_lightning
 from federated.checkpoint import stateful_callbacks
 from federated.config import FLOWER_NAMES, flower_hint
 from federated.data.datasets import FederatedData, as_federated_data
-from federated.runner import CLIENT_TRAINER_DEFAULTS, quiet_lightning
 from federated.strategies.strategy import Strategy
 
 __all__ = [
@@ -205,8 +205,7 @@ def build_strategy(section: Mapping[str, Any]) -> Strategy:
 
 def build_backend(section: Mapping[str, Any]) -> Backend:
     """Build the ``backend`` entry (``sequential`` or ``ray``, or an import path) and check that it is a Backend."""
-    from federated import ray_backend as _ray  # noqa: F401 - registers the backends
-    from federated import sequential_backend as _sequential  # noqa: F401
+    import federated.backends  # noqa: F401 - registers the backends
 
     try:
         backend = build("backend", section, "backend")

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks import build_callbacks, resolve
-from federated.backend import Backend
+from federated.backends.backend import Backend
 from federated.strategies.strategy import Strategy
 
 
@@ -86,8 +86,7 @@ def strategy(value: Any) -> Strategy:
 
 
 def backend(value: Any) -> Backend:
-    from federated import ray_backend as _ray  # noqa: F401 - registers the backends
-    from federated import sequential_backend as _sequential  # noqa: F401
+    import federated.backends  # noqa: F401 - registers the backends
 
     accepted = "'sequential', 'ray' or a federated.Backend (e.g. RayBackend(num_workers=4))"
     return _named("backend", value, Backend, accepted)

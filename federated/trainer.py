@@ -15,7 +15,14 @@ from lightning.pytorch import LightningModule, Trainer
 
 from callbacks import CallbackManager, OnError
 from federated import _checks
-from federated.backend import Backend
+from federated.backends.backend import Backend
+from federated.backends.client_runner import (
+    CLIENT_TRAINER_DEFAULTS,
+    check_trainer_kwargs,
+    derive_seed,
+    quiet_lightning,
+    seed_everything,
+)
 from federated.checkpoint import (
     HistoryLog,
     callback_states,
@@ -31,13 +38,6 @@ from federated.checkpoint import (
 from federated.client import Client
 from federated.exceptions import CheckpointError, NotEnoughClientsError
 from federated.results import ClientFailure, ClientUpdate, FederationResult, RoundResult
-from federated.runner import (
-    CLIENT_TRAINER_DEFAULTS,
-    check_trainer_kwargs,
-    derive_seed,
-    quiet_lightning,
-    seed_everything,
-)
 from federated.strategies.strategy import Strategy
 from lightning_bridge.metrics import floats
 

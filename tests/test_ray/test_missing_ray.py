@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from federated import MLP, FederatedTrainer, RayBackend, digits_federation
-from federated._ray_worker import MISSING_RAY
+from federated.backends._ray_worker import MISSING_RAY
 
 MESSAGE = "backend 'ray' needs the ray extra: pip install 'lightning-bridge[ray]'"
 

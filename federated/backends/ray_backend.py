@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from callbacks import register
-from federated._ray_worker import (
+from federated.backends._ray_worker import (
     ClientWorker,
     Result,
     Task,
@@ -21,7 +21,7 @@ from federated._ray_worker import (
     worker_env,
     worker_trainer_kwargs,
 )
-from federated.backend import Backend
+from federated.backends.backend import Backend
 from federated.results import ClientFailure, ClientUpdate
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class RayBackend(Backend):
     worker down again is the failure), and requests queued behind it are sent again as they were.
 
     Lightning cannot hang in a worker on counting CUDA devices (Lightning issue 14292): see
-    ``federated._ray_worker.worker_env`` for the environment the workers start with, and the
+    ``federated.backends._ray_worker.worker_env`` for the environment the workers start with, and the
     client trainer's accelerator is forced to ``cpu`` (or ``gpu`` with ``num_gpus_per_client > 0``)
     on one device: no ``"auto"`` probing, and no device that Ray did not grant.
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from federated.backends.client_runner import ClientRunner, quiet_lightning
 from federated.results import ClientFailure, ClientUpdate
-from federated.runner import ClientRunner, quiet_lightning
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule

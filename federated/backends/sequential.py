@@ -6,8 +6,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from callbacks import register
-from federated.backend import Backend
-from federated.runner import ClientRunner
+from federated.backends.backend import Backend
+from federated.backends.client_runner import ClientRunner
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback

@@ -43,7 +43,7 @@ class Backend:
     client's outcome. So where a client ran does not change what it computes.
 
     Example:
-        >>> from federated.runner import ClientRunner
+        >>> from federated.backends.client_runner import ClientRunner
         >>> class InProcess(Backend):
         ...     def start(self, trainer):
         ...         self.runner = ClientRunner(trainer.model, local_epochs=trainer.local_epochs)
