@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     started = time.perf_counter()
     try:
-        from federated.run import prepare_run
+        from federated.app.run import prepare_run
 
         overrides = list(args.overrides)
         if args.output_dir is not None:

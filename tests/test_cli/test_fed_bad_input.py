@@ -17,7 +17,7 @@ import torch
 import yaml
 from cli_helpers import CLI, cli_env, populate, small_config, snapshot, write_config
 
-import federated.run  # noqa: F401 - imported before memory is traced
+import federated.app.run  # noqa: F401 - imported before memory is traced
 from lightning_bridge.fed import main
 
 MAX_LINE = 400

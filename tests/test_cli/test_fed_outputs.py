@@ -27,8 +27,8 @@ from cli_helpers import (
     write_config,
 )
 
-from federated.config import load_config
-from federated.run import RoundProgress
+from federated.app.config import load_config
+from federated.app.progress import RoundProgress
 from lightning_bridge.fed import main
 
 PAUSE = '''

@@ -1,6 +1,6 @@
 """Build what a federation config names, turning every failure into one ``ConfigError`` line.
 
-Used by :func:`federated.run.prepare_run`. User code (a data function, a LightningModule, a
+Used by :func:`federated.app.run.prepare_run`. User code (a data function, a LightningModule, a
 callback or strategy class named by import path) may raise anything while it is built; that is a
 configuration problem of the entry that named it, reported with that entry's key path.
 """
@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from callbacks import BridgeError, CallbackManager, ConfigError, build, registered, resolve
 from callbacks.arguments import check_arguments, echo, suggest
+from federated.app.config import FLOWER_NAMES, flower_hint
 from federated.backends.backend import Backend
 from federated.backends.client_runner import CLIENT_TRAINER_DEFAULTS, quiet_lightning
 from federated.checkpoint import stateful_callbacks
-from federated.config import FLOWER_NAMES, flower_hint
 from federated.data.datasets import FederatedData, as_federated_data
 from federated.strategies.strategy import Strategy
 

@@ -16,9 +16,7 @@ import glob
 import os
 import random
 import re
-import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from callbacks import Callback, ConfigError, MetricsLogger, ModelCheckpoint, TensorBoard, dump_yaml
+from callbacks import ConfigError, MetricsLogger, ModelCheckpoint, TensorBoard, dump_yaml
 from callbacks.arguments import echo
 from federated import data as _data  # noqa: F401 - registers the built-in data sets
 from federated import models as _models  # noqa: F401 - registers the built-in models
 from federated import strategies as _strategies  # noqa: F401 - registers the strategies
-from federated._build import (
+from federated.app.builders import (
     build_backend,
     build_callbacks_at,
     build_data,
@@ -40,8 +38,9 @@ from federated._build import (
     check_trainer,
     one_line,
 )
+from federated.app.config import load_config, read_yaml
+from federated.app.progress import RoundProgress
 from federated.checkpoint import HISTORY_LOG, load_checkpoint, stateful_callbacks
-from federated.config import load_config, read_yaml
 from federated.exceptions import CheckpointError
 from federated.trainer import FederatedTrainer
 
@@ -339,59 +338,6 @@ def _check_fits(checkpoint: Mapping[str, Any], path: str, trainer: FederatedTrai
                 "of the run that wrote it",
                 "callbacks",
             )
-
-
-class RoundProgress(Callback):
-    """Shows the rounds: a tqdm bar with the live metric on a terminal, one line per round otherwise.
-
-    A line ends with the time the round took and the time since the run started.
-
-    Args:
-        rounds: The number of rounds planned.
-        metric: The metric shown first. Defaults to ``"accuracy"``.
-        stream: Where to write. Defaults to ``sys.stderr``.
-
-    Example:
-        >>> progress = RoundProgress(rounds=20)
-        >>> progress.metric
-        'accuracy'
-    """
-
-    def __init__(self, rounds: int, metric: str = "accuracy", stream: Any = None) -> None:
-        self.rounds = rounds
-        self.metric = metric
-        self.stream = stream if stream is not None else sys.stderr
-        self._bar: Any = None
-        self._started = self._round_started = 0.0
-
-    def on_train_start(self, trainer: Any) -> None:
-        self._started = self._round_started = time.perf_counter()
-        if getattr(self.stream, "isatty", lambda: False)():
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=self.rounds, initial=trainer.current_round, desc="rounds", file=self.stream)
-
-    def on_round_end(self, trainer: Any, round_num: int, result: Any) -> None:
-        shown = {k: v for k, v in result.metrics.items() if k in (self.metric, "accuracy", "val_loss", "train_loss")}
-        if self._bar is not None:
-            self._bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()}, refresh=False)
-            self._bar.update(1)
-            return
-        failed = f", {len(result.failures)} failed" if result.failures else ""
-        values = "  ".join(f"{k}={v:.4f}" for k, v in shown.items())
-        now = time.perf_counter()
-        took, self._round_started = now - self._round_started, now
-        print(
-            f"round {round_num:>3}/{self.rounds}  {values}  clients={len(result.updates)}{failed}  "
-            f"took {took:.2f}s  total {now - self._started:.1f}s",
-            file=self.stream,
-            flush=True,
-        )
-
-    def on_train_end(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 def _under(entries: list[Any], out: str, path: str) -> list[Any]:
