@@ -6,12 +6,16 @@ loaded with ``torch.load(weights_only=True)``); update weights never go into the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 
-__all__ = ["ClientFailure", "ClientUpdate", "FederationResult", "RoundResult"]
+__all__ = ["ClientFailure", "ClientUpdate", "FederationResult", "RoundResult", "StateDict"]
+
+StateDict: TypeAlias = Mapping[str, torch.Tensor]
+"""A model's weights by name, as ``state_dict()`` gives them."""
 
 
 @dataclass(eq=False)

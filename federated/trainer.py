@@ -15,7 +15,7 @@ from lightning.pytorch import LightningModule, Trainer
 
 from callbacks import CallbackManager, OnError
 from federated import _checks
-from federated.backends.backend import Backend
+from federated.backends.backend import Backend, FitSetup
 from federated.backends.client_runner import (
     CLIENT_TRAINER_DEFAULTS,
     check_trainer_kwargs,
@@ -228,7 +228,7 @@ class FederatedTrainer:
         else:  # callbacks drawing random numbers (seed 003's adaptive selection) draw the same each run
             seed_everything(derive_seed(self.seed, 0, _GLOBAL))
         with quiet_lightning():
-            self.backend.start(self)
+            self.backend.start(self._fit_setup())
             try:
                 try:
                     self.manager.call("on_train_start", trainer=self)
@@ -372,6 +372,9 @@ class FederatedTrainer:
         return floats(out[0]) if out else {}
 
     # ------------------------------------------------------------------ state
+
+    def _fit_setup(self) -> FitSetup:
+        return FitSetup(self.model, self.clients, self.local_epochs, self.trainer_kwargs, self.reuse_trainer)
 
     def _reset(self) -> None:
         self.should_stop = False

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from lightning.pytorch import LightningModule
 
     from federated.client import Client
-    from federated.strategies.aggregate import StateDict
+    from federated.results import StateDict
 
 MISSING_RAY = "backend 'ray' needs the ray extra: pip install 'lightning-bridge[ray]'"
 

@@ -10,23 +10,42 @@ selects one with ``backend: {type: ray, args: {...}}``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lightning.pytorch import LightningModule
     from lightning.pytorch.callbacks import Callback as LightningCallback
 
     from federated.client import Client
-    from federated.results import ClientFailure, ClientUpdate
-    from federated.strategies.aggregate import StateDict
-    from federated.trainer import FederatedTrainer
+    from federated.results import ClientFailure, ClientUpdate, StateDict
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "FitSetup"]
+
+
+@dataclass(frozen=True)
+class FitSetup:
+    """What a backend needs to train a federation's clients, as Flower's ``FitIns`` carries a fit's.
+
+    Attributes:
+        model: The global model; workers train copies of it.
+        clients: Every client, by id.
+        local_epochs: Epochs of each client fit.
+        trainer_kwargs: ``lightning.Trainer`` arguments of every client fit.
+        reuse_trainer: Serve all client fits with one ``lightning.Trainer`` per worker.
+    """
+
+    model: LightningModule
+    clients: Sequence[Client]
+    local_epochs: int
+    trainer_kwargs: Mapping[str, Any]
+    reuse_trainer: bool = True
 
 
 class Backend:
     """Base of the client executors. The round loop calls, for each ``fit``::
 
-        backend.start(trainer)                    # once, before the first round
+        backend.start(setup)                      # once, before the first round
         for outcome in backend.fit_clients(...):  # once per round; outcomes in the clients' order
             ...
         backend.stop()                            # once, also after a failure
@@ -45,8 +64,8 @@ class Backend:
     Example:
         >>> from federated.backends.client_runner import ClientRunner
         >>> class InProcess(Backend):
-        ...     def start(self, trainer):
-        ...         self.runner = ClientRunner(trainer.model, local_epochs=trainer.local_epochs)
+        ...     def start(self, setup):
+        ...         self.runner = ClientRunner(setup.model, local_epochs=setup.local_epochs)
         ...     def fit_clients(self, clients, weights, *, round_num, seeds, lr_scale=1.0, callbacks=()):
         ...         for client, seed in zip(clients, seeds):
         ...             yield self.runner.fit(client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale,
@@ -60,8 +79,8 @@ class Backend:
         Called when a ``FederatedTrainer`` is built with this backend; nothing is refused by default.
         """
 
-    def start(self, trainer: FederatedTrainer) -> None:
-        """Called at the start of ``trainer.fit``: build the workers for ``trainer``'s model and clients."""
+    def start(self, setup: FitSetup) -> None:
+        """Called at the start of ``FederatedTrainer.fit``: build the workers for ``setup``'s model and clients."""
 
     def fit_clients(
         self,

@@ -23,7 +23,7 @@ from lightning_bridge.metrics import floats
 
 if TYPE_CHECKING:
     from federated.client import Client
-    from federated.strategies.aggregate import StateDict
+    from federated.results import StateDict
 
 __all__ = ["CLIENT_TRAINER_DEFAULTS", "ClientRunner", "derive_seed", "quiet_lightning", "seed_everything"]
 

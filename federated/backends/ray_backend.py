@@ -21,15 +21,14 @@ from federated.backends._ray_worker import (
     worker_env,
     worker_trainer_kwargs,
 )
-from federated.backends.backend import Backend
+from federated.backends.backend import Backend, FitSetup
 from federated.results import ClientFailure, ClientUpdate
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
 
     from federated.client import Client
-    from federated.strategies.aggregate import StateDict
-    from federated.trainer import FederatedTrainer
+    from federated.results import StateDict
 
 __all__ = ["RayBackend"]
 
@@ -143,9 +142,9 @@ class RayBackend(Backend):
     def check_trainer_kwargs(self, trainer_kwargs: Mapping[str, Any]) -> None:
         worker_trainer_kwargs(trainer_kwargs, self.num_gpus_per_client)
 
-    def start(self, trainer: FederatedTrainer) -> None:
+    def start(self, setup: FitSetup) -> None:
         ray = import_ray()
-        kwargs = worker_trainer_kwargs(trainer.trainer_kwargs, self.num_gpus_per_client)
+        kwargs = worker_trainer_kwargs(setup.trainer_kwargs, self.num_gpus_per_client)
         if not ray.is_initialized():
             if self.address is not None:
                 ray.init(address=self.address)
@@ -155,7 +154,7 @@ class RayBackend(Backend):
         try:
             self._check_resources(ray)
             try:
-                self._client_refs = [ray.put(client.fresh()) for client in trainer.clients]
+                self._client_refs = [ray.put(client.fresh()) for client in setup.clients]
             except Exception as exc:
                 what = f"{type(exc).__name__}: {exc}"
                 raise ValueError(f"the clients' data cannot be sent to Ray workers: {what}") from exc
@@ -166,7 +165,7 @@ class RayBackend(Backend):
                 max_restarts=0,
                 max_task_retries=0,
             )
-            args = (ray.put(trainer.model), trainer.local_epochs, kwargs, trainer.reuse_trainer)
+            args = (ray.put(setup.model), setup.local_epochs, kwargs, setup.reuse_trainer)
             threads = max(1, int(self.num_cpus_per_client))
             self._new_worker = lambda: actor.remote(*args, threads)
             self._workers = [self._new_worker() for _ in range(self.num_workers)]
@@ -217,7 +216,7 @@ class RayBackend(Backend):
     ) -> Iterator[ClientUpdate | ClientFailure]:
         ray = import_ray()
         if not self._workers:
-            raise RuntimeError("RayBackend.fit_clients before start(trainer)")
+            raise RuntimeError("RayBackend.fit_clients before start(setup)")
         n = len(clients)
         size = self.clients_per_call or _auto_size(n, self.num_workers, weights)
         r = _Round(

@@ -6,16 +6,14 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from callbacks import register
-from federated.backends.backend import Backend
+from federated.backends.backend import Backend, FitSetup
 from federated.backends.client_runner import ClientRunner
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
 
     from federated.client import Client
-    from federated.results import ClientFailure, ClientUpdate
-    from federated.strategies.aggregate import StateDict
-    from federated.trainer import FederatedTrainer
+    from federated.results import ClientFailure, ClientUpdate, StateDict
 
 __all__ = ["SequentialBackend"]
 
@@ -38,17 +36,17 @@ class SequentialBackend(Backend):
 
     def __init__(self) -> None:
         self._runner: ClientRunner | None = None
-        self._trainer: FederatedTrainer | None = None
+        self._setup: FitSetup | None = None
 
-    def start(self, trainer: FederatedTrainer) -> None:
-        if self._runner is None or self._trainer is not trainer:
+    def start(self, setup: FitSetup) -> None:
+        if self._runner is None or self._setup != setup:
             self._runner = ClientRunner(
-                trainer.model,
-                local_epochs=trainer.local_epochs,
-                trainer_kwargs=trainer.trainer_kwargs,
-                reuse_trainer=trainer.reuse_trainer,
+                setup.model,
+                local_epochs=setup.local_epochs,
+                trainer_kwargs=setup.trainer_kwargs,
+                reuse_trainer=setup.reuse_trainer,
             )
-            self._trainer = trainer
+            self._setup = setup
 
     def fit_clients(
         self,
@@ -62,6 +60,6 @@ class SequentialBackend(Backend):
     ) -> Iterator[ClientUpdate | ClientFailure]:
         runner = self._runner
         if runner is None:
-            raise RuntimeError("SequentialBackend.fit_clients before start(trainer)")
+            raise RuntimeError("SequentialBackend.fit_clients before start(setup)")
         for client, seed in zip(clients, seeds, strict=True):
             yield runner.fit(client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale, callbacks=callbacks)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from federated.results import StateDict
+
 __all__ = [
     "StateDict",
     "WeightedSum",
@@ -34,9 +36,6 @@ __all__ = [
     "weighted_average",
     "weighted_average_reference",
 ]
-
-StateDict = Mapping[str, torch.Tensor]
-"""A model state: parameter and buffer names mapped to tensors, as ``Module.state_dict()``."""
 
 
 @dataclass

@@ -9,8 +9,7 @@ import torch
 from federated.strategies.strategy import Strategy
 
 if TYPE_CHECKING:
-    from federated.results import ClientUpdate
-    from federated.strategies.aggregate import StateDict
+    from federated.results import ClientUpdate, StateDict
 
 __all__ = ["BufferedStrategy"]
 

@@ -11,8 +11,7 @@ from federated.strategies.aggregate import WeightedSum, accumulate, finalize, in
 from federated.strategies.strategy import Strategy
 
 if TYPE_CHECKING:
-    from federated.results import ClientUpdate
-    from federated.strategies.aggregate import StateDict
+    from federated.results import ClientUpdate, StateDict
 
 __all__ = ["FedAvg"]
 

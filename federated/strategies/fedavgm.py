@@ -12,7 +12,7 @@ from federated.strategies.server_step import ServerStep, clone_state, load_momen
 from federated.strategies.strategy import check_number
 
 if TYPE_CHECKING:
-    from federated.strategies.aggregate import StateDict
+    from federated.results import StateDict
 
 __all__ = ["FedAvgM"]
 

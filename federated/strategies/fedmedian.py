@@ -11,7 +11,7 @@ from federated.strategies.buffered import BufferedStrategy
 if TYPE_CHECKING:
     import torch
 
-    from federated.strategies.aggregate import StateDict
+    from federated.results import StateDict
 
 __all__ = ["FedMedian"]
 

@@ -14,7 +14,7 @@ from federated.strategies.fedavg import FedAvg
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
 
-    from federated.strategies.aggregate import StateDict
+    from federated.results import StateDict
 
 __all__ = ["FedProx"]
 

@@ -12,7 +12,7 @@ from federated.strategies.strategy import check_number
 if TYPE_CHECKING:
     import torch
 
-    from federated.strategies.aggregate import StateDict
+    from federated.results import StateDict
 
 __all__ = ["FedTrimmedAvg"]
 

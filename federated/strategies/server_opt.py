@@ -31,7 +31,7 @@ from typing import Literal
 
 import torch
 
-from federated.strategies.aggregate import StateDict
+from federated.results import StateDict
 
 __all__ = [
     "Moments",

@@ -10,8 +10,7 @@ import torch
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
 
-    from federated.results import ClientUpdate
-    from federated.strategies.aggregate import StateDict
+    from federated.results import ClientUpdate, StateDict
 
 __all__ = ["Strategy", "check_number"]
 

@@ -229,7 +229,7 @@ def test_workers_cannot_hang_on_device_probing_and_stay_quiet(digits6: Any) -> N
     # Prepare
     loaders, _ = digits6
     fed = federation(loaders, None, RayBackend(num_workers=1), rounds=1)
-    fed.backend.start(fed)
+    fed.backend.start(fed._fit_setup())
     try:
         # Execute: read each worker's environment and the trainer arguments it got
         names = ("PL_DISABLE_FORK", "PYTORCH_NVML_BASED_CUDA_CHECK", "CUDA_VISIBLE_DEVICES")
