@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import glob
 import os
-import random
 import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from callbacks import ConfigError, MetricsLogger, ModelCheckpoint, TensorBoard, dump_yaml
@@ -40,6 +38,7 @@ from federated.app.builders import (
 )
 from federated.app.config import load_config, read_yaml
 from federated.app.progress import RoundProgress
+from federated.backends.client_runner import seed_everything
 from federated.checkpoint import HISTORY_LOG, load_checkpoint, stateful_callbacks
 from federated.exceptions import CheckpointError
 from federated.trainer import FederatedTrainer
@@ -130,7 +129,7 @@ def prepare_run(
     config = load_config(config_path, list(overrides))
     out = config["output_dir"]
     _check_writable(out)
-    _seed(config["seed"])
+    seed_everything(config["seed"])
     data = build_data(config["data"], config["seed"])
     model = build_model(config["model"], data)
     strategy = build_strategy(config["strategy"])
@@ -446,12 +445,6 @@ def _within(path: str, directory: str) -> bool:
     """Whether ``path`` is ``directory`` or lies inside it."""
     path, directory = os.path.realpath(path), os.path.realpath(directory)
     return os.path.commonpath([path, directory]) == directory
-
-
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _atomic_write_text(path: str, text: str) -> None:
