@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import os
 import reprlib
 import types
@@ -15,7 +16,19 @@ from typing import Any
 
 from callbacks.exceptions import ConfigError
 
-__all__ = ["ECHO_LIMIT", "check_arguments", "describe", "echo", "key_path", "matches", "mismatch", "suggest"]
+__all__ = [
+    "ECHO_LIMIT",
+    "check_arguments",
+    "check_number",
+    "describe",
+    "echo",
+    "key_path",
+    "matches",
+    "mismatch",
+    "one_line",
+    "span",
+    "suggest",
+]
 
 ECHO_LIMIT = 80
 """The most characters of a value an error message shows."""
@@ -36,6 +49,63 @@ def echo(value: Any) -> str:
     """
     text = _ECHO.repr(value)
     return text if len(text) <= ECHO_LIMIT else f"{text[: ECHO_LIMIT - 3]}..."
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error's message on one line: its lines stripped and joined with ``" | "``.
+
+    Example:
+        >>> one_line(ValueError("bad value\\n  HINT: use 1"))
+        'bad value | HINT: use 1'
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " | ".join(lines) or (type(error).__name__ if isinstance(error, BaseException) else "")
+
+
+def span(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> str:
+    """A range as an error message writes it: ``[1, inf)``, ``(0, 1]``; an infinite end is open.
+
+    Example:
+        >>> span(0, 1, low_open=True), span(1)
+        ('(0, 1]', '[1, inf)')
+    """
+    left = "(" if low_open or math.isinf(low) else "["
+    right = ")" if high_open or math.isinf(high) else "]"
+    return f"{left}{low:g}, {high:g}{right}"
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    hint: str = "",
+) -> Any:
+    """Return ``value`` if it is a finite number (an int with ``integer``) in the range, else raise ``ValueError``.
+
+    The message names ``name``, the range and the value, as every range check of the project words it.
+
+    Example:
+        >>> check_number("beta_1", 0.9, low=0.0, high=1.0, high_open=True)
+        0.9
+        >>> check_number("rounds", 0, low=1, integer=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: `rounds` must be an int in [1, inf), got 0
+    """
+    kind = int if integer else (int, float)
+    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        what = "an int" if integer else "a number"
+        where = span(low, high, low_open=low_open, high_open=high_open)
+        raise ValueError(f"`{name}` must be {what} in {where}, got {value!r}{'; ' + hint if hint else ''}")
+    return value
 
 
 def mismatch(value: Any, hint: Any) -> str:
