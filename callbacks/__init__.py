@@ -17,6 +17,7 @@ from callbacks.callback import CONTEXT_ARGUMENTS as CONTEXT_ARGUMENTS
 from callbacks.callback import HOOK_ARGUMENTS as HOOK_ARGUMENTS
 from callbacks.callback import Callback as Callback
 from callbacks.early_stopping import EarlyStopping as EarlyStopping
+from callbacks.exceptions import ArgumentError as ArgumentError
 from callbacks.exceptions import BridgeError as BridgeError
 from callbacks.exceptions import ConfigError as ConfigError
 from callbacks.exceptions import HookSignatureError as HookSignatureError
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTEXT_ARGUMENTS",
     "HOOK_ARGUMENTS",
+    "ArgumentError",
     "BridgeError",
     "Callback",
     "CallbackManager",

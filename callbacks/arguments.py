@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from callbacks.exceptions import ConfigError
+from callbacks.exceptions import ArgumentError, ConfigError
 
 __all__ = [
     "ECHO_LIMIT",
@@ -85,7 +85,7 @@ def check_number(
     integer: bool = False,
     hint: str = "",
 ) -> Any:
-    """Return ``value`` if it is a finite number (an int with ``integer``) in the range, else raise ``ValueError``.
+    """Return ``value`` if it is a finite number (an int with ``integer``) in the range, else raise ``ArgumentError``.
 
     The message names ``name``, the range and the value, as every range check of the project words it.
 
@@ -95,7 +95,7 @@ def check_number(
         >>> check_number("rounds", 0, low=1, integer=True)
         Traceback (most recent call last):
         ...
-        ValueError: `rounds` must be an int in [1, inf), got 0
+        callbacks.exceptions.ArgumentError: `rounds` must be an int in [1, inf), got 0
     """
     kind = int if integer else (int, float)
     ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
@@ -104,7 +104,7 @@ def check_number(
     if not ok:
         what = "an int" if integer else "a number"
         where = span(low, high, low_open=low_open, high_open=high_open)
-        raise ValueError(f"`{name}` must be {what} in {where}, got {value!r}{'; ' + hint if hint else ''}")
+        raise ArgumentError(name, f"must be {what} in {where}, got {echo(value)}{'; ' + hint if hint else ''}")
     return value
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from callbacks.arguments import check_arguments, echo, suggest
-from callbacks.exceptions import ConfigError, RegistryError
+from callbacks.exceptions import ArgumentError, ConfigError, RegistryError
 
 __all__ = ["build", "build_callbacks", "register", "registered", "resolve"]
 
@@ -130,6 +130,10 @@ def build(kind: str, entry: Any, path: str) -> Any:
     check_arguments(target, args, f"{path}.args")
     try:
         return target(**args)
+    except ArgumentError as exc:  # the argument's own key path, when the entry gave it
+        if exc.argument in args:
+            raise ConfigError(exc.problem, f"{path}.args.{exc.argument}") from exc
+        raise ConfigError(f"{_qualname(target)}: {exc}", f"{path}.args") from exc
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{_qualname(target)}: {exc}", f"{path}.args") from exc
 
