@@ -12,6 +12,7 @@ from typing import Any
 
 from callbacks.arguments import key_path
 from callbacks.callback import Callback
+from callbacks.files import atomic_write
 from callbacks.rank_zero import is_global_zero
 from callbacks.registry import register
 
@@ -128,10 +129,8 @@ class MetricsLogger(Callback):
         if directory:
             os.makedirs(directory, exist_ok=True)
         if self._rewrite:
-            tmp = f"{self.path}.tmp"
-            with open(tmp, "w", newline="") as f:
+            with atomic_write(self.path, newline="") as f:
                 self._write_rows(f, self.history, header=True)
-            os.replace(tmp, self.path)
             self._rewrite = False
         else:
             with open(self.path, "a", newline="") as f:

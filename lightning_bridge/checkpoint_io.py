@@ -6,11 +6,14 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 from typing_extensions import override
+
+from callbacks.files import atomic_write
 
 __all__ = ["RecordingCheckpointIO"]
 
@@ -51,10 +54,12 @@ class RecordingCheckpointIO(_WrappingCheckpointIO):
             inner.save_checkpoint(checkpoint, path, storage_options)
             self._in_flight.append(target)
             return
-        if type(inner) is TorchCheckpointIO and _is_local_file_protocol(target):
-            tmp = f"{target}.tmp"
-            inner.save_checkpoint(checkpoint, tmp, storage_options)
-            os.replace(tmp, target)
+        if type(inner) is TorchCheckpointIO and storage_options is None and _is_local_path(target):
+            directory = os.path.dirname(target)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            with atomic_write(target, "wb") as f:
+                torch.save(checkpoint, f)
         else:
             inner.save_checkpoint(checkpoint, path, storage_options)
         self._record([target])
@@ -83,6 +88,11 @@ class RecordingCheckpointIO(_WrappingCheckpointIO):
         self.written.extend(paths)
         if self.on_written is not None:
             self.on_written()
+
+
+def _is_local_path(path: str) -> bool:
+    """Whether ``path`` is a plain local file path (not a URL, not even ``file://``)."""
+    return _is_local_file_protocol(path) and "://" not in path
 
 
 def _background_io(io: CheckpointIO | None) -> AsyncCheckpointIO | None:

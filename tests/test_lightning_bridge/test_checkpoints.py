@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from bridge_helpers import QUIET, Seed000Recorder, TinyRegression, epoch_events, hooks, loader
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import Trainer
 
 from callbacks import Callback, EarlyStopping, LRScheduler, MetricsLogger, ModelCheckpoint, TensorBoard
-from lightning_bridge import LightningCallbackAdapter
+from lightning_bridge import LightningCallbackAdapter, RecordingCheckpointIO
 
 SCORES = [1.0, 3.0, 2.0, 2.5]
 
@@ -38,6 +39,13 @@ class StateProbe(Callback):
         self.at_train_start = {cb.state_key: cb.state_dict() for cb in self.others}
 
 
+class Unsaveable:
+    """A checkpoint value that fails ``torch.save`` half-way."""
+
+    def __reduce__(self):
+        raise RuntimeError("cannot be saved")
+
+
 def fit(natives, max_epochs, ckpt_path=None, val=True):
     trainer = Trainer(max_epochs=max_epochs, callbacks=[LightningCallbackAdapter(natives, on_error="raise")], **QUIET)
     trainer.fit(TinyRegression(scores=SCORES), loader(), loader() if val else None, ckpt_path=ckpt_path)
@@ -62,6 +70,22 @@ def test_model_checkpoint_writes_periodic_best_and_last_files_atomically(tmp_pat
     state = native_states(loaded["best.ckpt"])["ModelCheckpoint{'metric': 'score', 'mode': 'max'}"]
     assert state == {"best": 3.0, "best_path": str(tmp_path / "best.ckpt"), "saved_epoch": 1}
     assert checkpoint.best == 3.0 and checkpoint.best_path == str(tmp_path / "best.ckpt")
+
+
+def test_recording_checkpoint_io_records_each_file_and_a_failed_save_leaves_the_old_one(tmp_path):
+    # Prepare
+    io = RecordingCheckpointIO(TorchCheckpointIO())
+    target = tmp_path / "ckpt" / "last.ckpt"
+
+    # Execute: the second save cannot pickle its content
+    io.save_checkpoint({"epoch": 1}, target)
+    with pytest.raises(RuntimeError, match="cannot be saved"):
+        io.save_checkpoint({"epoch": 2, "part": Unsaveable()}, target)
+
+    # Assert: the first file is whole and alone (no temporary file), and only it was recorded
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+    assert torch.load(target, weights_only=True) == {"epoch": 1}
+    assert io.written == [str(target)]
 
 
 def test_checkpoint_holds_the_five_native_states_and_a_resumed_fit_matches_an_uninterrupted_one(tmp_path):
