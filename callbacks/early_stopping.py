@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from callbacks.arguments import check_number
 from callbacks.monitor import Mode, MonitorCallback
 from callbacks.registry import register
 
@@ -25,7 +26,8 @@ class EarlyStopping(MonitorCallback):
         min_delta: The smallest change that counts as improvement. Defaults to ``0.0``.
 
     Raises:
-        ValueError: ``patience`` < 1, or a bad ``metric``/``mode``/``min_delta``.
+        ArgumentError: ``patience`` is not an int >= 1, or ``min_delta`` not a number >= 0.
+        ValueError: A bad ``metric`` or ``mode``.
 
     Example:
         >>> from types import SimpleNamespace
@@ -41,8 +43,7 @@ class EarlyStopping(MonitorCallback):
         self, patience: int = 10, metric: str = "accuracy", mode: Mode = "max", min_delta: float = 0.0
     ) -> None:
         super().__init__(metric=metric, mode=mode, min_delta=min_delta)
-        if patience < 1:
-            raise ValueError(f"`patience` must be >= 1, got {patience!r}")
+        check_number("patience", patience, low=1, integer=True)
         self.patience = patience
         self.counter = 0
         self.stopped_at: int | None = None

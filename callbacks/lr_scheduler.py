@@ -9,6 +9,7 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, MultiStepLR, ReduceLROnPlateau, StepLR
 from torch.optim.lr_scheduler import LRScheduler as TorchLRScheduler
 
+from callbacks.arguments import check_number
 from callbacks.callback import Callback
 from callbacks.monitor import Mode
 from callbacks.registry import register
@@ -45,7 +46,8 @@ class LRScheduler(Callback):
         mode: ``"min"`` or ``"max"``, for ``plateau``. Defaults to ``"min"``.
 
     Raises:
-        ValueError: Unknown ``scheduler_type`` or an out-of-range argument.
+        ValueError: Unknown ``scheduler_type`` or ``mode``.
+        ArgumentError: ``step_size`` or ``T_max`` is not an int >= 1, or ``gamma`` or ``factor`` not a number > 0.
 
     Example:
         >>> from types import SimpleNamespace
@@ -73,11 +75,10 @@ class LRScheduler(Callback):
     ) -> None:
         if scheduler_type not in SCHEDULER_TYPES:
             raise ValueError(f"`scheduler_type` can be {', '.join(SCHEDULER_TYPES)}, got {scheduler_type!r}")
-        for name, value in (("step_size", step_size), ("T_max", T_max)):
-            if value < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value!r}")
-        if gamma <= 0 or factor <= 0:
-            raise ValueError(f"`gamma` and `factor` must be > 0, got gamma={gamma!r}, factor={factor!r}")
+        check_number("step_size", step_size, low=1, integer=True)
+        check_number("T_max", T_max, low=1, integer=True)
+        check_number("gamma", gamma, low=0.0, low_open=True)
+        check_number("factor", factor, low=0.0, low_open=True)
         if mode not in ("min", "max"):
             raise ValueError(f"`mode` can be 'min' or 'max', got {mode!r}")
         self.scheduler_type = scheduler_type

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from callbacks.arguments import check_number
 from callbacks.monitor import Mode, MonitorCallback
 from callbacks.registry import register
 
@@ -38,7 +39,8 @@ class ModelCheckpoint(MonitorCallback):
         save_last: Whether to keep ``last.ckpt``. Defaults to ``True``.
 
     Raises:
-        ValueError: ``save_every`` < 0, or a bad ``metric``/``mode``.
+        ArgumentError: ``save_every`` is not an int >= 0.
+        ValueError: A bad ``metric`` or ``mode``.
 
     Example:
         >>> ckpt = ModelCheckpoint(save_dir="ckpts", metric="val_loss", mode="min", save_every=5)
@@ -56,8 +58,7 @@ class ModelCheckpoint(MonitorCallback):
         save_last: bool = True,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
-        if save_every < 0:
-            raise ValueError(f"`save_every` must be >= 0 (0 disables periodic saves), got {save_every!r}")
+        check_number("save_every", save_every, low=0, integer=True, hint="0 disables periodic saves")
         self.save_dir = os.fspath(save_dir)
         self.save_best = save_best
         self.save_every = save_every

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from callbacks.arguments import check_number
 from callbacks.callback import Callback
 from callbacks.exceptions import MetricNotFoundError
 
@@ -27,7 +28,8 @@ class MonitorCallback(Callback):
         min_delta: The smallest change that counts as an improvement. Defaults to ``0.0``.
 
     Raises:
-        ValueError: ``mode`` is not ``"min"``/``"max"``, ``metric`` is empty or ``min_delta`` < 0.
+        ValueError: ``mode`` is not ``"min"``/``"max"`` or ``metric`` is empty.
+        ArgumentError: ``min_delta`` is not a number >= 0.
 
     Example:
         >>> watch = MonitorCallback(metric="val_loss", mode="min")
@@ -40,8 +42,7 @@ class MonitorCallback(Callback):
             raise ValueError(f"`mode` can be 'min' or 'max', got {mode!r}")
         if not isinstance(metric, str) or not metric:
             raise ValueError(f"`metric` must be a non-empty metric name, got {metric!r}")
-        if min_delta < 0:
-            raise ValueError(f"`min_delta` must be >= 0, got {min_delta!r}")
+        check_number("min_delta", min_delta, low=0.0)
         self.metric = metric
         self.mode: Mode = mode
         self.min_delta = float(min_delta)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from callbacks import CallbackManager, EarlyStopping, MetricNotFoundError
+from callbacks import ArgumentError, CallbackManager, EarlyStopping, MetricNotFoundError
 
 
 def server():
@@ -192,12 +192,24 @@ def test_early_stopping_nan_is_no_improvement():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"patience": 0}, "`patience` must be >= 1, got 0"),
         ({"mode": "maxx"}, "`mode` can be 'min' or 'max', got 'maxx'"),
         ({"metric": ""}, "`metric` must be a non-empty metric name"),
-        ({"min_delta": -0.1}, "`min_delta` must be >= 0, got -0.1"),
     ],
 )
 def test_early_stopping_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         EarlyStopping(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "problem"),
+    [
+        ("patience", 0, "must be an int in [1, inf), got 0"),
+        ("patience", 2.5, "must be an int in [1, inf), got 2.5"),
+        ("min_delta", -0.1, "must be a number in [0, inf), got -0.1"),
+    ],
+)
+def test_early_stopping_rejects_numbers_out_of_range(argument, value, problem):
+    with pytest.raises(ArgumentError) as caught:
+        EarlyStopping(**{argument: value})
+    assert (caught.value.argument, caught.value.problem) == (argument, problem)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from callbacks import CallbackManager, ModelCheckpoint
+from callbacks import ArgumentError, CallbackManager, ModelCheckpoint
 
 
 class RecordingTrainer:
@@ -153,5 +153,7 @@ def test_model_checkpoint_state_round_trip_gives_back_the_saved_state():
 
 
 def test_model_checkpoint_rejects_a_negative_period():
-    with pytest.raises(ValueError, match=r"`save_every` must be >= 0 \(0 disables periodic saves\), got -1"):
+    with pytest.raises(ArgumentError) as caught:
         ModelCheckpoint(save_every=-1)
+    assert caught.value.argument == "save_every"
+    assert caught.value.problem == "must be an int in [0, inf), got -1; 0 disables periodic saves"

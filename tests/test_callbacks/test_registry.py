@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from callbacks import (
+    ArgumentError,
     Callback,
     ConfigError,
     EarlyStopping,
@@ -268,7 +269,7 @@ CONFIG_MISTAKES = {
     ),
     "value out of range": (
         [{"type": "early_stopping", "args": {"patience": 0}}],
-        "callbacks[0].args: callbacks.early_stopping.EarlyStopping: `patience` must be >= 1, got 0",
+        "callbacks[0].args.patience: must be an int in [1, inf), got 0",
         [],
     ),
     "not a list": (
@@ -343,8 +344,8 @@ def test_build_callbacks_error_keeps_the_path_and_the_cause():
         build_callbacks([{"type": "early_stopping", "args": {"patience": 0}}], path="federation.callbacks")
 
     # Assert
-    assert info.value.path == "federation.callbacks[0].args"
-    assert isinstance(info.value.__cause__, ValueError)
+    assert info.value.path == "federation.callbacks[0].args.patience"
+    assert isinstance(info.value.__cause__, ArgumentError)
     assert isinstance(info.value, ValueError)  # callers catching ValueError still catch it
 
 
