@@ -7,8 +7,7 @@ built-ins that need it (``LRScheduler``, ``TensorBoard``) load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from callbacks._yaml import dump_yaml as dump_yaml
 from callbacks._yaml import load_yaml as load_yaml
@@ -23,6 +22,7 @@ from callbacks.exceptions import ConfigError as ConfigError
 from callbacks.exceptions import HookSignatureError as HookSignatureError
 from callbacks.exceptions import MetricNotFoundError as MetricNotFoundError
 from callbacks.exceptions import RegistryError as RegistryError
+from callbacks.lazy import lazy_exports
 from callbacks.manager import CallbackManager as CallbackManager
 from callbacks.manager import OnError as OnError
 from callbacks.metrics_logger import MetricsLogger as MetricsLogger
@@ -69,12 +69,4 @@ __all__ = [
 _LAZY = {"LRScheduler": "callbacks.lr_scheduler", "TensorBoard": "callbacks.tensorboard"}
 """Public names whose modules import torch, loaded on first access (PEP 562)."""
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

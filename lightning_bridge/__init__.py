@@ -6,8 +6,9 @@ load Lightning on first access (PEP 562), so the command line answers ``--help``
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from callbacks.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lightning_bridge.adapter import LightningCallbackAdapter as LightningCallbackAdapter
@@ -21,12 +22,4 @@ _LAZY = {
 }
 """Where each public name is defined."""
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

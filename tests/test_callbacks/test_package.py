@@ -84,6 +84,7 @@ def test_callbacks_sources_import_no_lightning():
 def test_callbacks_public_names_resolve():
     # Assert (ruff's RUF022 keeps `__all__` sorted)
     assert len(set(callbacks.__all__)) == len(callbacks.__all__)
+    assert dir(callbacks) == sorted(callbacks.__all__)
     for name in callbacks.__all__:
         assert getattr(callbacks, name) is not None
 

@@ -1,0 +1,35 @@
+"""The lightning_bridge package as a whole: Lightning loads on first access of a public name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import lightning_bridge
+
+
+def test_lightning_bridge_import_loads_no_lightning_until_a_public_name_is_used():
+    # Execute
+    code = (
+        "import sys, lightning_bridge; "
+        "assert not any(m == 'lightning' or m.startswith('lightning.') for m in sys.modules); "
+        "assert 'torch' not in sys.modules; "
+        "from lightning_bridge import LightningCallbackAdapter; "
+        "assert LightningCallbackAdapter.__module__ == 'lightning_bridge.adapter'; "
+        "assert 'lightning' in sys.modules"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    # Assert
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_lightning_bridge_lists_and_resolves_its_public_names():
+    # Assert
+    assert dir(lightning_bridge) == sorted(lightning_bridge.__all__)
+    for name in lightning_bridge.__all__:
+        assert getattr(lightning_bridge, name).__name__ == name
+    with pytest.raises(AttributeError, match="module 'lightning_bridge' has no attribute 'Adapter'"):
+        lightning_bridge.Adapter  # noqa: B018
