@@ -51,15 +51,15 @@ def echo(value: Any) -> str:
     return text if len(text) <= ECHO_LIMIT else f"{text[: ECHO_LIMIT - 3]}..."
 
 
-def one_line(error: BaseException | str) -> str:
-    """An error's message on one line: its lines stripped and joined with ``" | "``.
+def one_line(error: BaseException | str, lines: int | None = None) -> str:
+    """An error's message on one line: its first ``lines`` lines (all by default) stripped, joined with ``" | "``.
 
     Example:
-        >>> one_line(ValueError("bad value\\n  HINT: use 1"))
-        'bad value | HINT: use 1'
+        >>> one_line(ValueError("bad value\\n  HINT: use 1")), one_line("Traceback:\\n  ...", lines=1)
+        ('bad value | HINT: use 1', 'Traceback:')
     """
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return " | ".join(lines) or (type(error).__name__ if isinstance(error, BaseException) else "")
+    kept = [line.strip() for line in str(error).splitlines() if line.strip()][:lines]
+    return " | ".join(kept) or (type(error).__name__ if isinstance(error, BaseException) else "")
 
 
 def span(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> str:
@@ -71,7 +71,11 @@ def span(low: float, high: float = math.inf, *, low_open: bool = False, high_ope
     """
     left = "(" if low_open or math.isinf(low) else "["
     right = ")" if high_open or math.isinf(high) else "]"
-    return f"{left}{low:g}, {high:g}{right}"
+    return f"{left}{_end(low)}, {_end(high)}{right}"
+
+
+def _end(bound: float) -> str:
+    return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
 
 def check_number(
@@ -95,7 +99,7 @@ def check_number(
         >>> check_number("rounds", 0, low=1, integer=True)
         Traceback (most recent call last):
         ...
-        callbacks.exceptions.ArgumentError: `rounds` must be an int in [1, inf), got 0
+        callbacks.exceptions.ArgumentError: `rounds`: must be an int in [1, inf), got 0
     """
     kind = int if integer else (int, float)
     ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)

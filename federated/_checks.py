@@ -1,7 +1,12 @@
-"""Argument checks of ``FederatedTrainer``: one readable line per mistake, naming the parameter."""
+"""Argument checks of ``FederatedTrainer``: one readable line per mistake, naming the parameter.
+
+Every value error is an :class:`~callbacks.ArgumentError` naming the parameter, so that the YAML
+application reports it at the config key that set it.
+"""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -11,8 +16,10 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset
 
-from callbacks import build_callbacks, resolve
+from callbacks import ArgumentError, BridgeError, CallbackManager, OnError, build_callbacks, resolve
+from callbacks.arguments import check_number, one_line, span
 from federated.backends.backend import Backend
+from federated.checkpoint import stateful_callbacks
 from federated.strategies.strategy import Strategy
 
 
@@ -20,9 +27,10 @@ def check_model(model: Any, needs_validation: bool) -> LightningModule:
     if not isinstance(model, LightningModule):
         raise TypeError(f"`model` must be a lightning.LightningModule, got {type(model).__name__}")
     if needs_validation and not is_overridden("validation_step", model):
-        raise ValueError(
-            f"`test_data` is given but {type(model).__name__} has no `validation_step`; the server evaluates "
-            "the global model with it. HINT: define `validation_step`, or pass `test_data=None`"
+        raise ArgumentError(
+            "model",
+            f"{type(model).__name__} has no `validation_step`, which the server's evaluation of the global model "
+            "on the test data runs; define it (log `accuracy` or another metric with self.log)",
         )
     return model
 
@@ -37,36 +45,34 @@ def as_loader(data: Any, name: str, batch_size: int, shuffle: bool) -> DataLoade
     try:
         size = len(loader.dataset)  # type: ignore[arg-type]
     except TypeError:
-        raise ValueError(f"`{name}` must have a sized dataset (its length is the client's FedAvg weight)") from None
+        raise ArgumentError(name, "must have a sized dataset (its length is the client's FedAvg weight)") from None
     if size < 1:
-        raise ValueError(f"`{name}` is empty")
+        raise ArgumentError(name, "is empty; every client needs at least one sample (use fewer clients or more data)")
     return loader
 
 
 def client_loaders(client_data: Any, batch_size: int) -> list[DataLoader]:
     if isinstance(client_data, (DataLoader, Dataset)) or not isinstance(client_data, Sequence) or not client_data:
-        raise ValueError(
-            "`client_data` must be a non-empty list with one DataLoader (or Dataset) per client, "
-            f"got {type(client_data).__name__}"
+        raise ArgumentError(
+            "client_data",
+            f"must be a non-empty list with one DataLoader (or Dataset) per client, got {type(client_data).__name__}",
         )
     return [as_loader(d, f"client_data[{i}]", batch_size, shuffle=True) for i, d in enumerate(client_data)]
 
 
 def positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
-    return value
+    return int(check_number(name, value, low=minimum, integer=True))
 
 
 def clients_per_round(value: Any, num_clients: int) -> int:
-    if isinstance(value, float) and not isinstance(value, bool):
-        if not (0 < value <= 1) or math.isnan(value):
-            raise ValueError(f"`clients_per_round` as a fraction must be in (0, 1], got {value!r}")
-        return max(1, round(value * num_clients))
+    if isinstance(value, float):
+        fraction = check_number("clients_per_round", value, low=0, high=1, low_open=True)
+        return max(1, round(fraction * num_clients))
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= num_clients:
-        raise ValueError(
-            f"`clients_per_round` must be an int in [1, {num_clients}] (the number of clients) or a fraction "
-            f"in (0, 1], got {value!r}"
+        raise ArgumentError(
+            "clients_per_round",
+            f"must be an int in {span(1, num_clients)} (there are {num_clients} clients) or a fraction in "
+            f"{span(0, 1, low_open=True)}, got {value!r}",
         )
     return value
 
@@ -74,11 +80,11 @@ def clients_per_round(value: Any, num_clients: int) -> int:
 def min_clients(value: Any, per_round: int) -> int:
     positive_int(value, "min_clients")
     if value > per_round:
-        raise ValueError(
-            f"`min_clients` ({value}) cannot exceed the clients sampled per round ({per_round}); "
-            "HINT: lower `min_clients` or raise `clients_per_round`"
+        raise ArgumentError(
+            "min_clients",
+            f"must be an int in {span(1, per_round)}: {value} is more than the {per_round} clients sampled per round",
         )
-    return value
+    return int(value)
 
 
 def strategy(value: Any) -> Strategy:
@@ -115,6 +121,34 @@ def native_callbacks(value: Any, name: str) -> list[Any]:
     return items
 
 
+def on_error(value: Any) -> OnError:
+    if value not in ("warn", "raise"):
+        raise ArgumentError("on_error", f"can be 'warn' or 'raise', got {value!r}")
+    return value
+
+
+def server_callbacks(callbacks: list[Any], policy: OnError) -> CallbackManager:
+    """The dispatcher of the server callbacks: their hooks bind and their state keys are distinct."""
+    try:
+        manager = CallbackManager(callbacks, on_error=policy)
+        stateful_callbacks(manager.callbacks)  # refuse shared state keys now, not at the first save
+    except (BridgeError, TypeError, ValueError) as exc:
+        raise ArgumentError("callbacks", one_line(exc)) from exc
+    return manager
+
+
+def client_callbacks(template: list[Any], policy: OnError) -> list[Any]:
+    """``template``, once a copy of it has been bridged into Lightning (hooks bound, state keys distinct)."""
+    if template:
+        from lightning_bridge.adapter import LightningCallbackAdapter
+
+        try:
+            LightningCallbackAdapter(copy.deepcopy(template), on_error=policy)
+        except (BridgeError, TypeError, ValueError) as exc:
+            raise ArgumentError("client_callbacks", one_line(exc)) from exc
+    return template
+
+
 def checkpoint_dir(value: Any) -> str | None:
     if value is None:
         return None
@@ -130,15 +164,15 @@ def selection_weights(weights: Any, num_clients: int) -> list[float]:
     out = [0.0] * num_clients
     for client_id, weight in weights.items():
         if isinstance(client_id, bool) or not isinstance(client_id, int) or not 0 <= client_id < num_clients:
-            raise ValueError(
-                f"`client_selection_weights` names client {client_id!r}; client ids are 0..{num_clients - 1}"
+            raise ArgumentError(
+                "client_selection_weights", f"names client {client_id!r}; client ids are 0..{num_clients - 1}"
             )
         value = float(weight)
         if not math.isfinite(value) or value < 0:
-            raise ValueError(
-                f"`client_selection_weights[{client_id}]` must be a finite weight >= 0, got {weight!r}"
+            raise ArgumentError(
+                f"client_selection_weights[{client_id}]", f"must be a finite weight >= 0, got {weight!r}"
             )
         out[client_id] = value
     if not any(out):
-        raise ValueError("`client_selection_weights` gives no client a positive weight; no client can be selected")
+        raise ArgumentError("client_selection_weights", "gives no client a positive weight; no client can be selected")
     return out

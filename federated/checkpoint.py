@@ -93,8 +93,13 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) ->
     return path
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str], mmap: bool = False) -> dict[str, Any]:
     """Read a federation checkpoint with ``torch.load(weights_only=True)``.
+
+    Args:
+        path: The checkpoint file.
+        mmap: Map the tensors' storage from the file instead of reading it: the checkpoint's round,
+            shapes and states cost the pickle alone. Defaults to ``False``.
 
     Raises:
         FileNotFoundError: No file at ``path``.
@@ -111,7 +116,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch warns before refusing some pickles; the error says enough
-                checkpoint = torch.load(f, map_location="cpu", weights_only=True)
+                checkpoint = torch.load(path if mmap else f, map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as exc:
             raise CheckpointError(_unreadable(path, exc)) from exc
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:

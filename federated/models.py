@@ -11,6 +11,7 @@ from torch.nn import functional as F  # noqa: N812 - the usual alias
 from torchmetrics.classification import MulticlassAccuracy
 
 from callbacks import register
+from callbacks.arguments import check_number
 
 __all__ = ["MLP"]
 
@@ -54,10 +55,8 @@ class MLP(LightningModule):
     ) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("hidden", hidden), ("num_classes", num_classes)):
-            if value < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value!r}")
-        if lr <= 0:
-            raise ValueError(f"`lr` must be > 0, got {lr!r}")
+            check_number(name, value, low=1, integer=True)
+        check_number("lr", lr, low=0, low_open=True)
         self.save_hyperparameters()
         self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
         self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")

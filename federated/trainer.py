@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 
-from callbacks import CallbackManager, OnError
+from callbacks import OnError
 from federated import _checks
 from federated.backends.backend import Backend, FitSetup
 from federated.backends.client_runner import (
@@ -33,7 +33,6 @@ from federated.checkpoint import (
     load_history,
     save_checkpoint,
     set_rng_states,
-    stateful_callbacks,
 )
 from federated.client import Client
 from federated.exceptions import CheckpointError, NotEnoughClientsError
@@ -175,12 +174,11 @@ class FederatedTrainer:
         self.seed = _checks.positive_int(seed, "seed", minimum=0)
         self.checkpoint_dir = _checks.checkpoint_dir(checkpoint_dir)
         self.strategy = _checks.strategy(strategy)
-        self.manager = CallbackManager(_checks.native_callbacks(callbacks, "callbacks"), on_error=on_error)
-        stateful_callbacks(self.manager.callbacks)  # refuse shared state keys now, not at the first save
-        template = _checks.native_callbacks(client_callbacks, "client_callbacks")
-        if template:
-            import lightning_bridge.adapter  # noqa: F401 - fail here if the adapter cannot be imported
-        self.clients = [Client(i, loader, template, on_error=on_error) for i, loader in enumerate(loaders)]
+        policy = _checks.on_error(on_error)
+        self.manager = _checks.server_callbacks(_checks.native_callbacks(callbacks, "callbacks"), policy)
+        template = _checks.client_callbacks(_checks.native_callbacks(client_callbacks, "client_callbacks"), policy)
+        self._client_callbacks = template
+        self.clients = [Client(i, loader, template, on_error=policy) for i, loader in enumerate(loaders)]
         self.trainer_kwargs = dict(trainer_kwargs or {})
         check_trainer_kwargs(self.trainer_kwargs)
         self.reuse_trainer = reuse_trainer
@@ -198,6 +196,11 @@ class FederatedTrainer:
     def callbacks(self) -> list[Any]:
         """The server's native callbacks, in dispatch order."""
         return self.manager.callbacks
+
+    @property
+    def client_callbacks(self) -> list[Any]:
+        """The native callbacks each client copies into its Lightning fits (the templates, not the copies)."""
+        return self._client_callbacks
 
     @property
     def global_weights(self) -> dict[str, torch.Tensor]:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from callbacks import BridgeError, ConfigError
+from callbacks.arguments import one_line
 
 __all__ = ["main"]
 
@@ -27,7 +28,7 @@ example:
   python -m lightning_bridge.fed --config examples/fed.yaml --resume auto     # after a crash
   python -m lightning_bridge.fed --config examples/fed.yaml --validate        # check only
 
-A config (every key is optional; see the README for all of them):
+A config (every key is optional; docs/cli.md lists them all):
   seed: 0
   rounds: 20
   output_dir: runs/digits
@@ -112,7 +113,7 @@ def _yaml_string(text: str) -> str:
 
 def _fail(status: int, message: str) -> int:
     """Print ``message`` as one ``error:`` line on stderr, cut to :data:`MAX_ERROR_LINE`; return ``status``."""
-    text = " | ".join(line.strip() for line in message[: 2 * MAX_ERROR_LINE].splitlines() if line.strip())
+    text = one_line(message[: 2 * MAX_ERROR_LINE])
     if len(text) > MAX_ERROR_LINE:
         text = f"{text[: MAX_ERROR_LINE - 3]}..."
     print(f"error: {text}", file=sys.stderr, flush=True)

@@ -1,58 +1,41 @@
-"""Build what a federation config names, turning every failure into one ``ConfigError`` line.
+"""Build the ``FederatedTrainer`` a checked federation config names, turning every failure into one ``ConfigError``.
 
-Used by :func:`federated.app.run.prepare_run`. User code (a data function, a LightningModule, a
-callback or strategy class named by import path) may raise anything while it is built; that is a
-configuration problem of the entry that named it, reported with that entry's key path.
+:func:`build_trainer` is the one entry, used by :func:`federated.app.run.prepare_run`. User code (a
+data function, a LightningModule, a callback or strategy class named by import path) may raise
+anything while it is built; that is a configuration problem of the entry that named it, reported
+with that entry's key path. What ``FederatedTrainer`` itself refuses (its
+:class:`~callbacks.ArgumentError`) is reported at the config key that set the argument.
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
+import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning
-from lightning.pytorch.strategies import SingleDeviceStrategy
-from lightning.pytorch.utilities.model_helpers import is_overridden
-from torch.utils.data import DataLoader, Dataset
 
-from callbacks import BridgeError, CallbackManager, ConfigError, build, registered, resolve
-from callbacks.arguments import check_arguments, echo, suggest
+from callbacks import (
+    ArgumentError,
+    BridgeError,
+    ConfigError,
+    MetricsLogger,
+    TensorBoard,
+    build,
+    registered,
+    resolve,
+)
+from callbacks.arguments import check_arguments, echo, one_line, suggest
 from federated.app.config import FLOWER_NAMES, flower_hint
+from federated.app.progress import RoundProgress
 from federated.backends.backend import Backend
-from federated.backends.client_runner import CLIENT_TRAINER_DEFAULTS, quiet_lightning
-from federated.checkpoint import stateful_callbacks
 from federated.data.datasets import FederatedData, as_federated_data
 from federated.strategies.strategy import Strategy
+from federated.trainer import FederatedTrainer
 
-__all__ = [
-    "build_backend",
-    "build_callbacks_at",
-    "build_data",
-    "build_model",
-    "build_strategy",
-    "check_trainer",
-    "one_line",
-]
-
-RESERVED_TRAINER_KEYS = {
-    "max_epochs": "clients.local_epochs",
-    "min_epochs": "clients.local_epochs",
-    "callbacks": "client_callbacks",
-    "logger": "callbacks (e.g. tensorboard)",
-    "enable_checkpointing": "callbacks (model_checkpoint)",
-}
-"""``trainer`` keys the federation sets itself, and the config key to use instead."""
-
-TRAINER_KEYS_CHECKED_ALONE = ("accelerator", "devices", "num_nodes", "strategy")
-"""``trainer`` keys tried one by one (each with those before it), so that a refusal names its key."""
-
-ONE_DEVICE = (
-    "a client's fit runs on one device in this process (devices: 1, [i], or \"auto\" finding one); "
-    "for clients in parallel use the Ray backend (`backend.type: ray`)"
-)
-"""What a client's ``lightning.Trainer`` may use, said when a config asks for more."""
+__all__ = ["ARGUMENT_KEYS", "DATA_KEYWORDS", "PATH_ARGUMENTS", "build_trainer", "watched_metric", "within"]
 
 USER_CODE_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
 """What user code may raise while it is built, as a config error of its entry (a Ctrl-C still stops)."""
@@ -69,11 +52,96 @@ DATA_KEYWORDS = {
 }
 """The keywords a data function may take, and the config keys they come from."""
 
+ARGUMENT_KEYS = {
+    "model": "model.type",
+    "client_data": "data",
+    "test_data": "data",
+    "rounds": "rounds",
+    "local_epochs": "clients.local_epochs",
+    "min_clients": "clients.min_clients",
+    "strategy": "strategy",
+    "callbacks": "callbacks",
+    "client_callbacks": "client_callbacks",
+    "trainer_kwargs": "trainer",
+    "seed": "seed",
+    "checkpoint_dir": "output_dir",
+    "on_error": "on_error",
+    "batch_size": "data.batch_size",
+    "backend": "backend",
+}
+"""The config key of each ``FederatedTrainer`` argument (``clients_per_round`` has two: see :func:`_config_key`)."""
 
-def one_line(exc: BaseException) -> str:
-    """``exc``'s message on one line (a multi-line message is joined with ``" | "``)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " | ".join(lines) or type(exc).__name__
+
+def build_trainer(config: Mapping[str, Any]) -> FederatedTrainer:
+    """The ``FederatedTrainer`` of a checked ``config``: its data, model, strategy, backend and callbacks built.
+
+    Raises:
+        ConfigError: What the data function, the model, the strategy, the backend or the trainer
+            refuses, at the key path that set it.
+    """
+    data = build_data(config["data"], config["seed"])
+    model = build_model(config["model"], data)
+    strategy, backend = build_strategy(config["strategy"]), build_backend(config["backend"])
+    callbacks, client_callbacks = build_run_callbacks(config)
+    clients = config["clients"]
+    try:
+        return FederatedTrainer(
+            model,
+            data.client_loaders,
+            data.test_loader,
+            rounds=config["rounds"],
+            clients_per_round=clients["per_round"] if clients["per_round"] is not None else clients["fraction"],
+            local_epochs=clients["local_epochs"],
+            strategy=strategy,
+            callbacks=callbacks,
+            client_callbacks=client_callbacks,
+            trainer_kwargs=_trainer_section(config["trainer"]),
+            min_clients=clients["min_clients"],
+            seed=config["seed"],
+            checkpoint_dir=os.path.join(config["output_dir"], "checkpoints"),
+            on_error=config["on_error"],
+            batch_size=config["data"]["batch_size"],  # for client data given as a Dataset
+            backend=backend,
+        )
+    except ArgumentError as exc:
+        key, inner = _config_key(exc.argument, clients)
+        raise ConfigError(exc.problem if inner else str(exc), key) from exc
+    except ConfigError as exc:  # a check of a ``trainer_kwargs`` name or type, at ``trainer_kwargs.<name>``
+        root, _, rest = exc.path.partition(".")
+        raise ConfigError(exc.message, f"{ARGUMENT_KEYS.get(root, root)}{'.' if rest else ''}{rest}") from exc
+
+
+def _config_key(argument: str, clients: Mapping[str, Any]) -> tuple[str, bool]:
+    """The config key of a ``FederatedTrainer`` ``argument`` (``trainer_kwargs.devices``: ``trainer.devices``).
+
+    The flag says whether the key names the argument itself; where it does not (``client_data[3]``:
+    ``data``), the message keeps the argument's name.
+    """
+    root = re.match(r"\w+", argument)
+    name = root.group(0) if root else argument
+    rest = argument[len(name):]
+    if name == "clients_per_round":
+        return ("clients.per_round" if clients["per_round"] is not None else "clients.fraction"), True
+    key = ARGUMENT_KEYS.get(name, name)
+    if rest.startswith("."):
+        return f"{key}{rest}", True
+    return key, not rest
+
+
+def _trainer_section(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``trainer`` keys, less those the config sets elsewhere (the rest ``FederatedTrainer`` checks)."""
+    for key, instead in RESERVED_TRAINER_KEYS.items():
+        if key in section:
+            raise ConfigError(f"set by the federation; use `{instead}` instead", f"trainer.{key}")
+    return dict(section)
+
+
+RESERVED_TRAINER_KEYS = {
+    "callbacks": "client_callbacks",
+    "logger": "callbacks (e.g. tensorboard)",
+    "enable_checkpointing": "callbacks (model_checkpoint)",
+}
+"""``trainer`` keys that have a config key of their own, and that key."""
 
 
 def _raised(what: str, exc: BaseException) -> str:
@@ -114,6 +182,11 @@ def build_data(section: Mapping[str, Any], seed: int) -> FederatedData:
     check_arguments(fn, {**kwargs, **args}, "data.args")
     try:
         data = fn(**kwargs, **args)
+    except ArgumentError as exc:  # at the key that gave the argument, when one did
+        key = DATA_KEYWORDS.get(exc.argument) or (f"data.args.{exc.argument}" if exc.argument in args else None)
+        if key is None:
+            raise ConfigError(_raised(f"the data function `{name}`", exc), "data") from exc
+        raise ConfigError(exc.problem, key) from exc
     except USER_CODE_ERRORS as exc:
         raise ConfigError(_raised(f"the data function `{name}`", exc), "data") from exc
     try:
@@ -131,22 +204,6 @@ def _check_loaders(data: FederatedData, name: str, num_clients: int) -> None:
             f"{num_clients}; set `data.num_clients: {len(data.client_loaders)}`",
             "data.num_clients",
         )
-    loaders = [(f"client {i}", d) for i, d in enumerate(data.client_loaders)]
-    if data.test_loader is not None:
-        loaders.append(("the test data", data.test_loader))
-    for what, loader in loaders:
-        dataset = loader.dataset if isinstance(loader, DataLoader) else loader
-        if not isinstance(dataset, Dataset):
-            raise ConfigError(
-                f"the data function `{name}` gave {what} a {type(loader).__name__}; expected a torch DataLoader",
-                "data.type",
-            )
-        try:
-            size = len(dataset)  # type: ignore[arg-type]
-        except TypeError:
-            raise ConfigError(f"{what} of `{name}` has no length (a sized dataset is needed)", "data.type") from None
-        if size < 1:
-            raise ConfigError(f"{what} of `{name}` has no samples; use fewer clients or more data", "data")
 
 
 def build_model(section: Mapping[str, Any], data: FederatedData) -> lightning.LightningModule:
@@ -172,12 +229,6 @@ def build_model(section: Mapping[str, Any], data: FederatedData) -> lightning.Li
         raise ConfigError(_raised(f"`{name}`", exc), "model.args") from exc
     if not isinstance(model, lightning.LightningModule):
         raise ConfigError(f"`{name}` built a {type(model).__name__}, not a lightning.LightningModule", "model.type")
-    if data.test_loader is not None and not is_overridden("validation_step", model):
-        raise ConfigError(
-            f"{type(model).__name__} has no `validation_step`, which the server's evaluation of the global "
-            "model runs; define it (log `accuracy` or another metric with self.log)",
-            "model.type",
-        )
     return model
 
 
@@ -222,12 +273,8 @@ def build_backend(section: Mapping[str, Any]) -> Backend:
     return backend
 
 
-def build_callbacks_at(entries: Sequence[Any], path: str, on_error: str) -> list[Any]:
-    """Build the callback entries at ``path`` in order, and check their hooks and state keys.
-
-    ``path`` is ``callbacks`` (hooks bound by the round loop) or ``client_callbacks`` (bound inside
-    each client's ``lightning.Trainer`` by the Lightning adapter).
-    """
+def build_callbacks_at(entries: Sequence[Any], path: str) -> list[Any]:
+    """Build the callback entries at ``path`` (``callbacks`` or ``client_callbacks``) in order."""
     built = []
     for i, entry in enumerate(entries):
         try:
@@ -237,16 +284,6 @@ def build_callbacks_at(entries: Sequence[Any], path: str, on_error: str) -> list
         except USER_CODE_ERRORS as exc:
             kind = entry.get("type") if isinstance(entry, Mapping) else entry
             raise ConfigError(_raised(f"`{kind}`", exc), f"{path}[{i}].args") from exc
-    try:
-        if path == "client_callbacks" and built:
-            from lightning_bridge import LightningCallbackAdapter
-
-            LightningCallbackAdapter(copy.deepcopy(built), on_error=on_error)  # type: ignore[arg-type]
-        else:
-            CallbackManager(built, on_error=on_error)  # type: ignore[arg-type]
-            stateful_callbacks(built)
-    except (BridgeError, TypeError, ValueError) as exc:
-        raise ConfigError(one_line(exc), path) from exc
     return built
 
 
@@ -261,37 +298,92 @@ def _strategy_arguments_elsewhere() -> dict[str, str]:
     return {**hints, **{name: flower_hint(name) for name in FLOWER_NAMES}}
 
 
-def check_trainer(section: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the ``trainer`` keys against ``lightning.Trainer``: names, types, values, and one device per fit.
+def build_run_callbacks(config: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    """The server and client callbacks of ``config``, with the CLI's own writers and progress line.
 
-    Lightning checks values (accelerator, precision, devices) as it builds a ``Trainer``; one is
-    built with the keys of :data:`TRAINER_KEYS_CHECKED_ALONE` added one at a time, so a refusal
-    names its key, then with all. A client's fit is one process on one device: a trainer that
-    would use several devices or nodes, or launch processes (``ddp``, ``fsdp``, ...), is refused.
+    Relative path arguments resolve under ``output_dir``; a ``metrics.csv`` and a TensorBoard
+    writer there are added unless configured; the writers under ``output_dir`` key their states by
+    paths relative to it, so a moved run directory resumes.
     """
-    for key, instead in RESERVED_TRAINER_KEYS.items():
-        if key in section:
-            raise ConfigError(f"set by the federation; use `{instead}` instead", f"trainer.{key}")
-    check_arguments(lightning.Trainer, section, "trainer")
-    keys = [k for k in TRAINER_KEYS_CHECKED_ALONE if k in section]
-    for i, key in enumerate(keys):
-        _client_trainer({k: section[k] for k in keys[: i + 1]}, f"trainer.{key}")
-    trainer = _client_trainer(section, "trainer")
-    if trainer.num_nodes != 1:
-        raise ConfigError(f"{trainer.num_nodes} nodes; {ONE_DEVICE}", "trainer.num_nodes")
-    if trainer.num_devices != 1:
-        what = f"{echo(section.get('devices'))} means {trainer.num_devices} devices"
-        raise ConfigError(f"{what}; {ONE_DEVICE}", "trainer.devices")
-    if not isinstance(trainer.strategy, SingleDeviceStrategy):
-        what = f"{echo(section.get('strategy'))} is {type(trainer.strategy).__name__}, a multi-process strategy"
-        raise ConfigError(f"{what}; {ONE_DEVICE}", "trainer.strategy")
-    return dict(section)
+    out = config["output_dir"]
+    callbacks = build_callbacks_at(_under(config["callbacks"], out, "callbacks"), "callbacks")
+    client_entries = _under(config["client_callbacks"], out, "client_callbacks")
+    client_callbacks = build_callbacks_at(client_entries, "client_callbacks")
+    callbacks += _own_outputs(callbacks, out)
+    _key_by_output_dir([*callbacks, *client_callbacks], out)
+    callbacks.append(RoundProgress(config["rounds"], watched_metric(callbacks)[0]))
+    return callbacks, client_callbacks
 
 
-def _client_trainer(kwargs: Mapping[str, Any], path: str) -> lightning.Trainer:
-    """The ``lightning.Trainer`` of a client fit with ``kwargs``; what Lightning refuses is an error at ``path``."""
-    try:
-        with quiet_lightning():
-            return lightning.Trainer(**{**CLIENT_TRAINER_DEFAULTS, **kwargs})
-    except Exception as exc:
-        raise ConfigError(f"lightning.Trainer refuses it: {type(exc).__name__}: {one_line(exc)}", path) from exc
+PATH_ARGUMENTS = ("save_dir", "log_dir", "path")
+"""Callback arguments that name files; relative ones resolve under ``output_dir``."""
+
+
+def _under(entries: list[Any], out: str, path: str) -> list[Any]:
+    """A copy of callback entries whose relative path arguments point under ``out``.
+
+    Raises:
+        ConfigError: A relative path leads outside ``out`` (``../x``).
+    """
+    resolved = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, Mapping) and isinstance(entry.get("args"), Mapping):
+            args = dict(entry["args"])
+            for key, value in args.items():
+                if key in PATH_ARGUMENTS and isinstance(value, str) and not os.path.isabs(value):
+                    if os.path.normpath(value).split(os.sep)[0] == os.pardir:
+                        raise ConfigError(
+                            f"{echo(value)} leads outside output_dir, under which relative paths resolve; "
+                            "write a path below it, or an absolute path",
+                            f"{path}[{i}].args.{key}",
+                        )
+                    args[key] = os.path.join(out, value)
+            entry = {**entry, "args": args}
+        resolved.append(entry)
+    return resolved
+
+
+def _own_outputs(callbacks: list[Any], out: str) -> list[Any]:
+    """The CLI's metrics.csv and TensorBoard writers, unless a configured callback writes there already."""
+    csv_path, tb_dir = os.path.join(out, "metrics.csv"), os.path.join(out, "tensorboard")
+    own: list[Any] = []
+    if not any(isinstance(cb, MetricsLogger) and _same(cb.path, csv_path) for cb in callbacks):
+        own.append(MetricsLogger(path=csv_path))
+    if not any(isinstance(cb, TensorBoard) and _same(cb.log_dir, tb_dir) for cb in callbacks):
+        own.append(TensorBoard(log_dir=tb_dir))
+    return own
+
+
+def _key_by_output_dir(callbacks: list[Any], out: str) -> None:
+    """Key the built-in writers under ``out`` by their path relative to it (their ``state_root``).
+
+    Their checkpointed states then do not depend on where the run directory is or how it is spelled:
+    a copied or moved run directory resumes.
+    """
+    for callback in callbacks:
+        if any(within(p, out) for p in _paths_of(callback)) and isinstance(callback, (MetricsLogger, TensorBoard)):
+            callback.state_root = out
+
+
+def watched_metric(callbacks: list[Any]) -> tuple[str, str]:
+    """The metric (and mode) the summary reports: the early stopping one, else accuracy."""
+    for cb in callbacks:
+        if type(cb).__name__ == "EarlyStopping":
+            return cb.metric, cb.mode
+    return "accuracy", "max"
+
+
+def _paths_of(callback: Any) -> list[str]:
+    return [p for name in PATH_ARGUMENTS if isinstance(p := getattr(callback, name, None), str)]
+
+
+def _same(a: str | None, b: str) -> bool:
+    return a is not None and os.path.realpath(a) == os.path.realpath(b)
+
+
+def within(path: str, directory: str) -> bool:
+    """Whether ``path`` is ``directory`` or lies inside it."""
+    path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return os.path.commonpath([path, directory]) == directory
+
+

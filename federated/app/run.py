@@ -23,30 +23,19 @@ from typing import Any
 import torch
 
 from callbacks import ConfigError, MetricsLogger, ModelCheckpoint, TensorBoard, dump_yaml
-from callbacks.arguments import echo
+from callbacks.arguments import echo, one_line
+from callbacks.files import atomic_write
 from federated import data as _data  # noqa: F401 - registers the built-in data sets
 from federated import models as _models  # noqa: F401 - registers the built-in models
 from federated import strategies as _strategies  # noqa: F401 - registers the strategies
-from federated.app.builders import (
-    build_backend,
-    build_callbacks_at,
-    build_data,
-    build_model,
-    build_strategy,
-    check_trainer,
-    one_line,
-)
+from federated.app.builders import build_trainer, watched_metric, within
 from federated.app.config import load_config, read_yaml
-from federated.app.progress import RoundProgress
 from federated.backends.client_runner import seed_everything
 from federated.checkpoint import HISTORY_LOG, load_checkpoint, stateful_callbacks
 from federated.exceptions import CheckpointError
 from federated.trainer import FederatedTrainer
 
 __all__ = ["Run", "prepare_run"]
-
-PATH_ARGUMENTS = ("save_dir", "log_dir", "path")
-"""Callback arguments that name files; relative ones resolve under ``output_dir``."""
 
 LAST = "last.ckpt"
 """The round loop's own checkpoint, in ``output_dir/checkpoints``; it wins a tie of rounds."""
@@ -92,12 +81,11 @@ class Run:
         if self.resume is None:
             for stale in _files(self.outputs):
                 os.remove(stale)
-        _atomic_write_text(os.path.join(self.output_dir, "config.yaml"), dump_yaml(self.config))
+        with atomic_write(os.path.join(self.output_dir, "config.yaml")) as f:
+            f.write(dump_yaml(self.config))
         result = self.trainer.fit(resume_from=self.resume)
-        weights_path = os.path.join(self.output_dir, "final_weights.pt")
-        tmp = f"{weights_path}.tmp"
-        torch.save(result.weights, tmp)
-        os.replace(tmp, weights_path)
+        with atomic_write(os.path.join(self.output_dir, "final_weights.pt"), "wb") as f:
+            torch.save(result.weights, f)
         return self._summary(result)
 
     def _summary(self, result: Any) -> dict[str, Any]:
@@ -130,42 +118,9 @@ def prepare_run(
     out = config["output_dir"]
     _check_writable(out)
     seed_everything(config["seed"])
-    data = build_data(config["data"], config["seed"])
-    model = build_model(config["model"], data)
-    strategy = build_strategy(config["strategy"])
-    backend = build_backend(config["backend"])
-    callbacks = build_callbacks_at(_under(config["callbacks"], out, "callbacks"), "callbacks", config["on_error"])
-    client_callbacks = build_callbacks_at(
-        _under(config["client_callbacks"], out, "client_callbacks"), "client_callbacks", config["on_error"]
-    )
-    trainer_kwargs = check_trainer(config["trainer"])
-    metric, mode = _watched(callbacks)
-    callbacks += _own_outputs(callbacks, out)
-    _key_by_output_dir([*callbacks, *client_callbacks], out)
-    callbacks.append(RoundProgress(config["rounds"], metric))
-    clients = config["clients"]
-    try:
-        trainer = FederatedTrainer(
-            model,
-            data.client_loaders,
-            data.test_loader,
-            rounds=config["rounds"],
-            clients_per_round=clients["per_round"] if clients["per_round"] is not None else clients["fraction"],
-            local_epochs=clients["local_epochs"],
-            strategy=strategy,
-            callbacks=callbacks,
-            client_callbacks=client_callbacks,
-            trainer_kwargs=trainer_kwargs,
-            min_clients=clients["min_clients"],
-            seed=config["seed"],
-            checkpoint_dir=os.path.join(out, "checkpoints"),
-            on_error=config["on_error"],
-            batch_size=config["data"]["batch_size"],  # for client data given as a Dataset
-            backend=backend,
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(one_line(exc), "<config>") from exc
-    written = [*trainer.callbacks, *client_callbacks]
+    trainer = build_trainer(config)
+    metric, mode = watched_metric(trainer.callbacks)
+    written = [*trainer.callbacks, *trainer.client_callbacks]
     run = Run(config, trainer, out, None, None, metric, mode, outputs=_outputs(written, out))
     if resume is not None:
         _prepare_resume(run, resume, _checkpoint_dirs(written, out))
@@ -204,13 +159,13 @@ def _prepare_resume(run: Run, resume: str, checkpoint_dirs: list[str]) -> None:
     of the clients' data or of the model is refused, any other change is a warning. ``auto`` with no
     valid checkpoint leaves ``run.resume`` at ``None``: the run starts afresh.
     """
-    path, skipped = _resume_checkpoint(resume, checkpoint_dirs)
+    path, checkpoint, skipped = _resume_checkpoint(resume, checkpoint_dirs)
     run.warnings += [f"skipping {why}" for why in skipped]
-    if path is None:
+    if path is None or checkpoint is None:
         return
     changed = []
     saved_config = os.path.join(run.output_dir, "config.yaml")
-    if _within(path, run.output_dir) and os.path.isfile(saved_config):
+    if within(path, run.output_dir) and os.path.isfile(saved_config):
         try:
             changed = _changes(read_yaml(saved_config), run.config)
         except ConfigError as exc:
@@ -223,17 +178,17 @@ def _prepare_resume(run: Run, resume: str, checkpoint_dirs: list[str]) -> None:
                 key,
             )
     run.warnings += [f"resuming with {key} {echo(after)} (was {echo(before)})" for key, before, after in changed]
-    try:
-        checkpoint = load_checkpoint(path)
-    except (CheckpointError, OSError) as exc:
-        raise ConfigError(one_line(exc), "--resume") from exc
     model_key = next((k for k, _, _ in changed if k.startswith("model.args.")), "model.args")
     _check_fits(checkpoint, path, run.trainer, model_key)
     run.resume, run.resume_round = path, int(checkpoint["round"])
 
 
-def _resume_checkpoint(resume: str, checkpoint_dirs: list[str]) -> tuple[str | None, list[str]]:
-    """The checkpoint to resume from (``None``: start afresh, ``auto`` only) and why others were passed over.
+def _resume_checkpoint(
+    resume: str, checkpoint_dirs: list[str]
+) -> tuple[str | None, dict[str, Any] | None, list[str]]:
+    """The checkpoint to resume from and its contents, memory-mapped, and why others were passed over.
+
+    ``None`` is to start afresh (``auto`` only).
 
     ``auto`` looks at this run's checkpoint folders, a directory at every ``*.ckpt`` under it; the
     checkpoint of the latest round wins (the round stored in it, not the file's time), the round
@@ -255,31 +210,36 @@ def _resume_checkpoint(resume: str, checkpoint_dirs: list[str]) -> tuple[str | N
         valid, _ = _rounds([f for f in siblings if not os.path.samefile(f, resume)], own="")
     lost = [why for path, why in damaged if explicit or os.path.basename(path) == LAST]
     if lost and (valid or resume != "auto"):
-        older = ", ".join(f"{echo(p)} (round {r})" for r, _, p in sorted(valid, reverse=True)) or "none"
+        older = ", ".join(f"{echo(p)} (round {r})" for r, _, p, _ in sorted(valid, reverse=True)) or "none"
         raise ConfigError(f"{lost[0]}; valid checkpoints that `--resume PATH` can take: {older}", "--resume")
     skipped = [why for _, why in damaged]
     if valid:
-        return max(valid)[2], skipped
+        _, _, path, checkpoint = max(valid, key=lambda v: v[:3])
+        return path, checkpoint, skipped
     if resume == "auto":
-        return None, skipped
+        return None, None, skipped
     raise ConfigError(f"no federation checkpoint under the directory {echo(resume)}", "--resume")
 
 
-def _rounds(files: Sequence[str], own: str) -> tuple[list[tuple[int, int, str]], list[tuple[str, str]]]:
-    """``(round, rank, path)`` of the valid federation checkpoints of ``files``; ``(path, why)`` of the rest.
+def _rounds(
+    files: Sequence[str], own: str
+) -> tuple[list[tuple[int, int, str, dict[str, Any]]], list[tuple[str, str]]]:
+    """``(round, rank, path, checkpoint)`` of the valid federation checkpoints of ``files``; ``(path, why)`` of others.
 
+    Each is read once, memory-mapped: its tensors are not read until used.
     The rank breaks a tie of rounds: 2 for ``own`` (the round loop's ``last.ckpt``), 1 for another
     ``last.ckpt``, 0 for the rest.
     """
     valid, damaged = [], []
     for path in sorted(set(files)):
         try:
-            round_num = int(load_checkpoint(path)["round"])
+            checkpoint = load_checkpoint(path, mmap=True)
+            round_num = int(checkpoint["round"])
         except (CheckpointError, OSError, KeyError, TypeError, ValueError) as exc:
             damaged.append((path, one_line(exc)))
             continue
         rank = 2 if os.path.abspath(path) == os.path.abspath(own) else int(os.path.basename(path) == LAST)
-        valid.append((round_num, rank, path))
+        valid.append((round_num, rank, path, checkpoint))
     return valid, damaged
 
 
@@ -339,69 +299,23 @@ def _check_fits(checkpoint: Mapping[str, Any], path: str, trainer: FederatedTrai
             )
 
 
-def _under(entries: list[Any], out: str, path: str) -> list[Any]:
-    """A copy of callback entries whose relative path arguments point under ``out``.
-
-    Raises:
-        ConfigError: A relative path leads outside ``out`` (``../x``).
-    """
-    resolved = []
-    for i, entry in enumerate(entries):
-        if isinstance(entry, Mapping) and isinstance(entry.get("args"), Mapping):
-            args = dict(entry["args"])
-            for key, value in args.items():
-                if key in PATH_ARGUMENTS and isinstance(value, str) and not os.path.isabs(value):
-                    if os.path.normpath(value).split(os.sep)[0] == os.pardir:
-                        raise ConfigError(
-                            f"{echo(value)} leads outside output_dir, under which relative paths resolve; "
-                            "write a path below it, or an absolute path",
-                            f"{path}[{i}].args.{key}",
-                        )
-                    args[key] = os.path.join(out, value)
-            entry = {**entry, "args": args}
-        resolved.append(entry)
-    return resolved
-
-
-def _own_outputs(callbacks: list[Any], out: str) -> list[Any]:
-    """The CLI's metrics.csv and TensorBoard writers, unless a configured callback writes there already."""
-    csv_path, tb_dir = os.path.join(out, "metrics.csv"), os.path.join(out, "tensorboard")
-    own: list[Any] = []
-    if not any(isinstance(cb, MetricsLogger) and _same(cb.path, csv_path) for cb in callbacks):
-        own.append(MetricsLogger(path=csv_path))
-    if not any(isinstance(cb, TensorBoard) and _same(cb.log_dir, tb_dir) for cb in callbacks):
-        own.append(TensorBoard(log_dir=tb_dir))
-    return own
-
-
-def _key_by_output_dir(callbacks: list[Any], out: str) -> None:
-    """Key the built-in writers under ``out`` by their path relative to it (their ``state_root``).
-
-    Their checkpointed states then do not depend on where the run directory is or how it is spelled:
-    a copied or moved run directory resumes.
-    """
-    for callback in callbacks:
-        if any(_within(p, out) for p in _paths_of(callback)) and isinstance(callback, (MetricsLogger, TensorBoard)):
-            callback.state_root = out
-
-
 def _outputs(callbacks: list[Any], out: str) -> dict[str, list[str]]:
     """The files the run writes under ``out``, as file-name patterns by directory (see :func:`_files`)."""
     history = rf"{re.escape(HISTORY_LOG)}(\.tmp\d*)?"
     outputs: dict[str, list[str]] = {
-        out: [r"config\.yaml(\.tmp)?", r"final_weights\.pt(\.tmp)?"],
+        out: [r"config\.yaml(\.tmp\d*)?", r"final_weights\.pt(\.tmp\d*)?"],
         os.path.join(out, "checkpoints"): [r"last\.ckpt(\.tmp\d*)?", history],
     }
     for callback in callbacks:
         if isinstance(callback, MetricsLogger) and callback.path is not None:
-            where, names = os.path.dirname(callback.path), [rf"{re.escape(os.path.basename(callback.path))}(\.tmp)?"]
+            where, names = os.path.dirname(callback.path), [rf"{re.escape(os.path.basename(callback.path))}(\.tmp\d*)?"]
         elif isinstance(callback, TensorBoard):
             where, names = callback.log_dir, [_EVENTS]
         elif isinstance(callback, ModelCheckpoint):
             where, names = callback.save_dir, [r"(last|best|round=\d+)\.ckpt(\.tmp\d*)?", history]
         else:
             continue
-        if _within(where or ".", out):
+        if within(where or ".", out):
             outputs.setdefault(where, []).extend(names)
     return outputs
 
@@ -421,34 +335,5 @@ def _files(outputs: Mapping[str, list[str]]) -> list[str]:
 def _checkpoint_dirs(callbacks: list[Any], out: str) -> list[str]:
     """Where this run writes federation checkpoints: ``out/checkpoints`` and its model_checkpoint folders."""
     dirs = [os.path.join(out, "checkpoints")]
-    dirs += [cb.save_dir for cb in callbacks if isinstance(cb, ModelCheckpoint) and _within(cb.save_dir, out)]
+    dirs += [cb.save_dir for cb in callbacks if isinstance(cb, ModelCheckpoint) and within(cb.save_dir, out)]
     return list(dict.fromkeys(dirs))
-
-
-def _watched(callbacks: list[Any]) -> tuple[str, str]:
-    """The metric (and mode) the summary reports: the early stopping one, else accuracy."""
-    for cb in callbacks:
-        if type(cb).__name__ == "EarlyStopping":
-            return cb.metric, cb.mode
-    return "accuracy", "max"
-
-
-def _paths_of(callback: Any) -> list[str]:
-    return [p for name in PATH_ARGUMENTS if isinstance(p := getattr(callback, name, None), str)]
-
-
-def _same(a: str | None, b: str) -> bool:
-    return a is not None and os.path.realpath(a) == os.path.realpath(b)
-
-
-def _within(path: str, directory: str) -> bool:
-    """Whether ``path`` is ``directory`` or lies inside it."""
-    path, directory = os.path.realpath(path), os.path.realpath(directory)
-    return os.path.commonpath([path, directory]) == directory
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from callbacks import ArgumentError
 from federated.backends.client_runner import ClientRunner, quiet_lightning
 from federated.results import ClientFailure, ClientUpdate
 
@@ -91,21 +92,22 @@ def worker_trainer_kwargs(kwargs: Mapping[str, Any], num_gpus: float) -> dict[st
     """``kwargs`` with the accelerator pinned to what the worker is granted (``cpu``, or ``gpu``), on one device.
 
     Raises:
-        ValueError: ``kwargs`` asks for another accelerator, or for more than one device.
+        ArgumentError: ``kwargs`` asks for another accelerator, or for more than one device.
     """
     out = dict(kwargs)
     accelerator = out.get("accelerator")
     allowed = _GPU_ACCELERATORS if num_gpus > 0 else _CPU_ACCELERATORS
     if not (accelerator is None or isinstance(accelerator, str)) or accelerator not in allowed:
-        raise ValueError(
-            f"`trainer_kwargs` asks for accelerator={accelerator!r}, but a Ray worker with "
-            f"num_gpus_per_client={num_gpus:g} trains on {'a GPU' if num_gpus > 0 else 'the CPU'}; "
-            "HINT: set `num_gpus_per_client` on the backend instead"
+        raise ArgumentError(
+            "trainer_kwargs.accelerator",
+            f"{accelerator!r}, but a Ray worker with num_gpus_per_client={num_gpus:g} trains on "
+            f"{'a GPU' if num_gpus > 0 else 'the CPU'}; set `num_gpus_per_client` on the backend instead",
         )
     if out.get("devices", 1) not in (1, "1", "auto"):
-        raise ValueError(
-            f"`trainer_kwargs` asks for devices={out['devices']!r}; a Ray worker trains one client on one device. "
-            "HINT: more workers (`num_workers`) train more clients at once"
+        raise ArgumentError(
+            "trainer_kwargs.devices",
+            f"{out['devices']!r}, but a Ray worker trains one client on one device; more workers (`num_workers`) "
+            "train more clients at once",
         )
     out["accelerator"] = "gpu" if num_gpus > 0 else "cpu"
     out["devices"] = 1

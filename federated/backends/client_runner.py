@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import logging
 import random
 import traceback
@@ -16,8 +15,10 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback as LightningCallback
+from lightning.pytorch.strategies import SingleDeviceStrategy
 
-from callbacks.arguments import suggest
+from callbacks import ArgumentError
+from callbacks.arguments import check_arguments, echo, one_line
 from federated.results import ClientFailure, ClientUpdate
 from lightning_bridge.metrics import floats
 
@@ -38,6 +39,15 @@ CLIENT_TRAINER_DEFAULTS: dict[str, Any] = {
 """What a client's ``lightning.Trainer`` does without: no logger, checkpoints, progress bar or summary."""
 
 _RESERVED = ("max_epochs", "min_epochs")
+
+KEYS_CHECKED_ALONE = ("accelerator", "devices", "num_nodes", "strategy")
+"""``lightning.Trainer`` arguments tried one by one (each with those before it), so that a refusal names its key."""
+
+ONE_DEVICE = (
+    "a client's fit runs on one device in this process (devices: 1, [i], or \"auto\" finding one); "
+    "for clients in parallel use the Ray backend"
+)
+"""What a client's ``lightning.Trainer`` may use, said when it is asked for more."""
 
 
 class ClientRunner:
@@ -250,18 +260,53 @@ def non_finite(state: StateDict) -> list[str]:
 
 
 def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` for names ``lightning.Trainer`` does not take, and for the epoch limits."""
-    accepted = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
-    for name in kwargs:
-        if name in _RESERVED:
-            raise ValueError(
-                f"`trainer_kwargs` cannot set `{name}`: the federation sets it from `local_epochs`; "
-                "HINT: pass `local_epochs=` to FederatedTrainer"
-            )
-        if name not in accepted:
-            raise ValueError(
-                f"`trainer_kwargs` has `{name}`, which lightning.Trainer does not take{suggest(name, accepted)}"
-            )
+    """Refuse ``lightning.Trainer`` arguments the federation sets itself, and names or types the Trainer does not take.
+
+    Raises:
+        ArgumentError: ``max_epochs`` or ``min_epochs`` (set from ``local_epochs``).
+        ConfigError: A name ``lightning.Trainer`` does not take, or a value not of its annotated type
+            (at ``trainer_kwargs.<name>``).
+    """
+    for name in _RESERVED:
+        if name in kwargs:
+            problem = "is set by the federation from `local_epochs` (`clients.local_epochs` in YAML)"
+            raise ArgumentError(f"trainer_kwargs.{name}", problem)
+    check_arguments(Trainer, kwargs, "trainer_kwargs")
+
+
+def check_one_device(kwargs: Mapping[str, Any]) -> None:
+    """Refuse client ``lightning.Trainer`` arguments Lightning rejects, or that ask for more than one device.
+
+    Lightning checks values (accelerator, precision, devices) as it builds a ``Trainer``; one is
+    built with the keys of :data:`KEYS_CHECKED_ALONE` added one at a time, so a refusal names its
+    key, then with all. A client's fit is one process on one device: a trainer that would use
+    several devices or nodes, or launch processes (``ddp``, ``fsdp``, ...), is refused.
+
+    Raises:
+        ArgumentError: At ``trainer_kwargs.<key>``, saying what Lightning refused or why one device is needed.
+    """
+    keys = [k for k in KEYS_CHECKED_ALONE if k in kwargs]
+    for i, key in enumerate(keys):
+        _client_trainer({k: kwargs[k] for k in keys[: i + 1]}, f"trainer_kwargs.{key}")
+    trainer = _client_trainer(kwargs, "trainer_kwargs")
+    if trainer.num_nodes != 1:
+        raise ArgumentError("trainer_kwargs.num_nodes", f"{trainer.num_nodes} nodes; {ONE_DEVICE}")
+    if trainer.num_devices != 1:
+        what = f"{echo(kwargs.get('devices'))} means {trainer.num_devices} devices"
+        raise ArgumentError("trainer_kwargs.devices", f"{what}; {ONE_DEVICE}")
+    if not isinstance(trainer.strategy, SingleDeviceStrategy):
+        what = f"{echo(kwargs.get('strategy'))} is {type(trainer.strategy).__name__}, a multi-process strategy"
+        raise ArgumentError("trainer_kwargs.strategy", f"{what}; {ONE_DEVICE}")
+
+
+def _client_trainer(kwargs: Mapping[str, Any], argument: str) -> Trainer:
+    """The ``lightning.Trainer`` of a client fit with ``kwargs``; what Lightning refuses is an error of ``argument``."""
+    user = {k: v for k, v in kwargs.items() if k != "callbacks"}
+    try:
+        with quiet_lightning():
+            return Trainer(**{**CLIENT_TRAINER_DEFAULTS, **user})
+    except Exception as exc:
+        raise ArgumentError(argument, f"lightning.Trainer refuses it: {type(exc).__name__}: {one_line(exc)}") from exc
 
 
 def _fresh_fit_loop(trainer: Trainer, kwargs: Mapping[str, Any]) -> None:

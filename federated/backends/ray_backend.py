@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from callbacks import register
+from callbacks.arguments import check_number, one_line
 from federated.backends._ray_worker import (
     ClientWorker,
     Result,
@@ -112,19 +113,19 @@ class RayBackend(Backend):
         start_timeout: float = 300.0,
     ) -> None:
         import_ray()
-        self.num_workers = _number(num_workers, "num_workers", integer=True)
-        self.num_cpus_per_client = _number(num_cpus_per_client, "num_cpus_per_client")
-        self.num_gpus_per_client = _number(num_gpus_per_client, "num_gpus_per_client", zero=True)
+        self.num_workers = check_number("num_workers", num_workers, low=1, integer=True)
+        self.num_cpus_per_client = check_number("num_cpus_per_client", num_cpus_per_client, low=0, low_open=True)
+        self.num_gpus_per_client = check_number("num_gpus_per_client", num_gpus_per_client, low=0)
         if address is not None and not isinstance(address, str):
             raise ValueError(f"`address` must be a Ray address such as 'auto' or 'host:6379', or None, got {address!r}")
         self.address = address
-        self.clients_per_call = (
-            None if clients_per_call is None else _number(clients_per_call, "clients_per_call", integer=True)
-        )
+        if clients_per_call is not None:
+            check_number("clients_per_call", clients_per_call, low=1, integer=True)
+        self.clients_per_call = clients_per_call
         if runtime_env is not None and not isinstance(runtime_env, Mapping):
             raise ValueError(f"`runtime_env` must be a mapping (Ray's runtime_env), got {type(runtime_env).__name__}")
         self.runtime_env = dict(runtime_env or {})
-        self.start_timeout = _number(start_timeout, "start_timeout")
+        self.start_timeout = check_number("start_timeout", start_timeout, low=0, low_open=True)
         self._started_ray = False
         self._new_worker: Any = None
         self._workers: list[Any] = []
@@ -247,7 +248,7 @@ class RayBackend(Backend):
             except ray.exceptions.RayError as exc:  # the worker lives; what it holds is uncertain
                 r.end(call)
                 self._held[call.slot], r.fresh[call.slot] = set(), True
-                r.retry_or_fail(call, f"the Ray call failed: {_first_line(exc)}", str(exc))
+                r.retry_or_fail(call, f"the Ray call failed: {one_line(exc, lines=1)}", str(exc))
                 continue
             r.end(call)
             r.take(call, results)
@@ -291,7 +292,7 @@ class RayBackend(Backend):
             r.requeue(queued.positions)
         ids = [r.clients[p].client_id for p in lost[0].positions]
         log.warning("round %d: a Ray worker died training client(s) %s; starting a new one", r.round_num, ids)
-        r.retry_or_fail(lost[0], f"the Ray worker died: {_first_line(exc)}", str(exc))
+        r.retry_or_fail(lost[0], f"the Ray worker died: {one_line(exc, lines=1)}", str(exc))
         ray.kill(self._workers[slot])
         self._workers[slot] = self._new_worker()
         self._held[slot] = set()
@@ -386,17 +387,3 @@ def _runs(sizes: Sequence[int], count: int) -> list[tuple[int, ...]]:
             start = i + 1
     runs.append(tuple(range(start, n)))
     return runs
-
-
-def _number(value: Any, name: str, *, integer: bool = False, zero: bool = False) -> Any:
-    """``value`` if it is a finite number (an int with ``integer``) above 0 (or 0 with ``zero``)."""
-    number = isinstance(value, int) or (isinstance(value, float) and not integer)
-    if isinstance(value, bool) or not number or not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        bound = ">= 0" if zero else "> 0"
-        raise ValueError(f"`{name}` must be {'an int' if integer else 'a number'} {bound}, got {value!r}")
-    return value
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from callbacks import register
 from federated.backends.backend import Backend, FitSetup
-from federated.backends.client_runner import ClientRunner
+from federated.backends.client_runner import ClientRunner, check_one_device
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
@@ -37,6 +37,10 @@ class SequentialBackend(Backend):
     def __init__(self) -> None:
         self._runner: ClientRunner | None = None
         self._setup: FitSetup | None = None
+
+    def check_trainer_kwargs(self, trainer_kwargs: Mapping[str, Any]) -> None:
+        """Refuse a client trainer that Lightning rejects or that would use more than one device."""
+        check_one_device(trainer_kwargs)
 
     def start(self, setup: FitSetup) -> None:
         if self._runner is None or self._setup != setup:

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import register
+from callbacks.arguments import check_number
 from federated.data import partitions
 from federated.data.partitions import Partition, client_datasets
 
@@ -46,8 +47,7 @@ def load_digits_data(test_fraction: float = 0.2, seed: int = 0) -> tuple[TensorD
     Raises:
         ValueError: ``test_fraction`` is not in (0, 1).
     """
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction!r}")
+    check_number("test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from callbacks.arguments import check_number
+
 __all__ = [
     "PARTITIONS",
     "Partition",
@@ -59,8 +61,7 @@ def partition_dirichlet(
         (100, True)
     """
     y = _labels(labels)
-    if alpha <= 0:
-        raise ValueError(f"`alpha` must be > 0, got {alpha!r}")
+    check_number("alpha", alpha, low=0, low_open=True)
     _check_clients(num_clients, len(y), min_samples)
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
@@ -91,8 +92,7 @@ def partition_shards(
         [10, 10]
     """
     y = _labels(labels)
-    if shards_per_client < 1:
-        raise ValueError(f"`shards_per_client` must be >= 1, got {shards_per_client!r}")
+    check_number("shards_per_client", shards_per_client, low=1, integer=True)
     num_shards = num_clients * shards_per_client
     _check_clients(num_clients, len(y))
     if num_shards > len(y):
@@ -142,8 +142,7 @@ def _labels(labels: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def _check_clients(num_clients: int, num_samples: int, min_samples: int = 1) -> None:
-    if not isinstance(num_clients, int) or num_clients < 1:
-        raise ValueError(f"`num_clients` must be an int >= 1, got {num_clients!r}")
+    check_number("num_clients", num_clients, low=1, integer=True)
     if num_clients * min_samples > num_samples:
         raise ValueError(
             f"{num_samples} samples cannot give {num_clients} clients {min_samples} sample(s) each; use fewer clients"

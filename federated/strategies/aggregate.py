@@ -17,12 +17,12 @@ majority).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from callbacks.arguments import check_number
 from federated.results import StateDict
 
 __all__ = [
@@ -93,9 +93,7 @@ def accumulate(acc: WeightedSum, state: StateDict, num_samples: float) -> Weight
         ValueError: ``num_samples`` is not a positive finite number, or ``state`` does not have the
             names and shapes of the template.
     """
-    weight = float(num_samples)
-    if not math.isfinite(weight) or weight <= 0:
-        raise ValueError(f"`num_samples` must be a positive finite number, got {num_samples!r}")
+    weight = check_number("num_samples", float(num_samples), low=0, low_open=True)
     _check_names(acc.sums, state)
     with torch.no_grad():
         for name, total in acc.sums.items():
@@ -204,8 +202,7 @@ def trimmed_mean(states: Sequence[StateDict], beta: float) -> dict[str, torch.Te
         >>> trimmed_mean(states, beta=0.25)["w"]
         tensor([1.5000])
     """
-    if not 0.0 <= beta < 0.5:
-        raise ValueError(f"`beta` must be in [0, 0.5), got {beta!r}")
+    check_number("beta", beta, low=0.0, high=0.5, high_open=True)
     out: dict[str, torch.Tensor] = {}
     for name, ranked in _sorted_stacks(states):
         cut = int(beta * ranked.shape[0])

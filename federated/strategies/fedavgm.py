@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from callbacks import register
+from callbacks.arguments import check_number
 from federated.strategies.server_opt import momentum_step
 from federated.strategies.server_step import ServerStep, clone_state, load_moments
-from federated.strategies.strategy import check_number
 
 if TYPE_CHECKING:
     from federated.results import StateDict
@@ -49,8 +49,12 @@ class FedAvgM(ServerStep):
 
     def __init__(self, *, server_learning_rate: float = 1.0, server_momentum: float = 0.0) -> None:
         super().__init__()
-        self.server_learning_rate = check_number("server_learning_rate", server_learning_rate, low=0.0, low_open=True)
-        self.server_momentum = check_number("server_momentum", server_momentum, low=0.0, high=1.0)
+        self.server_learning_rate = float(
+            check_number("server_learning_rate", server_learning_rate, low=0.0, low_open=True)
+        )
+        self.server_momentum = float(
+            check_number("server_momentum", server_momentum, low=0.0, high=1.0, high_open=True)
+        )
         self.momentum: dict[str, torch.Tensor] | None = None
 
     def server_step(self, global_weights: StateDict, mean: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from callbacks.arguments import check_number
 from federated.strategies.server_opt import SecondMoment, adaptive_step
 from federated.strategies.server_step import ServerStep, clone_state, load_moments
-from federated.strategies.strategy import check_number
 
 if TYPE_CHECKING:
     from federated.results import StateDict
@@ -47,10 +47,10 @@ class FedOpt(ServerStep):
 
     def __init__(self, *, eta: float, beta_1: float, beta_2: float, tau: float) -> None:
         super().__init__()
-        self.eta = check_number("eta", eta, low=0.0, low_open=True)
-        self.beta_1 = check_number("beta_1", beta_1, low=0.0, high=1.0)
-        self.beta_2 = check_number("beta_2", beta_2, low=0.0, high=1.0)
-        self.tau = check_number("tau", tau, low=0.0, low_open=True, hint="it keeps sqrt(v) + tau away from 0")
+        self.eta = float(check_number("eta", eta, low=0.0, low_open=True))
+        self.beta_1 = float(check_number("beta_1", beta_1, low=0.0, high=1.0, high_open=True))
+        self.beta_2 = float(check_number("beta_2", beta_2, low=0.0, high=1.0, high_open=True))
+        self.tau = float(check_number("tau", tau, low=0.0, low_open=True, hint="it keeps sqrt(v) + tau away from 0"))
         self.m: dict[str, torch.Tensor] | None = None
         self.v: dict[str, torch.Tensor] | None = None
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch.callbacks import Callback as LightningCallback
 
 from callbacks import register
+from callbacks.arguments import check_number
 from federated.strategies.fedavg import FedAvg
 
 if TYPE_CHECKING:
@@ -50,8 +50,7 @@ class FedProx(FedAvg):
     """
 
     def __init__(self, *, mu: float = 0.01) -> None:
-        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not math.isfinite(mu) or mu < 0:
-            raise ValueError(f"`mu` must be a finite number >= 0 (0 is FedAvg), got {mu!r}")
+        check_number("mu", mu, low=0, hint="0 is FedAvg")
         super().__init__()
         self.mu = float(mu)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from callbacks import register
+from callbacks.arguments import check_number
 from federated.strategies.aggregate import trimmed_mean
 from federated.strategies.buffered import BufferedStrategy
-from federated.strategies.strategy import check_number
 
 if TYPE_CHECKING:
     import torch
@@ -49,7 +49,9 @@ class FedTrimmedAvg(BufferedStrategy):
 
     def __init__(self, *, beta: float = 0.2) -> None:
         super().__init__()
-        self.beta = check_number("beta", beta, low=0.0, high=0.5, hint="it is the fraction cut at each end")
+        self.beta = float(
+            check_number("beta", beta, low=0.0, high=0.5, high_open=True, hint="it is the fraction cut at each end")
+        )
 
     def aggregate(self, states: list[StateDict]) -> dict[str, torch.Tensor]:
         return trimmed_mean(states, self.beta)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -12,7 +11,7 @@ if TYPE_CHECKING:
 
     from federated.results import ClientUpdate, StateDict
 
-__all__ = ["Strategy", "check_number"]
+__all__ = ["Strategy"]
 
 
 class Strategy:
@@ -78,32 +77,3 @@ class Strategy:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the state returned by :meth:`state_dict`."""
-
-
-def check_number(
-    name: str,
-    value: Any,
-    *,
-    low: float,
-    high: float = math.inf,
-    low_open: bool = False,
-    high_open: bool = True,
-    hint: str = "",
-) -> float:
-    """Return ``value`` as a float, or raise ``ValueError`` naming ``name``, the value and the range allowed.
-
-    Example:
-        >>> check_number("beta_1", 0.9, low=0.0, high=1.0)
-        0.9
-        >>> check_number("tau", 0, low=0.0, low_open=True)
-        Traceback (most recent call last):
-        ...
-        ValueError: `tau` must be a number in (0, inf), got 0
-    """
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"`{name}` must be a number in {span}, got {value!r}{'; ' + hint if hint else ''}")
-    return float(value)

@@ -61,7 +61,7 @@ MALFORMED = [
         "per-round-above-num-clients",
         _yaml(clients={"per_round": 5}),
         [],
-        "clients.per_round: 5 clients per round, but data.num_clients is 4; accepted: 1..4",
+        "clients.per_round: must be an int in [1, 4] (there are 4 clients)",
     ),
     ("fraction-out-of-range", _yaml(clients={"fraction": 1.5}), [], "clients.fraction: must be in (0, 1], got 1.5"),
     ("unknown-data-type", _yaml(data={"type": "digitz"}), [], "data.type: unknown data type 'digitz' (did you mean"),
@@ -115,7 +115,7 @@ MALFORMED = [
         "reserved-trainer-key",
         _yaml(trainer={"max_epochs": 3}),
         [],
-        "trainer.max_epochs: set by the federation; use `clients.local_epochs` instead",
+        "trainer.max_epochs: is set by the federation from `local_epochs` (`clients.local_epochs` in YAML)",
     ),
     (
         "unknown-trainer-key",

@@ -72,7 +72,7 @@ def test_accumulate_rejects_mismatched_states_and_weights() -> None:
         accumulate(acc, {"v": torch.zeros(2)}, 1)
     with pytest.raises(ValueError, match="shape"):
         accumulate(acc, {"w": torch.zeros(3)}, 1)
-    with pytest.raises(ValueError, match="`num_samples` must be a positive"):
+    with pytest.raises(ValueError, match=r"`num_samples`: must be a number in \(0, inf\), got 0.0"):
         accumulate(acc, {"w": torch.zeros(2)}, 0)
     with pytest.raises(ValueError, match="zero states"):
         finalize(acc)

@@ -51,7 +51,7 @@ def test_load_digits_data_standardises_with_training_statistics() -> None:
 def test_partition_errors_name_the_argument() -> None:
     with pytest.raises(ValueError, match="`partition` can be"):
         partition([0, 1], 2, "zipf")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="`alpha` must be > 0"):
+    with pytest.raises(ValueError, match=r"`alpha`: must be a number in \(0, inf\), got 0"):
         partition_dirichlet([0, 1, 0, 1], 2, alpha=0)
     with pytest.raises(ValueError, match="cannot give 10 clients"):
         partition([0, 1, 2], 10, "iid")

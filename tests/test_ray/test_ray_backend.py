@@ -252,9 +252,9 @@ def test_workers_cannot_hang_on_device_probing_and_stay_quiet(digits6: Any) -> N
 
 def test_trainer_arguments_a_worker_cannot_honour_are_refused(digits6: Any) -> None:
     loaders, _ = digits6
-    with pytest.raises(ValueError, match=r"accelerator='gpu'.*num_gpus_per_client=0.*HINT: set `num_gpus_per_client`"):
+    with pytest.raises(ValueError, match=r"accelerator`: 'gpu', but a Ray worker with num_gpus_per_client=0.*set `num"):
         federation(loaders, None, RayBackend(num_workers=1), rounds=1, trainer_kwargs={"accelerator": "gpu"})
-    with pytest.raises(ValueError, match=r"devices=2; a Ray worker trains one client on one device"):
+    with pytest.raises(ValueError, match=r"devices`: 2, but a Ray worker trains one client on one device"):
         federation(loaders, None, RayBackend(num_workers=1), rounds=1, trainer_kwargs={"devices": 2})
     fed = federation(loaders, None, RayBackend(num_workers=3), rounds=1)
     with pytest.raises(ValueError, match=r"need 3 CPUs; the Ray cluster has 2\. HINT: lower `num_workers`"):

@@ -45,8 +45,7 @@ def test_fedprox_name_alone_uses_the_default_mu() -> None:
         ({"type": "fedprox", "args": {"mu": "big"}}, "strategy.args.mu: expected float, got str 'big'"),
         (
             {"type": "fedtrimmedavg", "args": {"beta": 0.7}},
-            "strategy.args: federated.strategies.fedtrimmedavg.FedTrimmedAvg: "
-            "`beta` must be a number in [0, 0.5), got 0.7; "
+            "strategy.args.beta: must be a number in [0, 0.5), got 0.7; "
             "it is the fraction cut at each end",
         ),
         ({"type": "fedadagrad", "args": {"beta_2": 0.9}}, "strategy.args.beta_2: unknown argument `beta_2`"),

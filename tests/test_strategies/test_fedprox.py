@@ -127,5 +127,5 @@ def test_federated_trainer_hands_strategy_callbacks_to_every_client_fit(
 
 
 def test_fedprox_rejects_a_negative_mu() -> None:
-    with pytest.raises(ValueError, match=r"`mu` must be a finite number >= 0 \(0 is FedAvg\), got -0.1"):
+    with pytest.raises(ValueError, match=r"`mu`: must be a number in \[0, inf\), got -0.1; 0 is FedAvg"):
         FedProx(mu=-0.1)

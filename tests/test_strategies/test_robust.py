@@ -75,7 +75,7 @@ def test_robust_strategies_keep_every_update_of_the_round() -> None:
 
 @pytest.mark.parametrize("beta", [-0.1, 0.5, 1.0, float("inf")])
 def test_fedtrimmedavg_rejects_beta_out_of_range(beta: float) -> None:
-    with pytest.raises(ValueError, match=r"`beta` must be a number in \[0, 0.5\), got .*; it is the fraction cut"):
+    with pytest.raises(ValueError, match=r"`beta`: must be a number in \[0, 0.5\), got .*; it is the fraction cut"):
         FedTrimmedAvg(beta=beta)
 
 

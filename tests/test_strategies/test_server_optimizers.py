@@ -129,13 +129,13 @@ def test_fedavgm_defaults_are_fedavg() -> None:
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: FedAdam(eta=0.0), r"`eta` must be a number in \(0, inf\), got 0"),
-        (lambda: FedAdam(beta_1=1.0), r"`beta_1` must be a number in \[0, 1\), got 1.0"),
-        (lambda: FedYogi(beta_2=-0.1), r"`beta_2` must be a number in \[0, 1\), got -0.1"),
-        (lambda: FedAdagrad(tau=0.0), r"`tau` must be a number in \(0, inf\), got 0.0; it keeps"),
-        (lambda: FedAdam(eta=float("nan")), r"`eta` must be a number in \(0, inf\), got nan"),
-        (lambda: FedAvgM(server_momentum=1.0), r"`server_momentum` must be a number in \[0, 1\)"),
-        (lambda: FedAvgM(server_learning_rate=-1), r"`server_learning_rate` must be a number in \(0, inf\)"),
+        (lambda: FedAdam(eta=0.0), r"`eta`: must be a number in \(0, inf\), got 0"),
+        (lambda: FedAdam(beta_1=1.0), r"`beta_1`: must be a number in \[0, 1\), got 1.0"),
+        (lambda: FedYogi(beta_2=-0.1), r"`beta_2`: must be a number in \[0, 1\), got -0.1"),
+        (lambda: FedAdagrad(tau=0.0), r"`tau`: must be a number in \(0, inf\), got 0.0; it keeps"),
+        (lambda: FedAdam(eta=float("nan")), r"`eta`: must be a number in \(0, inf\), got nan"),
+        (lambda: FedAvgM(server_momentum=1.0), r"`server_momentum`: must be a number in \[0, 1\)"),
+        (lambda: FedAvgM(server_learning_rate=-1), r"`server_learning_rate`: must be a number in \(0, inf\)"),
     ],
 )
 def test_server_optimizer_rejects_out_of_range_arguments(make: object, match: str) -> None:
