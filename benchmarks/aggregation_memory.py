@@ -23,7 +23,8 @@ from collections.abc import Iterator
 
 import torch
 
-from federated import ClientUpdate, FedAvg, weighted_average_reference
+from federated import ClientUpdate, FedAvg
+from federated.strategies.aggregate import weighted_average_reference
 
 SHAPES = {f"layer{i}.weight": (1000, 1000) for i in range(10)} | {f"layer{i}.bias": (1000,) for i in range(10)}
 NUM_PARAMS = sum(torch.Size(s).numel() for s in SHAPES.values())

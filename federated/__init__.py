@@ -1,7 +1,9 @@
 """Federated learning on Lightning: the round loop, strategies, client data and the built-in model.
 
 ``FederatedTrainer`` runs one ``lightning.Trainer.fit`` per selected client per round and fires the
-native callbacks' round, aggregate and learner hooks (``callbacks`` package).
+native callbacks' round, aggregate and learner hooks (``callbacks`` package). The subpackages hold
+the rest: ``federated.strategies`` (the aggregation functions too), ``federated.data`` (partitions
+and data sets), ``federated.backends`` and ``federated.app`` (the YAML application).
 """
 
 from federated.backends.backend import Backend as Backend
@@ -10,11 +12,7 @@ from federated.backends.ray_backend import RayBackend as RayBackend
 from federated.backends.sequential import SequentialBackend as SequentialBackend
 from federated.client import Client as Client
 from federated.data import digits_federation as digits_federation
-from federated.data import load_digits_data as load_digits_data
 from federated.data import partition as partition
-from federated.data import partition_dirichlet as partition_dirichlet
-from federated.data import partition_iid as partition_iid
-from federated.data import partition_shards as partition_shards
 from federated.exceptions import CheckpointError as CheckpointError
 from federated.exceptions import FederationError as FederationError
 from federated.exceptions import NotEnoughClientsError as NotEnoughClientsError
@@ -23,9 +21,6 @@ from federated.results import ClientFailure as ClientFailure
 from federated.results import ClientUpdate as ClientUpdate
 from federated.results import FederationResult as FederationResult
 from federated.results import RoundResult as RoundResult
-from federated.strategies.aggregate import WeightedSum as WeightedSum
-from federated.strategies.aggregate import weighted_average as weighted_average
-from federated.strategies.aggregate import weighted_average_reference as weighted_average_reference
 from federated.strategies.fedadagrad import FedAdagrad as FedAdagrad
 from federated.strategies.fedadam import FedAdam as FedAdam
 from federated.strategies.fedavg import FedAvg as FedAvg
@@ -63,13 +58,6 @@ __all__ = [
     "RoundResult",
     "SequentialBackend",
     "Strategy",
-    "WeightedSum",
     "digits_federation",
-    "load_digits_data",
     "partition",
-    "partition_dirichlet",
-    "partition_iid",
-    "partition_shards",
-    "weighted_average",
-    "weighted_average_reference",
 ]

@@ -44,6 +44,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from callbacks.files import atomic_write
 from federated.exceptions import CheckpointError
 
 if TYPE_CHECKING:
@@ -80,16 +81,8 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) ->
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **checkpoint}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, "wb") as f:
+        torch.save({"format": FORMAT, **checkpoint}, f)
     return path
 
 
@@ -160,16 +153,8 @@ class HistoryLog:
 
     def _rewrite(self, history: Sequence[RoundResult]) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        tmp = f"{self.path}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.writelines(_line(r) for r in history)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_write(self.path, encoding="utf-8") as f:
+            f.writelines(_line(r) for r in history)
 
 
 def load_history(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> list[dict[str, Any]]:

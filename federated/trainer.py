@@ -52,45 +52,14 @@ _GLOBAL, _SAMPLING, _CLIENT_FIT, _SERVER = 0, 1, 2, 3
 class FederatedTrainer:
     """Runs federated rounds: each selected client trains with ``lightning.Trainer.fit``, then the server aggregates.
 
-    A round, with the native callbacks' hooks (SPEC's federated column; rounds count from 1):
-
-    1. ``on_round_start(trainer, round_num)``; sample ``clients_per_round`` clients (seeded). A
-       callback may set ``trainer.client_selection_weights`` there, a dict client id -> weight
-       (clients it does not name are not sampled), for this round only: it is ``None`` again at
-       the start of each round, so a round whose ``on_round_start`` sets nothing samples uniformly.
-    2. Each client loads the global weights and trains ``local_epochs`` epochs with its own
-       ``lightning.Trainer.fit`` (its LR times ``trainer.client_lr_scale``), its own copies of
-       ``client_callbacks`` bridged in, on the ``backend``: in this process one after the other,
-       or in parallel on Ray workers. When it returns, the server callbacks receive
-       ``on_epoch_start(learner, epoch, round_num)`` and ``on_epoch_end(learner, epoch, metrics,
-       logs, round_num)`` for each of its local epochs (``learner`` is the :class:`Client`), client
-       after client in the order of the sampled list, whatever the order the clients finish in.
-    3. ``on_aggregate_start(trainer, updates)``; the strategy aggregates;
-       ``on_aggregate_end(trainer, weights)``.
-    4. The global model is evaluated on ``test_data``; ``on_round_end(trainer, round_num, result)``
-       with ``result.metrics`` (the evaluation and the sample-weighted client training metrics) and
-       ``result.updates``. Then checkpoints are written, and the run stops if ``trainer.should_stop``.
-
-    ``on_train_start(trainer)`` comes once before the first round, ``on_train_end(trainer, result)``
-    once and last, also after a failure (preceded by ``on_exception(exception)``; the error is then
-    re-raised).
-
-    Updates are folded into the strategy as each client returns, in the sampled order (memory
-    independent of the number of clients), and their ``weights`` released; when a server callback overrides
-    ``on_aggregate_start`` (it may inspect or edit the updates) they are kept until it has run, and
-    until ``on_round_end``. ``buffer_updates`` forces either way. The history keeps no weights.
-
-    A client that raises or returns non-finite weights is recorded in ``result.failures`` and left
-    out; below ``min_clients`` successful clients the round fails with
-    :class:`~federated.NotEnoughClientsError`. Errors in callbacks follow ``on_error``.
-
-    With ``checkpoint_dir``, the federation checkpoint (round, global weights, strategy, callback
-    and client-callback states, RNG states) is written atomically to ``checkpoint_dir/last.ckpt``
-    after each round, and the round's record appended to ``history.jsonl`` beside it, so a write
-    costs the same at every round; ``fit(resume_from="auto")`` continues from it, and ends with the
-    very weights and history an uninterrupted run ends with (fixed seed, CPU). Every federation
-    checkpoint also loads as the model alone: ``MyModule.load_from_checkpoint(path)`` (the saved
-    ``hparams`` and the global weights).
+    A round fires ``on_round_start``, samples ``clients_per_round`` clients (seeded; a callback may
+    steer it with ``trainer.client_selection_weights`` for that round), trains them on the
+    ``backend`` with their copies of ``client_callbacks`` (the server callbacks then receive each
+    client's ``on_epoch_start``/``on_epoch_end``), fires ``on_aggregate_start``/``on_aggregate_end``
+    around the strategy's aggregation, evaluates the global model on ``test_data`` and fires
+    ``on_round_end`` with the :class:`~federated.RoundResult`; the run stops when a callback sets
+    ``trainer.should_stop``. ``docs/federated.md`` describes the round, the faults and the
+    checkpoint in full.
 
     Args:
         model: The global model (a LightningModule); after ``fit`` it holds the final weights.
@@ -112,8 +81,9 @@ class FederatedTrainer:
         on_error: ``"warn"`` logs a failing callback hook and goes on, ``"raise"`` fails the run.
             Defaults to ``"warn"``.
         batch_size: Batch size of the loaders made for data given as a ``Dataset``. Defaults to ``32``.
-        buffer_updates: Keep the round's updates with their weights until ``on_round_end``;
-            ``None`` decides as described above. Defaults to ``None``.
+        buffer_updates: Keep the round's updates with their weights until ``on_round_end``, instead
+            of folding each into the strategy as it returns; ``None`` keeps them when a server
+            callback overrides ``on_aggregate_start`` (which may inspect or edit them). Defaults to ``None``.
         reuse_trainer: Serve all client fits with one ``lightning.Trainer`` (per worker). Defaults to ``True``.
         backend: Where client fits run: ``"sequential"`` (this process), ``"ray"`` (a pool of Ray
             workers with default settings) or a :class:`~federated.Backend` such as
@@ -287,10 +257,14 @@ class FederatedTrainer:
         self.client_selection_weights = None
         self.manager.call("on_round_start", trainer=self, round_num=round_num)
         selected = self._sample(round_num)
+        updates, failures = self._fit_clients(round_num, selected)
+        self._aggregate(round_num, updates)
+        metrics = {**_weighted_metrics(updates), **self._evaluate()}
+        self._end_round(RoundResult(round_num, metrics=metrics, updates=updates, failures=failures, selected=selected))
+
+    def _fit_clients(self, round_num: int, selected: list[int]) -> tuple[list[ClientUpdate], list[ClientFailure]]:
+        """Train the selected clients on the backend; fold each update into the strategy as it comes (in order)."""
         self.strategy.begin_round(round_num, self._weights)
-        fit_callbacks = self.strategy.client_callbacks(self._weights)
-        updates: list[ClientUpdate] = []
-        failures: list[ClientFailure] = []
         clients = [self.clients[client_id] for client_id in selected]
         outcomes = self.backend.fit_clients(
             clients,
@@ -298,8 +272,10 @@ class FederatedTrainer:
             round_num=round_num,
             seeds=[derive_seed(self.seed, round_num, _CLIENT_FIT, client_id) for client_id in selected],
             lr_scale=self.client_lr_scale,
-            callbacks=fit_callbacks,
+            callbacks=self.strategy.client_callbacks(self._weights),
         )
+        updates: list[ClientUpdate] = []
+        failures: list[ClientFailure] = []
         for client, outcome in zip(clients, outcomes, strict=True):  # in the sampled order, on every backend
             if isinstance(outcome, ClientFailure):
                 log.warning("round %d: client %d left out: %s", round_num, client.client_id, outcome.error)
@@ -314,6 +290,10 @@ class FederatedTrainer:
         seed_everything(derive_seed(self.seed, round_num, _SERVER))
         if len(updates) < self.min_clients:
             raise NotEnoughClientsError(_not_enough(round_num, len(selected), failures, self.min_clients))
+        return updates, failures
+
+    def _aggregate(self, round_num: int, updates: list[ClientUpdate]) -> None:
+        """The strategy's new global weights, between the aggregate hooks; the model takes them."""
         self.manager.call("on_aggregate_start", trainer=self, updates=updates, round_num=round_num)
         if self.buffer_updates:
             for update in updates:
@@ -321,22 +301,24 @@ class FederatedTrainer:
         self._weights = self.strategy.finish_round()
         self.manager.call("on_aggregate_end", trainer=self, weights=self._weights, round_num=round_num)
         self.model.load_state_dict(self._weights)
-        metrics = {**_weighted_metrics(updates), **self._evaluate()}
-        result = RoundResult(round_num, metrics=metrics, updates=updates, failures=failures, selected=selected)
+
+    def _end_round(self, result: RoundResult) -> None:
+        """Record the round, fire ``on_round_end``, then write the checkpoints it asked for and ``last.ckpt``."""
         self.history.append(result)
-        self.current_round = round_num
+        self.current_round = result.round_num
         self._pending_saves = []
         try:
-            self.manager.call("on_round_end", trainer=self, round_num=round_num, result=result)
+            self.manager.call("on_round_end", trainer=self, round_num=result.round_num, result=result)
         finally:
             pending, self._pending_saves = self._pending_saves, None
         for path in dict.fromkeys(pending):
             self.save_checkpoint(path)
         if self.checkpoint_dir is not None:
             self.save_checkpoint(os.path.join(self.checkpoint_dir, LAST))
-        for update in updates:
+        for update in result.updates:
             update.weights = None
-        log.info("round %d/%d: %s", round_num, self.rounds, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+        log.info("round %d/%d: %s", result.round_num, self.rounds, summary)
 
     def _sample(self, round_num: int) -> list[int]:
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, round_num, _SAMPLING]))

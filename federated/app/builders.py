@@ -50,7 +50,8 @@ DATA_KEYWORDS = {
     "test_fraction": "data.test_fraction",
     "seed": "seed",
 }
-"""The keywords a data function may take, and the config keys they come from."""
+"""The keywords a data function may take, and the config keys they come from: with ``data.type`` and
+``data.args``, what decides each client's data (a resume cannot change them)."""
 
 ARGUMENT_KEYS = {
     "model": "model.type",
@@ -154,16 +155,7 @@ def build_data(section: Mapping[str, Any], seed: int) -> FederatedData:
     fn = resolve("data", name, "data.type")
     if not callable(fn):
         raise ConfigError(f"`{name}` is a {type(fn).__name__}, not a function returning client data", "data.type")
-    partition = section["partition"]
-    available = {
-        "num_clients": section["num_clients"],
-        "partition": partition["type"],
-        "alpha": partition["alpha"],
-        "shards_per_client": partition["shards_per_client"],
-        "batch_size": section["batch_size"],
-        "test_fraction": section["test_fraction"],
-        "seed": seed,
-    }
+    available = {keyword: _at({"data": section, "seed": seed}, key) for keyword, key in DATA_KEYWORDS.items()}
     args = dict(section["args"])
     for key in args:
         if key in DATA_KEYWORDS:
@@ -195,6 +187,14 @@ def build_data(section: Mapping[str, Any], seed: int) -> FederatedData:
         raise ConfigError(str(exc), "data.type") from exc
     _check_loaders(data, name, section["num_clients"])
     return data
+
+
+def _at(config: Mapping[str, Any], key: str) -> Any:
+    """The value at a dotted ``key`` of ``config``."""
+    value: Any = config
+    for part in key.split("."):
+        value = value[part]
+    return value
 
 
 def _check_loaders(data: FederatedData, name: str, num_clients: int) -> None:

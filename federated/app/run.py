@@ -28,7 +28,7 @@ from callbacks.files import atomic_write
 from federated import data as _data  # noqa: F401 - registers the built-in data sets
 from federated import models as _models  # noqa: F401 - registers the built-in models
 from federated import strategies as _strategies  # noqa: F401 - registers the strategies
-from federated.app.builders import build_trainer, watched_metric, within
+from federated.app.builders import DATA_KEYWORDS, build_trainer, watched_metric, within
 from federated.app.config import load_config, read_yaml
 from federated.backends.client_runner import seed_everything
 from federated.checkpoint import HISTORY_LOG, load_checkpoint, stateful_callbacks
@@ -40,8 +40,8 @@ __all__ = ["Run", "prepare_run"]
 LAST = "last.ckpt"
 """The round loop's own checkpoint, in ``output_dir/checkpoints``; it wins a tie of rounds."""
 
-DATA_KEYS = ("seed", "data.type", "data.args", "data.num_clients", "data.partition", "data.test_fraction")
-"""Config keys (and key prefixes) that decide each client's data: a resume cannot change them."""
+DATA_KEYS = ("data.type", "data.args", *(key for key in DATA_KEYWORDS.values() if key != "data.batch_size"))
+"""Config keys that decide each client's data (the batch size does not): a resume cannot change them."""
 
 _EVENTS = r"events\.out\.tfevents\.\d+\..+"
 """The names of the event files torch's ``SummaryWriter`` writes."""

@@ -9,8 +9,8 @@ import torch
 from lightning.pytorch import LightningModule
 
 from callbacks import resolve
-from federated import ClientUpdate, FedAvg, FederatedTrainer, weighted_average, weighted_average_reference
-from federated.strategies.aggregate import accumulate, finalize, init_sum
+from federated import ClientUpdate, FedAvg, FederatedTrainer
+from federated.strategies.aggregate import accumulate, finalize, init_sum, weighted_average, weighted_average_reference
 
 
 def test_weighted_average_equals_hand_computed_mean() -> None:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from federated import digits_federation, load_digits_data, partition, partition_dirichlet
+from federated import digits_federation, partition
+from federated.data import load_digits_data, partition_dirichlet
 
 
 @pytest.mark.parametrize("kind", ["iid", "dirichlet", "shards"])
