@@ -33,6 +33,8 @@ from callbacks.registry import build_callbacks as build_callbacks
 from callbacks.registry import register as register
 from callbacks.registry import registered as registered
 from callbacks.registry import resolve as resolve
+from callbacks.trainer import FederatedTrainerLike as FederatedTrainerLike
+from callbacks.trainer import TrainerLike as TrainerLike
 
 if TYPE_CHECKING:
     from callbacks.lr_scheduler import LRScheduler as LRScheduler
@@ -47,6 +49,7 @@ __all__ = [
     "CallbackManager",
     "ConfigError",
     "EarlyStopping",
+    "FederatedTrainerLike",
     "HookSignatureError",
     "LRScheduler",
     "MetricNotFoundError",
@@ -56,6 +59,7 @@ __all__ = [
     "OnError",
     "RegistryError",
     "TensorBoard",
+    "TrainerLike",
     "build",
     "build_callbacks",
     "dump_yaml",

@@ -8,6 +8,7 @@ from typing import Any
 from callbacks.arguments import check_number
 from callbacks.monitor import Mode, MonitorCallback
 from callbacks.registry import register
+from callbacks.trainer import FederatedTrainerLike, TrainerLike
 
 __all__ = ["EarlyStopping"]
 
@@ -58,19 +59,19 @@ class EarlyStopping(MonitorCallback):
         self.stopped_at = state_dict["stopped_at"]
         self.patience = state_dict["patience"]  # as Lightning's EarlyStopping: the run goes on as it was
 
-    def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
+    def on_train_start(self, trainer: TrainerLike, **kwargs: Any) -> None:
         if self._restored:  # resuming: keep the state just loaded
             self._restored = False
             return
         self.best, self.counter, self.stopped_at = None, 0, None
 
-    def on_validation_end(self, trainer: Any, epoch: int, logs: Mapping[str, float], **kwargs: Any) -> None:
+    def on_validation_end(self, trainer: TrainerLike, epoch: int, logs: Mapping[str, float], **kwargs: Any) -> None:
         self._check(trainer, self.read(logs, "validation logs"), epoch)
 
-    def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
+    def on_round_end(self, trainer: FederatedTrainerLike, round_num: int, result: Any, **kwargs: Any) -> None:
         self._check(trainer, self.read(result.metrics, "round metrics"), round_num)
 
-    def _check(self, trainer: Any, current: float, step: int) -> None:
+    def _check(self, trainer: TrainerLike, current: float, step: int) -> None:
         if self.improves(current):
             self.counter = 0
             return

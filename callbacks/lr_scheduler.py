@@ -13,6 +13,7 @@ from callbacks.arguments import check_number
 from callbacks.callback import Callback
 from callbacks.monitor import Mode
 from callbacks.registry import register
+from callbacks.trainer import FederatedTrainerLike, TrainerLike
 
 __all__ = ["SCHEDULER_TYPES", "LRScheduler"]
 
@@ -122,7 +123,7 @@ class LRScheduler(Callback):
             return CosineAnnealingLR(optimizer, T_max=self.T_max, eta_min=self.eta_min)
         return ReduceLROnPlateau(optimizer, mode=self.mode, factor=self.factor, patience=self.patience)
 
-    def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
+    def on_train_start(self, trainer: TrainerLike, **kwargs: Any) -> None:
         optimizers = getattr(trainer, "optimizers", None)
         if optimizers:  # centralised: the trainer's own optimizers
             self.schedulers = [self.make(opt) for opt in optimizers]
@@ -135,7 +136,7 @@ class LRScheduler(Callback):
             _report(logs, "lr", self.schedulers[0].optimizer.param_groups[0]["lr"])
             self._step(logs)
 
-    def on_round_start(self, trainer: Any, round_num: int, **kwargs: Any) -> None:
+    def on_round_start(self, trainer: FederatedTrainerLike, round_num: int, **kwargs: Any) -> None:
         if not self.schedulers:
             self._probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
             self.schedulers = [self.make(self._probe)]
@@ -143,7 +144,7 @@ class LRScheduler(Callback):
             self._load_pending()
         trainer.client_lr_scale = float(self.schedulers[0].optimizer.param_groups[0]["lr"])
 
-    def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
+    def on_round_end(self, trainer: FederatedTrainerLike, round_num: int, result: Any, **kwargs: Any) -> None:
         if self.schedulers:
             _report(result.metrics, "lr_scale", self.schedulers[0].optimizer.param_groups[0]["lr"])
         self._step(result.metrics)

@@ -15,6 +15,7 @@ from callbacks.callback import Callback
 from callbacks.files import atomic_write
 from callbacks.rank_zero import is_global_zero
 from callbacks.registry import register
+from callbacks.trainer import FederatedTrainerLike, TrainerLike
 
 __all__ = ["MetricsLogger"]
 
@@ -64,7 +65,7 @@ class MetricsLogger(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._resumed_rows = int(state_dict["rows"])
 
-    def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
+    def on_train_start(self, trainer: TrainerLike, **kwargs: Any) -> None:
         self._write = self.path is not None and is_global_zero(trainer)
         if self._resumed_rows is not None:
             self._resume(getattr(trainer, "history", None))
@@ -75,7 +76,7 @@ class MetricsLogger(Callback):
         if round_num is None:
             self._add({"epoch": epoch, **logs})
 
-    def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
+    def on_round_end(self, trainer: FederatedTrainerLike, round_num: int, result: Any, **kwargs: Any) -> None:
         self._add({"round": round_num, **result.metrics})
 
     def _add(self, row: dict[str, Any]) -> None:

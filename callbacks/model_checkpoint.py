@@ -10,6 +10,7 @@ from typing import Any
 from callbacks.arguments import check_number
 from callbacks.monitor import Mode, MonitorCallback
 from callbacks.registry import register
+from callbacks.trainer import FederatedTrainerLike, TrainerLike
 
 __all__ = ["ModelCheckpoint"]
 
@@ -96,13 +97,13 @@ class ModelCheckpoint(MonitorCallback):
             paths.append(os.path.join(self.save_dir, "last.ckpt"))
         return paths
 
-    def on_validation_end(self, trainer: Any, epoch: int, logs: Mapping[str, float], **kwargs: Any) -> None:
+    def on_validation_end(self, trainer: TrainerLike, epoch: int, logs: Mapping[str, float], **kwargs: Any) -> None:
         if self.metric in logs or not self.save_best:  # else wait for the epoch logs
             self._saved_epoch = epoch
             self._save(trainer, "epoch", epoch, logs, "validation logs")
 
     def on_epoch_end(
-        self, trainer: Any, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any
+        self, trainer: TrainerLike, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any
     ) -> None:
         if round_num is not None or self._saved_epoch == epoch:
             return
@@ -123,14 +124,14 @@ class ModelCheckpoint(MonitorCallback):
             )
         self._unseen_in = None
 
-    def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
+    def on_round_end(self, trainer: FederatedTrainerLike, round_num: int, result: Any, **kwargs: Any) -> None:
         self._save(trainer, "round", round_num, result.metrics, "round metrics")
 
-    def _save(self, trainer: Any, unit: str, index: int, metrics: Mapping[str, float], where: str) -> None:
+    def _save(self, trainer: TrainerLike, unit: str, index: int, metrics: Mapping[str, float], where: str) -> None:
         is_best = self.save_best and self.improves(self.read(metrics, where))
         self._write(trainer, self.paths_for(unit, index, is_best))
 
-    def _write(self, trainer: Any, paths: list[str]) -> None:
+    def _write(self, trainer: TrainerLike, paths: list[str]) -> None:
         for path in paths:
             if os.path.basename(path) == "best.ckpt":
                 self.best_path = path  # before the write, so that the file's own state names itself

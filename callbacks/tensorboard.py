@@ -12,6 +12,7 @@ from callbacks.arguments import key_path
 from callbacks.callback import Callback
 from callbacks.rank_zero import NullWriter, is_global_zero
 from callbacks.registry import register
+from callbacks.trainer import FederatedTrainerLike, TrainerLike
 
 __all__ = ["TensorBoard"]
 
@@ -69,7 +70,7 @@ class TensorBoard(Callback):
         state["writer"] = None
         return state
 
-    def on_train_start(self, trainer: Any, **kwargs: Any) -> None:
+    def on_train_start(self, trainer: TrainerLike, **kwargs: Any) -> None:
         # a resumed centralised fit (no rounds) may first finish the epoch its checkpoint was written in
         self._skip_restored_epoch_end = self._restored and not hasattr(trainer, "current_round")
         self._restored = False
@@ -104,7 +105,7 @@ class TensorBoard(Callback):
             self.writer.add_scalar(key, value, epoch)
         self.writer.flush()
 
-    def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
+    def on_round_end(self, trainer: FederatedTrainerLike, round_num: int, result: Any, **kwargs: Any) -> None:
         for key, value in result.metrics.items():
             self.writer.add_scalar(key, value, round_num)
         for update in result.updates:

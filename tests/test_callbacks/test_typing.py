@@ -1,7 +1,8 @@
-"""Users' hooks type-check: any subset of a hook's arguments, annotated or not, sync or async."""
+"""Users' code type-checks: hooks with any subset of their arguments, and both trainers as the built-ins' trainer."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mypy", path=str(Path(sys.executable).parent)) is None, reason="needs mypy"
+)
 
 USER_CALLBACKS = '''
 from typing import Any
@@ -36,13 +41,73 @@ class FederatedStyle(Callback):  # seed 003: async hooks with **kwargs, annotate
         print(path)
 '''
 
+USER_TRAINERS = '''
+import lightning
 
-@pytest.mark.skipif(shutil.which("mypy", path=str(Path(sys.executable).parent)) is None, reason="needs mypy")
-def test_user_hooks_with_their_own_signatures_type_check(tmp_path: Path) -> None:
+from callbacks import EarlyStopping, FederatedTrainerLike, LRScheduler, TrainerLike
+from federated import FederatedTrainer
+
+
+def stop_and_save(trainer: TrainerLike) -> None:
+    trainer.should_stop = trainer.is_global_zero
+    trainer.save_checkpoint("last.ckpt", weights_only=False)
+
+
+def halve_client_lr(trainer: FederatedTrainerLike) -> None:
+    trainer.client_lr_scale *= 0.5
+
+
+def accepted(centralised: lightning.Trainer, federation: FederatedTrainer) -> None:
+    stop_and_save(centralised)
+    stop_and_save(federation)
+    halve_client_lr(federation)
+    EarlyStopping().on_validation_end(centralised, 0, {"accuracy": 1.0})
+    LRScheduler().on_round_start(federation, 1)
+
+
+def refused(centralised: lightning.Trainer) -> None:
+    stop_and_save(object())  # refused: no should_stop, is_global_zero or save_checkpoint
+    halve_client_lr(centralised)  # refused: a Lightning Trainer has no client_lr_scale
+'''
+
+
+def mypy(module: Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(cache), "--no-error-summary", str(module)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mypy_cache")
+
+
+def test_user_hooks_with_their_own_signatures_type_check(tmp_path: Path, cache: Path) -> None:
+    # Prepare
     module = tmp_path / "user_callbacks.py"
     module.write_text(USER_CALLBACKS)
-    run = subprocess.run(
-        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), "--no-error-summary", str(module)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+
+    # Execute
+    run = mypy(module, cache)
+
+    # Assert
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_lightning_and_federated_trainers_satisfy_the_trainer_protocols(tmp_path: Path, cache: Path) -> None:
+    # Prepare
+    module = tmp_path / "user_trainers.py"
+    module.write_text(USER_TRAINERS)
+    lines = USER_TRAINERS.splitlines()
+    refused = {number for number, line in enumerate(lines, start=1) if "# refused" in line}
+
+    # Execute
+    run = mypy(module, cache)
+
+    # Assert: the two refused calls are the only errors, so the accepted ones type-check
+    errors = re.findall(r"^[^\n]*user_trainers\.py:(\d+): error: (.*)$", run.stdout, flags=re.MULTILINE)
+    assert {int(line) for line, _ in errors} == refused, run.stdout + run.stderr
+    messages = " ".join(message for _, message in errors)
+    assert '"object"; expected "TrainerLike"' in messages
+    assert '"Trainer"; expected "FederatedTrainerLike"' in messages
