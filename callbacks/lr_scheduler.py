@@ -133,7 +133,7 @@ class LRScheduler(Callback):
         self, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any
     ) -> None:
         if round_num is None and self.schedulers:
-            _report(logs, "lr", self.schedulers[0].optimizer.param_groups[0]["lr"])
+            _report(logs, "lr", self._lr())
             self._step(logs)
 
     def on_round_start(self, trainer: FederatedTrainerLike, round_num: int, **kwargs: Any) -> None:
@@ -142,12 +142,16 @@ class LRScheduler(Callback):
             self.schedulers = [self.make(self._probe)]
             self._probe.step()  # no gradients: a no-op that tells torch the optimizer steps before the schedule
             self._load_pending()
-        trainer.client_lr_scale = float(self.schedulers[0].optimizer.param_groups[0]["lr"])
+        trainer.client_lr_scale = self._lr()
 
     def on_round_end(self, trainer: FederatedTrainerLike, round_num: int, result: Any, **kwargs: Any) -> None:
         if self.schedulers:
-            _report(result.metrics, "lr_scale", self.schedulers[0].optimizer.param_groups[0]["lr"])
+            _report(result.metrics, "lr_scale", self._lr())
         self._step(result.metrics)
+
+    def _lr(self) -> float:
+        """The learning rate in use: the first schedule's optimizer, first parameter group."""
+        return float(self.schedulers[0].optimizer.param_groups[0]["lr"])
 
     def _step(self, metrics: Mapping[str, float]) -> None:
         for scheduler in self.schedulers:

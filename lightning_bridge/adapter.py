@@ -19,7 +19,7 @@ from callbacks import Callback as NativeCallback
 from callbacks import CallbackManager, OnError
 from lightning_bridge._sources import CallbackSource, load_natives
 from lightning_bridge.checkpoint_io import RecordingCheckpointIO
-from lightning_bridge.metrics import floats
+from lightning_bridge.metrics import StepLosses, first_lr, floats
 
 __all__ = ["LightningCallbackAdapter"]
 
@@ -113,8 +113,7 @@ class LightningCallbackAdapter(LightningCallback):
         self._epoch: int | None = None  # the epoch whose native on_epoch_end is still due
         self._last_epoch: int | None = None  # the latest epoch begun, that checkpoints belong to
         self._stage: tuple[str, int] | None = None  # end hook being dispatched, index of the callback
-        self._loss_sum: torch.Tensor | None = None
-        self._loss_count = 0
+        self._losses = StepLosses()
         self._loss_carry = (0.0, 0)  # loss sum and count of the epoch before a mid-epoch checkpoint
         self._before_val: dict[str, Any] = {}
         self._val_keys: set[str] = set()
@@ -225,18 +224,13 @@ class LightningCallbackAdapter(LightningCallback):
         # per step: no host sync, no tensor op beyond one add; Lightning's own loss is already detached
         if self._epoch is None:  # resumed in the middle of an epoch
             self._new_epoch(trainer.current_epoch)
-        loss = outputs.get("loss") if type(outputs) is dict or isinstance(outputs, Mapping) else outputs
-        if isinstance(loss, torch.Tensor):
-            if loss.requires_grad:
-                loss = loss.detach()
-            self._loss_sum = loss.float() if self._loss_sum is None else self._loss_sum + loss
-            self._loss_count += 1
+        loss = self._losses.add(outputs)
         if not (self._on_train_step_end or self._on_batch_end):
             return
         epoch = self._epoch
         if self._on_train_step_end:
-            optimizers = trainer.optimizers
-            metrics = {"lr": float(optimizers[0].param_groups[0]["lr"])} if optimizers else {}
+            lr = first_lr(trainer.optimizers)
+            metrics = {"lr": lr} if lr is not None else {}
             self._call(
                 "on_train_step_end", epoch=epoch, batch_idx=batch_idx, loss=loss, metrics=metrics,
                 trainer=trainer, pl_module=pl_module,
@@ -325,7 +319,7 @@ class LightningCallbackAdapter(LightningCallback):
 
     def _new_epoch(self, epoch: int) -> None:
         self._epoch, self._last_epoch, self._stage, self._epoch_logs = epoch, epoch, None, None
-        self._loss_sum, self._loss_count, self._loss_carry = None, 0, (0.0, 0)
+        self._losses, self._loss_carry = StepLosses(), (0.0, 0)
         self._val_logs, self._val_end_logs = {}, {}
 
     def _collect_epoch_logs(self, trainer: Trainer) -> dict[str, float]:
@@ -333,8 +327,9 @@ class LightningCallbackAdapter(LightningCallback):
         logs = {k: v for k, v in floats(trainer.callback_metrics).items() if k not in self._val_keys}
         logs.update(self._val_logs)
         carry_sum, carry_count = self._loss_carry
-        total: Any = carry_sum if self._loss_sum is None else self._loss_sum + carry_sum
-        count: Any = self._loss_count + carry_count
+        losses = self._losses
+        total: Any = carry_sum if losses.total is None else losses.total + carry_sum
+        count: Any = losses.count + carry_count
         if self._distributed:  # every rank takes part, also one that had no loss to report
             device = trainer.strategy.root_device
             stats = torch.stack(
@@ -343,8 +338,9 @@ class LightningCallbackAdapter(LightningCallback):
             total, count = trainer.strategy.reduce(stats, reduce_op="sum").tolist()
         if count:
             logs["avg_loss"] = float(total / count)
-        if trainer.optimizers:
-            logs["lr"] = _lr(trainer)
+        lr = first_lr(trainer.optimizers)
+        if lr is not None:
+            logs["lr"] = lr
         if self._distributed:
             logs = trainer.strategy.broadcast(logs, src=0)
         return logs
@@ -354,12 +350,12 @@ class LightningCallbackAdapter(LightningCallback):
         stage = None
         if self._stage is not None:  # the callback being dispatched wrote the checkpoint: its hook counts as run
             stage = [self._stage[0], min(self._stage[1] + 1, len(self._each))]
-        loss_sum = float(self._loss_sum) if self._loss_sum is not None else 0.0
+        loss_sum = float(self._losses.total) if self._losses.total is not None else 0.0
         return {
             "epoch": self._epoch,
             "stage": stage,
             "loss_sum": loss_sum + self._loss_carry[0],
-            "loss_count": self._loss_count + self._loss_carry[1],
+            "loss_count": self._losses.count + self._loss_carry[1],
             "val_keys": sorted(self._val_keys),
             "val_logs": dict(self._val_logs),
             "val_end_logs": dict(self._val_end_logs),
@@ -472,7 +468,3 @@ _ADAPTER_BATCH_START = LightningCallbackAdapter.on_train_batch_start
 def _has_state(callback: Any) -> bool:
     method = getattr(type(callback), "state_dict", None)
     return callable(method) and method is not NativeCallback.state_dict
-
-
-def _lr(trainer: Trainer) -> float:
-    return float(trainer.optimizers[0].param_groups[0]["lr"])

@@ -20,7 +20,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from callbacks import ArgumentError
 from callbacks.arguments import check_arguments, echo, one_line
 from federated.results import ClientFailure, ClientUpdate
-from lightning_bridge.metrics import floats
+from lightning_bridge.metrics import StepLosses, first_lr, floats
 
 if TYPE_CHECKING:
     from federated.client import Client
@@ -177,14 +177,13 @@ class _ClientProbe(LightningCallback):
         self.lr_scale = 1.0
         self.epoch_metrics: list[dict[str, float]] = []
         self._lrs: list[float] = []
-        self._losses: list[tuple[torch.Tensor, int]] = []
-        self._loss_sum: torch.Tensor | None = None
-        self._loss_count = 0
+        self._losses: list[torch.Tensor] = []  # each epoch's mean step loss
+        self._steps = StepLosses()
 
     def start(self, lr_scale: float) -> None:
         self.lr_scale = float(lr_scale)
         self.epoch_metrics, self._lrs, self._losses = [], [], []
-        self._loss_sum, self._loss_count = None, 0
+        self._steps = StepLosses()
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # optimizers exist from here on; before the adapter's on_fit_start, so native schedulers see the scaled LR
@@ -202,22 +201,20 @@ class _ClientProbe(LightningCallback):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._record(trainer)  # the previous epoch, with what its end logged
-        if trainer.optimizers:
-            self._lrs.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
+        lr = first_lr(trainer.optimizers)
+        if lr is not None:
+            self._lrs.append(lr)
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if isinstance(loss, torch.Tensor):
-            loss = loss.detach()
-            self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
-            self._loss_count += 1
+        self._steps.add(outputs)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._loss_sum is not None:
-            self._losses.append((self._loss_sum, self._loss_count))
-        self._loss_sum, self._loss_count = None, 0
+        mean = self._steps.mean()
+        if mean is not None:
+            self._losses.append(mean)
+        self._steps = StepLosses()
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._record(trainer)
@@ -228,8 +225,7 @@ class _ClientProbe(LightningCallback):
             index = len(self.epoch_metrics)
             logged: dict[str, Any] = dict(trainer.callback_metrics)
             if index < len(self._losses) and "train_loss" not in logged:
-                loss_sum, count = self._losses[index]
-                logged["train_loss"] = loss_sum / count
+                logged["train_loss"] = self._losses[index]
             metrics = floats(logged)
             if index < len(self._lrs):
                 metrics["lr"] = self._lrs[index]
