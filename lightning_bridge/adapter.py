@@ -17,9 +17,10 @@ from typing_extensions import override
 
 from callbacks import Callback as NativeCallback
 from callbacks import CallbackManager, OnError
+from lightning_bridge._epoch_record import EpochRecord
 from lightning_bridge._sources import CallbackSource, load_natives
 from lightning_bridge.checkpoint_io import RecordingCheckpointIO
-from lightning_bridge.metrics import StepLosses, first_lr, floats
+from lightning_bridge.metrics import first_lr, floats
 
 __all__ = ["LightningCallbackAdapter"]
 
@@ -30,30 +31,18 @@ _PENDING = "lightning_bridge:epoch_in_progress"
 class LightningCallbackAdapter(LightningCallback):
     """A Lightning callback that runs native callbacks, unchanged, inside ``Trainer.fit``.
 
-    One epoch dispatches, in this order: ``on_epoch_start``; per batch ``on_batch_start``,
-    ``on_train_step_end`` (``loss`` a detached tensor), ``on_batch_end``; ``on_validation_start``
-    and ``on_validation_end`` (``logs`` of floats) when validation runs (never for the sanity
-    check); ``on_epoch_end`` (``logs`` = ``metrics``: the trainer's metrics as floats, the validation
-    metrics of this epoch only, ``avg_loss`` and ``lr``) once every other callback's
-    ``on_train_epoch_end`` has run, Lightning's checkpoint callbacks included. ``on_train_start``
-    comes first, before the sanity check; ``on_train_end`` exactly once and last, also after
-    ``on_exception`` or an early stop.
+    An epoch dispatches the seed-000 flow: ``on_epoch_start``; per batch ``on_batch_start``,
+    ``on_train_step_end`` (``loss`` a detached tensor) and ``on_batch_end``; ``on_validation_start``
+    and ``on_validation_end`` (``logs`` of floats; never for the sanity check);
+    ``on_save_checkpoint(epoch, path)`` for each file once it is on disk; ``on_epoch_end`` (``logs``:
+    the trainer's metrics as floats, this epoch's validation metrics, ``avg_loss`` and ``lr``) after
+    Lightning's checkpoint callbacks. ``on_train_start`` comes first, before the sanity check, and
+    ``on_train_end`` exactly once and last, also after ``on_exception`` or an early stop.
 
-    ``on_save_checkpoint(epoch, path)`` fires for each file as soon as it is on disk, with the epoch
-    it was written in: right after the save, or, for a file a native hook wrote, once that hook has
-    returned for every native callback; a background save (``AsyncCheckpointIO``) is waited for at
-    the end of its epoch. So a file written at validation end or at the end of the training epoch,
-    by a native or a Lightning ``ModelCheckpoint``, comes between ``on_validation_end`` and
-    ``on_epoch_end`` of its epoch, and one written during ``on_epoch_end`` right after it.
-
-    ``trainer.should_stop = True`` from a native hook stops the run; under DDP the decision is
-    reduced across ranks when validation ends and when the epoch ends, so every rank stops together,
-    and every rank sees global rank 0's ``logs``, so native callbacks decide alike everywhere.
-    Native callbacks' ``state_dict`` go into Lightning checkpoints and come back with
-    ``fit(ckpt_path=...)``. A checkpoint written while an epoch was ending (by a native or a Lightning
-    ``ModelCheckpoint``, at validation end or at the end of the training epoch) also records which
-    native end hooks of that epoch were still due; the resumed fit runs those, and only those, before
-    it goes on.
+    ``trainer.should_stop = True`` in a native hook stops the run, on every rank under DDP (every
+    rank sees global rank 0's ``logs``). Native callbacks' states go into Lightning checkpoints and
+    come back with ``fit(ckpt_path=...)``, together with the end hooks still due in the epoch the
+    checkpoint was written in. ``docs/lightning.md`` has the details.
 
     Args:
         callbacks: Native callbacks; or ``{type, args}`` entries to build; or the path of a YAML file
@@ -75,28 +64,12 @@ class LightningCallbackAdapter(LightningCallback):
     def __init__(self, callbacks: CallbackSource = None, on_error: OnError = "warn") -> None:
         natives = load_natives(callbacks)
         self.manager = CallbackManager(natives, on_error=on_error)
-        self._each = [CallbackManager([cb], on_error=on_error) for cb in natives]
+        self._each = [CallbackManager([cb], on_error=on_error) for cb in natives]  # end hooks, one at a time
+        self._stateful = _stateful_by_key(natives)
         self._on_batch_start = self.manager.overrides("on_batch_start")
         self._on_train_step_end = self.manager.overrides("on_train_step_end")
         self._on_batch_end = self.manager.overrides("on_batch_end")
-        # Lightning calls each callable hook of each callback at every step (about 2 µs apiece, in
-        # its profiler context): per-batch hooks the adapter has no use for are switched off here
-        for hook in _PER_BATCH_HOOKS:
-            if getattr(type(self), hook) is getattr(LightningCallback, hook):  # unless a subclass uses it
-                setattr(self, hook, None)
-        if not self._on_batch_start and type(self).on_train_batch_start is _ADAPTER_BATCH_START:
-            self.on_train_batch_start = None  # type: ignore[assignment]  # bookkeeping moves to batch end
-        self._stateful: dict[str, Any] = {}
-        for cb in natives:
-            if not _has_state(cb):
-                continue
-            key = getattr(cb, "state_key", type(cb).__qualname__)
-            if key in self._stateful:
-                raise ValueError(
-                    f"two native callbacks share the state key {key!r}; give one a distinct `state_key` "
-                    "so their checkpointed states do not overwrite each other"
-                )
-            self._stateful[key] = cb
+        self._switch_off_unused_batch_hooks()
         self._started = False
         self._ended = False
         self._distributed = False
@@ -104,22 +77,18 @@ class LightningCallbackAdapter(LightningCallback):
         self._io: RecordingCheckpointIO | None = None
         self._holding = 0  # native hooks running: the files they write are reported once they return
         self._epoch_end = _NativeEpochEnd(self)
+        self._record = EpochRecord()
+        self._restored: dict[str, Any] | None = None  # the record of a checkpoint, until the fit resumes it
         self._last_logs: dict[str, float] = {}
-        self._restored: dict[str, Any] | None = None
-        self._new_run()
 
-    def _new_run(self) -> None:
-        """Reset the bookkeeping of one fit (the restored epoch in progress is kept apart)."""
-        self._epoch: int | None = None  # the epoch whose native on_epoch_end is still due
-        self._last_epoch: int | None = None  # the latest epoch begun, that checkpoints belong to
-        self._stage: tuple[str, int] | None = None  # end hook being dispatched, index of the callback
-        self._losses = StepLosses()
-        self._loss_carry = (0.0, 0)  # loss sum and count of the epoch before a mid-epoch checkpoint
-        self._before_val: dict[str, Any] = {}
-        self._val_keys: set[str] = set()
-        self._val_logs: dict[str, float] = {}
-        self._val_end_logs: dict[str, float] = {}
-        self._epoch_logs: dict[str, float] | None = None
+    def _switch_off_unused_batch_hooks(self) -> None:
+        # Lightning calls each callable hook of each callback at every step (about 2 µs apiece, in
+        # its profiler context): per-batch hooks the adapter has no use for are switched off here
+        for hook in _PER_BATCH_HOOKS:
+            if getattr(type(self), hook) is getattr(LightningCallback, hook):  # unless a subclass uses it
+                setattr(self, hook, None)
+        if not self._on_batch_start and type(self).on_train_batch_start is _ADAPTER_BATCH_START:
+            self.on_train_batch_start = None  # type: ignore[assignment]  # bookkeeping moves to batch end
 
     @classmethod
     def from_config(
@@ -152,8 +121,8 @@ class LightningCallbackAdapter(LightningCallback):
     @override
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {key: cb.state_dict() for key, cb in self._stateful.items()}
-        if self._epoch is not None:
-            state[_PENDING] = self._pending()
+        if self._record.epoch is not None:
+            state[_PENDING] = self._record.state_dict(callbacks=len(self._each))
         return state
 
     @override
@@ -194,7 +163,7 @@ class LightningCallbackAdapter(LightningCallback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._started, self._ended, self._stop_requested = True, False, False
         self._distributed = trainer.world_size > 1
-        self._new_run()
+        self._record = EpochRecord()
         if self._io is not None:
             self._io.written.clear()  # files written before this fit (another fit's, a tuner's) are not its own
         self._call("on_train_start", trainer=trainer, pl_module=pl_module)
@@ -204,30 +173,32 @@ class LightningCallbackAdapter(LightningCallback):
 
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._epoch is not None:  # Lightning skipped the end of a restored epoch: it is still owed
+        if self._record.epoch is not None:  # Lightning skipped the end of a restored epoch: it is still owed
             self._finish_epoch(trainer, pl_module)
         epoch = trainer.current_epoch
-        self._new_epoch(epoch)
+        self._record.begin(epoch)
         self._call("on_epoch_start", epoch=epoch, learner=pl_module, trainer=trainer, pl_module=pl_module)
 
     @override
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        if self._epoch is None:  # resumed in the middle of an epoch
-            self._new_epoch(trainer.current_epoch)
+        record = self._record
+        if record.epoch is None:  # resumed in the middle of an epoch
+            record.begin(trainer.current_epoch)
         if self._on_batch_start:
-            self._call("on_batch_start", epoch=self._epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
+            self._call("on_batch_start", epoch=record.epoch, batch_idx=batch_idx, trainer=trainer, pl_module=pl_module)
 
     @override
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         # per step: no host sync, no tensor op beyond one add; Lightning's own loss is already detached
-        if self._epoch is None:  # resumed in the middle of an epoch
-            self._new_epoch(trainer.current_epoch)
-        loss = self._losses.add(outputs)
+        record = self._record
+        if record.epoch is None:  # resumed in the middle of an epoch
+            record.begin(trainer.current_epoch)
+        loss = record.losses.add(outputs)
         if not (self._on_train_step_end or self._on_batch_end):
             return
-        epoch = self._epoch
+        epoch = record.epoch
         if self._on_train_step_end:
             lr = first_lr(trainer.optimizers)
             metrics = {"lr": lr} if lr is not None else {}
@@ -242,9 +213,9 @@ class LightningCallbackAdapter(LightningCallback):
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        if self._epoch is None:
-            self._new_epoch(trainer.current_epoch)
-        self._before_val = dict(trainer.callback_metrics)
+        if self._record.epoch is None:
+            self._record.begin(trainer.current_epoch)
+        self._record.validation_starts(trainer.callback_metrics)
         self._call("on_validation_start", epoch=trainer.current_epoch, trainer=trainer, pl_module=pl_module)
 
     @override
@@ -252,14 +223,11 @@ class LightningCallbackAdapter(LightningCallback):
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         metrics = trainer.callback_metrics
-        # Lightning keeps old values in `callback_metrics`: the ones validation just reported are new objects
-        fresh = sorted(k for k, v in metrics.items() if self._before_val.get(k) is not v)
+        fresh = self._record.fresh(metrics)
         logs = floats(metrics)
         if self._distributed:
             logs, fresh = trainer.strategy.broadcast((logs, fresh), src=0)
-        self._val_keys.update(fresh)
-        self._val_logs = {k: logs[k] for k in fresh if k in logs}
-        self._val_end_logs = logs
+        self._record.validated(logs, fresh)
         self._dispatch_each(
             "on_validation_end", 0, epoch=trainer.current_epoch, logs=logs, trainer=trainer, pl_module=pl_module
         )
@@ -269,12 +237,12 @@ class LightningCallbackAdapter(LightningCallback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # the logs are read here, where the other callbacks read theirs; the native epoch end waits for
         # the checkpoint callbacks, which Lightning calls after the LightningModule's on_train_epoch_end
-        if self._epoch is not None and self._epoch_logs is None:
-            self._epoch_logs = self._collect_epoch_logs(trainer)
+        if self._record.epoch is not None and self._record.logs is None:
+            self._record.logs = self._collect_epoch_logs(trainer)
 
     def _end_training_epoch(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Lightning's ``on_train_epoch_end`` has reached every callback: the native epoch end is due."""
-        if self._epoch is None:  # Lightning replays the end of a restored epoch whose native hooks all ran
+        if self._record.epoch is None:  # Lightning replays the end of a restored epoch whose native hooks all ran
             self._wait_for_saves()
             return
         self._finish_epoch(trainer, pl_module)
@@ -302,34 +270,23 @@ class LightningCallbackAdapter(LightningCallback):
 
     def _finish_epoch(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Dispatch the native ``on_epoch_end`` of the epoch in progress, after its checkpoints."""
+        record = self._record
         self._wait_for_saves()
-        if self._epoch_logs is None:
-            self._epoch_logs = self._collect_epoch_logs(trainer)
-        logs = self._last_logs = self._epoch_logs
-        start = 0
-        if self._stage is not None and self._stage[0] == "on_epoch_end":
-            start = self._stage[1]  # resumed while these hooks were being dispatched: finish them
+        if record.logs is None:
+            record.logs = self._collect_epoch_logs(trainer)
+        logs = self._last_logs = record.logs
         self._dispatch_each(
-            "on_epoch_end", start, epoch=self._epoch, logs=logs, metrics=logs, learner=pl_module,
-            trainer=trainer, pl_module=pl_module,
+            "on_epoch_end", record.resume_index("on_epoch_end"), epoch=record.epoch, logs=logs, metrics=logs,
+            learner=pl_module, trainer=trainer, pl_module=pl_module,
         )
         self._wait_for_saves()  # the files written by these hooks belong to this epoch too
-        self._epoch, self._stage = None, None
+        record.end()
         self._sync_stop(trainer)
-
-    def _new_epoch(self, epoch: int) -> None:
-        self._epoch, self._last_epoch, self._stage, self._epoch_logs = epoch, epoch, None, None
-        self._losses, self._loss_carry = StepLosses(), (0.0, 0)
-        self._val_logs, self._val_end_logs = {}, {}
 
     def _collect_epoch_logs(self, trainer: Trainer) -> dict[str, float]:
         """The epoch's logs: trainer metrics (validation ones only if validation ran), avg_loss, lr."""
-        logs = {k: v for k, v in floats(trainer.callback_metrics).items() if k not in self._val_keys}
-        logs.update(self._val_logs)
-        carry_sum, carry_count = self._loss_carry
-        losses = self._losses
-        total: Any = carry_sum if losses.total is None else losses.total + carry_sum
-        count: Any = losses.count + carry_count
+        logs = self._record.train_logs(floats(trainer.callback_metrics))
+        total, count = self._record.loss_total()
         if self._distributed:  # every rank takes part, also one that had no loss to report
             device = trainer.strategy.root_device
             stats = torch.stack(
@@ -345,39 +302,13 @@ class LightningCallbackAdapter(LightningCallback):
             logs = trainer.strategy.broadcast(logs, src=0)
         return logs
 
-    def _pending(self) -> dict[str, Any]:
-        """What a resumed fit needs to finish the epoch in progress when a checkpoint is written."""
-        stage = None
-        if self._stage is not None:  # the callback being dispatched wrote the checkpoint: its hook counts as run
-            stage = [self._stage[0], min(self._stage[1] + 1, len(self._each))]
-        loss_sum = float(self._losses.total) if self._losses.total is not None else 0.0
-        return {
-            "epoch": self._epoch,
-            "stage": stage,
-            "loss_sum": loss_sum + self._loss_carry[0],
-            "loss_count": self._losses.count + self._loss_carry[1],
-            "val_keys": sorted(self._val_keys),
-            "val_logs": dict(self._val_logs),
-            "val_end_logs": dict(self._val_end_logs),
-            "epoch_logs": dict(self._epoch_logs) if self._epoch_logs is not None else None,
-        }
-
-    def _resume(self, trainer: Trainer, pl_module: LightningModule, pending: Mapping[str, Any]) -> None:
+    def _resume(self, trainer: Trainer, pl_module: LightningModule, restored: Mapping[str, Any]) -> None:
         """Take up the epoch that was in progress when the checkpoint was written."""
-        self._epoch = self._last_epoch = int(pending["epoch"])
-        self._loss_carry = (float(pending["loss_sum"]), int(pending["loss_count"]))
-        self._val_keys = set(pending["val_keys"])
-        self._val_logs = dict(pending["val_logs"])
-        self._val_end_logs = dict(pending["val_end_logs"])
-        if pending["epoch_logs"] is not None:
-            self._epoch_logs = dict(pending["epoch_logs"])
-        if pending["stage"] is None:
-            return
-        hook, done = pending["stage"]
-        self._stage = (hook, int(done))
-        if hook == "on_validation_end":
+        record = self._record = EpochRecord.from_state_dict(restored)
+        if record.stage is not None and record.stage[0] == "on_validation_end":
             self._dispatch_each(
-                hook, int(done), epoch=self._epoch, logs=self._val_end_logs, trainer=trainer, pl_module=pl_module
+                "on_validation_end", record.stage[1], epoch=record.epoch, logs=record.val_end_logs,
+                trainer=trainer, pl_module=pl_module,
             )
             self._sync_stop(trainer)
 
@@ -386,9 +317,9 @@ class LightningCallbackAdapter(LightningCallback):
         self._holding += 1
         try:
             for index in range(start, len(self._each)):
-                self._stage = (hook, index)
+                self._record.stage = (hook, index)
                 self._call(hook, self._each[index], **available)
-            self._stage = (hook, len(self._each))
+            self._record.stage = (hook, len(self._each))
         finally:
             self._holding -= 1
         self._report_saved(available["trainer"])
@@ -423,7 +354,8 @@ class LightningCallbackAdapter(LightningCallback):
         io = self._io
         if io is None or not io.written or self._holding or not self._started or self._ended:
             return
-        epoch = self._last_epoch if self._last_epoch is not None else trainer.current_epoch
+        last = self._record.last_epoch
+        epoch = last if last is not None else trainer.current_epoch
         self._holding += 1
         try:
             while io.written:  # a native on_save_checkpoint may write a file in turn
@@ -465,6 +397,18 @@ _PER_BATCH_HOOKS = (
 _ADAPTER_BATCH_START = LightningCallbackAdapter.on_train_batch_start
 
 
-def _has_state(callback: Any) -> bool:
-    method = getattr(type(callback), "state_dict", None)
-    return callable(method) and method is not NativeCallback.state_dict
+def _stateful_by_key(natives: list[Any]) -> dict[str, Any]:
+    """The native callbacks with a state (their own ``state_dict``) by ``state_key``; a shared key is refused."""
+    stateful: dict[str, Any] = {}
+    for cb in natives:
+        method = getattr(type(cb), "state_dict", None)
+        if not callable(method) or method is NativeCallback.state_dict:
+            continue
+        key = getattr(cb, "state_key", type(cb).__qualname__)
+        if key in stateful:
+            raise ValueError(
+                f"two native callbacks share the state key {key!r}; give one a distinct `state_key` "
+                "so their checkpointed states do not overwrite each other"
+            )
+        stateful[key] = cb
+    return stateful
