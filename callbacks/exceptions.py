@@ -49,13 +49,13 @@ class ArgumentError(BridgeError, ValueError):
 
     Example:
         >>> str(ArgumentError("patience", "must be an int in [1, inf), got 0"))
-        '`patience` must be an int in [1, inf), got 0'
+        '`patience`: must be an int in [1, inf), got 0'
     """
 
     def __init__(self, argument: str, problem: str) -> None:
         self.argument = argument
         self.problem = problem
-        super().__init__(f"`{argument}` {problem}")
+        super().__init__(f"`{argument}`: {problem}")
 
 
 class RegistryError(BridgeError):
