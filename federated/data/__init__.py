@@ -1,4 +1,5 @@
-"""Client data: seeded partitions of any labels, and the built-in data sets that ship with scikit-learn.
+"""Client data: seeded partitions of any labels, each client's own validation hold-out, and the built-in
+data sets that ship with scikit-learn.
 
 Importing this package registers the built-in data sets under their YAML names (``digits``,
 ``breast_cancer``). Nothing is downloaded.
@@ -25,6 +26,7 @@ from federated.data.partitions import partition as partition
 from federated.data.partitions import partition_dirichlet as partition_dirichlet
 from federated.data.partitions import partition_iid as partition_iid
 from federated.data.partitions import partition_shards as partition_shards
+from federated.data.partitions import validation_split as validation_split
 
 __all__ = [
     "PARTITIONS",
@@ -43,4 +45,5 @@ __all__ = [
     "partition_iid",
     "partition_shards",
     "standardise",
+    "validation_split",
 ]

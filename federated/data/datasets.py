@@ -2,9 +2,10 @@
 
 A data set is a function that takes (any of) ``num_clients``, ``partition``, ``alpha``,
 ``shards_per_client``, ``batch_size``, ``test_fraction``, ``seed`` and its own ``data.args``, and
-returns a :class:`FederatedData`. A user's own function, named in YAML as ``pkg.module:function``,
-gets the same keywords it names and may return a ``FederatedData`` or a
-``(client_loaders, test_loader)`` pair.
+returns a :class:`FederatedData`. The built-ins also take ``val_fraction`` (``data.args.val_fraction``):
+the share of each client's own samples held out as its validation data. A user's own function, named
+in YAML as ``pkg.module:function``, gets the same keywords it names and may return a
+``FederatedData`` or a ``(client_loaders, test_loader)`` pair.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from callbacks import register
 from callbacks.arguments import check_number
 from federated.data import partitions
-from federated.data.partitions import Partition, client_datasets
+from federated.data.partitions import Partition, client_datasets, validation_split
 
 __all__ = [
     "FederatedData",
@@ -41,20 +42,30 @@ def load_digits_data(test_fraction: float = 0.2, seed: int = 0) -> tuple[TensorD
     (:func:`standardise`; ``float32``), labels ``int64``. The split is stratified and seeded.
 
     Args:
-        test_fraction: The share of samples held out for the server's evaluation. Defaults to ``0.2``.
+        test_fraction: The share of samples held out for the server's evaluation, in [0, 1); with
+            ``0`` the test set is empty and every sample is in the training set. Defaults to ``0.2``.
         seed: The seed of the split. Defaults to ``0``.
 
     Raises:
-        ValueError: ``test_fraction`` is not in (0, 1).
+        ArgumentError: ``test_fraction`` is not in [0, 1).
     """
-    check_number("test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=y
-    )
+    return _train_test(x, y, test_fraction, seed)
+
+
+def _train_test(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[TensorDataset, TensorDataset]:
+    """The stratified, seeded train and test split of ``(x, y)``, standardised (an empty test set at ``0``)."""
+    check_number("test_fraction", test_fraction, low=0, high=1, high_open=True)
+    if test_fraction == 0:
+        x_train, x_test, y_train, y_test = x, x[:0], y, y[:0]
+    else:
+        from sklearn.model_selection import train_test_split
+
+        x_train, x_test, y_train, y_test = train_test_split(
+            x, y, test_size=test_fraction, random_state=seed, stratify=y
+        )
     return labelled_datasets(*standardise(x_train, x_test), y_train, y_test)
 
 
@@ -90,21 +101,29 @@ def labelled_datasets(
 class FederatedData:
     """Client loaders (client id = index), the server's test loader, and the shapes a model needs.
 
+    Attributes:
+        client_loaders: Per client, its shuffling training ``DataLoader``, or a ``(train_loader,
+            val_loader)`` pair when it holds out validation data of its own (``val_fraction > 0``).
+        test_loader: The server's test loader, or ``None`` when there is no test split
+            (``test_fraction=0``).
+        in_features: The number of input features, when known. Defaults to ``None``.
+        num_classes: The number of classes, when known. Defaults to ``None``.
+
     Example:
         >>> data = digits(num_clients=3, partition="iid")
         >>> len(data.client_loaders), data.in_features, data.num_classes
         (3, 64, 10)
     """
 
-    client_loaders: list[DataLoader]
-    test_loader: DataLoader
+    client_loaders: list[DataLoader | tuple[DataLoader, DataLoader]]
+    test_loader: DataLoader | None
     in_features: int | None = None
     num_classes: int | None = None
 
 
 def from_arrays(
     train: TensorDataset,
-    test: TensorDataset,
+    test: TensorDataset | None,
     *,
     num_clients: int,
     partition_type: Partition,
@@ -112,19 +131,51 @@ def from_arrays(
     shards_per_client: int,
     batch_size: int,
     seed: int,
+    val_fraction: float = 0.0,
 ) -> FederatedData:
-    """Partition ``train`` over the clients and wrap everything in loaders."""
+    """Partition ``train`` over the clients, hold out each client's validation share, and wrap everything in loaders.
+
+    Args:
+        train: The samples the clients share out (features, ``int64`` labels).
+        test: The server's test samples; ``None`` or empty for no test loader.
+        num_clients: How many clients.
+        partition_type: ``"iid"``, ``"dirichlet"`` or ``"shards"``.
+        alpha: Dirichlet concentration.
+        shards_per_client: Shards per client for ``"shards"``.
+        batch_size: Batch size of the client loaders, training and validation (the test loader uses 256).
+        seed: Seed of the partition and of the clients' validation splits.
+        val_fraction: The share of each client's own samples held out as its validation data, in
+            [0, 1), by :func:`~federated.data.validation_split`'s rule (a client of one sample holds
+            out none). A client with validation data gets a ``(train_loader, val_loader)`` pair, the
+            validation loader not shuffling; the others a plain training loader, as with ``0``.
+            Defaults to ``0.0``.
+
+    Raises:
+        ArgumentError: ``val_fraction`` is not in [0, 1), or a partition argument is out of range.
+    """
     labels = train.tensors[1]
     parts = partitions.partition(
         labels, num_clients, partition_type, alpha=alpha, shards_per_client=shards_per_client, seed=seed
     )
-    loaders = [DataLoader(ds, batch_size=batch_size, shuffle=True) for ds in client_datasets(train, parts)]
+    splits = validation_split(labels, parts, val_fraction, seed=seed)
+    all_labels = labels if test is None else torch.cat([labels, test.tensors[1]])
     return FederatedData(
-        client_loaders=loaders,
-        test_loader=DataLoader(test, batch_size=256),
+        client_loaders=[_client_loaders(train, fit, val, batch_size) for fit, val in splits],
+        test_loader=DataLoader(test, batch_size=256) if test is not None and len(test) > 0 else None,
         in_features=int(train.tensors[0].shape[1]),
-        num_classes=int(torch.cat([labels, test.tensors[1]]).max()) + 1,
+        num_classes=int(all_labels.max()) + 1,
     )
+
+
+def _client_loaders(
+    train: TensorDataset, fit: list[int], val: list[int], batch_size: int
+) -> DataLoader | tuple[DataLoader, DataLoader]:
+    """A client's shuffling training loader, paired with its validation loader when it holds out samples."""
+    fit_set, *val_set = client_datasets(train, [fit, val] if val else [fit])
+    loader = DataLoader(fit_set, batch_size=batch_size, shuffle=True)
+    if not val_set:
+        return loader
+    return loader, DataLoader(val_set[0], batch_size=batch_size, shuffle=False)
 
 
 @register("data.digits")
@@ -136,12 +187,24 @@ def digits(
     batch_size: int = 32,
     test_fraction: float = 0.2,
     seed: int = 0,
+    val_fraction: float = 0.0,
 ) -> FederatedData:
-    """scikit-learn's 8x8 digits (1797 images, 64 standardised features, 10 classes) across ``num_clients``."""
+    """scikit-learn's 8x8 digits (1797 images, 64 standardised features, 10 classes) across ``num_clients``.
+
+    The arguments are :func:`digits_federation`'s. The standardisation statistics are those of the
+    whole training split, the clients' validation samples included (the test split is held out before).
+    """
     train, test = load_digits_data(test_fraction=test_fraction, seed=seed)
     return from_arrays(
-        train, test, num_clients=num_clients, partition_type=partition, alpha=alpha,
-        shards_per_client=shards_per_client, batch_size=batch_size, seed=seed,
+        train,
+        test,
+        num_clients=num_clients,
+        partition_type=partition,
+        alpha=alpha,
+        shards_per_client=shards_per_client,
+        batch_size=batch_size,
+        seed=seed,
+        val_fraction=val_fraction,
     )
 
 
@@ -154,7 +217,8 @@ def digits_federation(
     batch_size: int = 32,
     test_fraction: float = 0.2,
     seed: int = 0,
-) -> tuple[list[DataLoader], DataLoader]:
+    val_fraction: float = 0.0,
+) -> tuple[list[DataLoader | tuple[DataLoader, DataLoader]], DataLoader | None]:
     """Digits split over ``num_clients`` clients: one shuffling ``DataLoader`` each, and the test loader.
 
     Args:
@@ -162,14 +226,27 @@ def digits_federation(
         partition: ``"iid"``, ``"dirichlet"`` or ``"shards"``. Defaults to ``"dirichlet"``.
         alpha: Dirichlet concentration. Defaults to ``0.5``.
         shards_per_client: Shards per client for ``"shards"``. Defaults to ``2``.
-        batch_size: Batch size of the client loaders (the test loader uses 256). Defaults to ``32``.
-        test_fraction: Held-out share for the server's evaluation. Defaults to ``0.2``.
-        seed: Seed of the split and the partition. Defaults to ``0``.
+        batch_size: Batch size of the client loaders, training and validation (the test loader uses 256).
+            Defaults to ``32``.
+        test_fraction: Held-out share for the server's evaluation, in [0, 1); with ``0`` every sample
+            goes to the clients and the test loader is ``None``. Defaults to ``0.2``.
+        seed: Seed of the split, the partition and the clients' validation splits. Defaults to ``0``.
+        val_fraction: Share of each client's own samples held out as its validation data, in [0, 1):
+            a client of ``n >= 2`` samples holds out ``min(n - 1, max(1, round(val_fraction * n)))``,
+            stratified by label where its classes allow (see :func:`~federated.data.validation_split`),
+            and its entry becomes a ``(train_loader, val_loader)`` pair. Defaults to ``0.0``.
+
+    Raises:
+        ArgumentError: ``test_fraction`` or ``val_fraction`` is not in [0, 1), or a partition argument
+            is out of range.
+
+    Example:
+        >>> loaders, test = digits_federation(num_clients=3, partition="iid", val_fraction=0.2, test_fraction=0.0)
+        >>> [(len(fit.dataset), len(val.dataset)) for fit, val in loaders], test
+        ([(479, 120), (479, 120), (479, 120)], None)
     """
-    data = digits(num_clients, partition, alpha, shards_per_client, batch_size, test_fraction, seed)
+    data = digits(num_clients, partition, alpha, shards_per_client, batch_size, test_fraction, seed, val_fraction)
     return data.client_loaders, data.test_loader
-
-
 
 
 @register("data.breast_cancer")
@@ -181,17 +258,26 @@ def breast_cancer(
     batch_size: int = 32,
     test_fraction: float = 0.2,
     seed: int = 0,
+    val_fraction: float = 0.0,
 ) -> FederatedData:
-    """scikit-learn's breast cancer set (569 samples, 30 standardised features, 2 classes)."""
+    """scikit-learn's breast cancer set (569 samples, 30 standardised features, 2 classes).
+
+    The arguments are :func:`digits_federation`'s; the standardisation statistics, :func:`digits`'.
+    """
     from sklearn.datasets import load_breast_cancer
-    from sklearn.model_selection import train_test_split
 
     x, y = load_breast_cancer(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
-    train, test = labelled_datasets(*standardise(x_train, x_test), y_train, y_test)
+    train, test = _train_test(x, y, test_fraction, seed)
     return from_arrays(
-        train, test, num_clients=num_clients, partition_type=partition,
-        alpha=alpha, shards_per_client=shards_per_client, batch_size=batch_size, seed=seed,
+        train,
+        test,
+        num_clients=num_clients,
+        partition_type=partition,
+        alpha=alpha,
+        shards_per_client=shards_per_client,
+        batch_size=batch_size,
+        seed=seed,
+        val_fraction=val_fraction,
     )
 
 

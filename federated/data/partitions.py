@@ -1,4 +1,5 @@
-"""Seeded IID, Dirichlet and shard partitions of any labels over clients, and the clients' datasets.
+"""Seeded IID, Dirichlet and shard partitions of any labels over clients, each client's own validation
+hold-out, and the clients' datasets.
 
 Everything here is deterministic given ``seed``.
 """
@@ -22,6 +23,7 @@ __all__ = [
     "partition_dirichlet",
     "partition_iid",
     "partition_shards",
+    "validation_split",
 ]
 
 PARTITIONS = ("iid", "dirichlet", "shards")
@@ -128,6 +130,61 @@ def partition(
     if kind == "shards":
         return partition_shards(labels, num_clients, shards_per_client=shards_per_client, seed=seed)
     raise ValueError(f"`partition` can be {', '.join(PARTITIONS)}, got {kind!r}")
+
+
+def validation_split(
+    labels: Sequence[int] | np.ndarray | torch.Tensor,
+    parts: Sequence[Sequence[int]],
+    val_fraction: float,
+    seed: int = 0,
+) -> list[tuple[list[int], list[int]]]:
+    """Split each client's part of a partition into its own training and validation indices.
+
+    A client with ``n`` samples holds out ``k = min(n - 1, max(1, round(val_fraction * n)))`` of them
+    (Python's ``round``, half to even) when ``val_fraction > 0`` and ``n >= 2``, else none: it keeps at
+    least one training sample, and every client that can spare a sample gets validation data. The
+    split is stratified by label when every class of the client has at least two samples and both
+    sides can hold one of each class, else plain random. It is seeded from ``(seed, client id)``, so a
+    client's split is the same in every run and independent of the other clients. Both lists are
+    sorted; with ``val_fraction=0`` each part comes back unchanged as the training indices.
+
+    Args:
+        labels: The label of every sample the parts index.
+        parts: The clients' sample indices (client id = index), as :func:`partition` returns them.
+        val_fraction: The share of each client's samples held out for its validation, in [0, 1).
+        seed: The seed of the splits. Defaults to ``0``.
+
+    Raises:
+        ArgumentError: ``val_fraction`` is not in [0, 1).
+
+    Example:
+        >>> splits = validation_split([0, 1] * 10, [range(10), range(10, 19), [19]], 0.2)
+        >>> [(len(train), len(val)) for train, val in splits]
+        [(8, 2), (7, 2), (1, 0)]
+    """
+    check_number("val_fraction", val_fraction, low=0, high=1, high_open=True)
+    y = _labels(labels)
+    return [_hold_out(list(part), y, val_fraction, (seed, client)) for client, part in enumerate(parts)]
+
+
+def _hold_out(
+    part: list[int], y: np.ndarray, val_fraction: float, entropy: tuple[int, int]
+) -> tuple[list[int], list[int]]:
+    """``part`` split into training and validation indices by :func:`validation_split`'s rule."""
+    n = len(part)
+    if val_fraction == 0 or n < 2:
+        return part, []
+    from sklearn.model_selection import train_test_split
+
+    k = min(n - 1, max(1, round(val_fraction * n)))
+    part_labels = y[part]
+    _, counts = np.unique(part_labels, return_counts=True)
+    stratify = counts.min() >= 2 and min(k, n - k) >= len(counts)
+    state = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+    train, val = train_test_split(
+        np.asarray(part), test_size=k, random_state=state, stratify=part_labels if stratify else None
+    )
+    return sorted(train.tolist()), sorted(val.tolist())
 
 
 def client_datasets(dataset: TensorDataset, parts: Sequence[Sequence[int]]) -> list[TensorDataset]:
