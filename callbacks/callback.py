@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any, TypeAlias
 
-__all__ = ["CONTEXT_ARGUMENTS", "HOOK_ARGUMENTS", "Callback", "HookResult"]
+__all__ = ["CONTEXT_ARGUMENTS", "HOOK_ARGUMENTS", "Callback", "HookResult", "stateful_callbacks"]
 
 HookResult: TypeAlias = Awaitable[None] | None
 """What a hook returns: nothing, or an awaitable when it is an ``async def``."""
@@ -169,3 +169,31 @@ class Callback:
         Supplies ``trainer``, ``round_num``, ``result``.
         """
         return None
+
+
+def stateful_callbacks(callbacks: Iterable[Any]) -> dict[str, Any]:
+    """The callbacks that define their own ``state_dict``, by ``state_key``: where checkpoints put their states.
+
+    Raises:
+        ValueError: Two of them share a ``state_key`` (their states would overwrite each other).
+
+    Example:
+        >>> class Counter(Callback):
+        ...     def state_dict(self):
+        ...         return {"n": 0}
+        >>> list(stateful_callbacks([Counter(), Callback()]))
+        ['Counter']
+    """
+    out: dict[str, Any] = {}
+    for callback in callbacks:
+        method = getattr(type(callback), "state_dict", None)
+        if not callable(method) or method is Callback.state_dict:
+            continue
+        key = getattr(callback, "state_key", type(callback).__qualname__)
+        if key in out:
+            raise ValueError(
+                f"two callbacks share the state key {key!r}; give one a distinct `state_key` so their "
+                "checkpointed states do not overwrite each other"
+            )
+        out[key] = callback
+    return out

@@ -15,8 +15,8 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
-from callbacks import Callback as NativeCallback
 from callbacks import CallbackManager, OnError
+from callbacks.callback import stateful_callbacks
 from lightning_bridge._epoch_record import EpochRecord
 from lightning_bridge._sources import CallbackSource, load_natives
 from lightning_bridge.checkpoint_io import RecordingCheckpointIO
@@ -65,7 +65,7 @@ class LightningCallbackAdapter(LightningCallback):
         natives = load_natives(callbacks)
         self.manager = CallbackManager(natives, on_error=on_error)
         self._each = [CallbackManager([cb], on_error=on_error) for cb in natives]  # end hooks, one at a time
-        self._stateful = _stateful_by_key(natives)
+        self._stateful = stateful_callbacks(natives)
         self._on_batch_start = self.manager.overrides("on_batch_start")
         self._on_train_step_end = self.manager.overrides("on_train_step_end")
         self._on_batch_end = self.manager.overrides("on_batch_end")
@@ -395,20 +395,3 @@ _PER_BATCH_HOOKS = (
     "on_validation_batch_end",
 )
 _ADAPTER_BATCH_START = LightningCallbackAdapter.on_train_batch_start
-
-
-def _stateful_by_key(natives: list[Any]) -> dict[str, Any]:
-    """The native callbacks with a state (their own ``state_dict``) by ``state_key``; a shared key is refused."""
-    stateful: dict[str, Any] = {}
-    for cb in natives:
-        method = getattr(type(cb), "state_dict", None)
-        if not callable(method) or method is NativeCallback.state_dict:
-            continue
-        key = getattr(cb, "state_key", type(cb).__qualname__)
-        if key in stateful:
-            raise ValueError(
-                f"two native callbacks share the state key {key!r}; give one a distinct `state_key` "
-                "so their checkpointed states do not overwrite each other"
-            )
-        stateful[key] = cb
-    return stateful

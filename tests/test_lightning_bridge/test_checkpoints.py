@@ -171,7 +171,7 @@ def test_resume_warns_about_native_states_no_callback_claims(tmp_path):
 
 def test_adapter_refuses_two_natives_with_one_state_key(tmp_path):
     path = str(tmp_path / "metrics.csv")
-    with pytest.raises(ValueError, match=r"two native callbacks share the state key \"MetricsLogger\{'path': .*"):
+    with pytest.raises(ValueError, match=r"two callbacks share the state key \"MetricsLogger\{'path': .*"):
         LightningCallbackAdapter([MetricsLogger(path=path), MetricsLogger(path=path)])
 
 
