@@ -25,7 +25,8 @@ class TensorBoard(Callback):
     epoch metric at step ``epoch``. Batch losses stay tensors until the epoch ends and are then
     moved to the host together, so logging adds no device synchronisation per step. In the
     federated round loop: every round metric at step ``round_num``, and each client's training
-    metrics as ``client/<id>/<name>``. A resumed federation (``trainer.current_round`` > 0 at
+    metrics as ``client/<id>/<name>`` and its evaluation of the global model (federated evaluation)
+    as ``client/<id>/evaluate/<name>``. A resumed federation (``trainer.current_round`` > 0 at
     ``on_train_start``) hides the events of later rounds that a crashed run had written, so each
     round appears once. A resumed centralised fit continues the batch steps after those the
     checkpoint counted, and does not log again the end of the epoch the checkpoint was written in
@@ -111,6 +112,9 @@ class TensorBoard(Callback):
         for update in result.updates:
             for key, value in update.metrics.items():
                 self.writer.add_scalar(f"client/{update.client_id}/{key}", value, round_num)
+        for evaluation in getattr(result, "evaluations", ()):
+            for key, value in evaluation.metrics.items():
+                self.writer.add_scalar(f"client/{evaluation.client_id}/evaluate/{key}", value, round_num)
         self.writer.flush()
 
     def on_train_end(self, **kwargs: Any) -> None:

@@ -12,14 +12,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks import ArgumentError, BridgeError, CallbackManager, OnError, build_callbacks, resolve
 from callbacks.arguments import check_number, one_line, span
+from callbacks.callback import stateful_callbacks
 from federated.backends.backend import Backend
-from federated.checkpoint import stateful_callbacks
+from federated.client import Client
 from federated.strategies.strategy import Strategy
 
 
@@ -29,8 +30,8 @@ def check_model(model: Any, needs_validation: bool) -> LightningModule:
     if needs_validation and not is_overridden("validation_step", model):
         raise ArgumentError(
             "model",
-            f"{type(model).__name__} has no `validation_step`, which the server's evaluation of the global model "
-            "on the test data runs; define it (log `accuracy` or another metric with self.log)",
+            f"{type(model).__name__} has no `validation_step`, which evaluating on the server's test data or on "
+            "the clients' validation data runs; define it (log `accuracy` or another metric with self.log)",
         )
     return model
 
@@ -51,13 +52,35 @@ def as_loader(data: Any, name: str, batch_size: int, shuffle: bool) -> DataLoade
     return loader
 
 
-def client_loaders(client_data: Any, batch_size: int) -> list[DataLoader]:
+def client_loaders(client_data: Any, batch_size: int) -> list[tuple[DataLoader, DataLoader | None]]:
+    """One ``(train, val or None)`` pair of loaders per entry of ``client_data``."""
     if isinstance(client_data, (DataLoader, Dataset)) or not isinstance(client_data, Sequence) or not client_data:
         raise ArgumentError(
             "client_data",
             f"must be a non-empty list with one DataLoader (or Dataset) per client, got {type(client_data).__name__}",
         )
-    return [as_loader(d, f"client_data[{i}]", batch_size, shuffle=True) for i, d in enumerate(client_data)]
+    return [_client_pair(d, f"client_data[{i}]", batch_size) for i, d in enumerate(client_data)]
+
+
+def _client_pair(data: Any, name: str, batch_size: int) -> tuple[DataLoader, DataLoader | None]:
+    if isinstance(data, LightningDataModule):
+        data.prepare_data()
+        data.setup("fit")
+        val = data.val_dataloader() if is_overridden("val_dataloader", data) else None
+        return (
+            as_loader(data.train_dataloader(), f"{name}.train_dataloader()", batch_size, shuffle=True),
+            None if val is None else as_loader(val, f"{name}.val_dataloader()", batch_size, shuffle=False),
+        )
+    if isinstance(data, tuple):
+        if len(data) != 2:
+            accepted = "a DataLoader, a (train, val) pair or a LightningDataModule"
+            raise ArgumentError(name, f"must be {accepted}, got a tuple of {len(data)}")
+        train, val = data
+        return (
+            as_loader(train, f"{name}[0]", batch_size, shuffle=True),
+            None if val is None else as_loader(val, f"{name}[1]", batch_size, shuffle=False),
+        )
+    return as_loader(data, name, batch_size, shuffle=True), None
 
 
 def positive_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -147,6 +170,37 @@ def client_callbacks(template: list[Any], policy: OnError) -> list[Any]:
         except (BridgeError, TypeError, ValueError) as exc:
             raise ArgumentError("client_callbacks", one_line(exc)) from exc
     return template
+
+
+def evaluate_clients(value: Any, clients: Sequence[Client]) -> int | None:
+    """How many clients evaluate in federated evaluation: ``None``, a number or a fraction of those able."""
+    if value is None:
+        return None
+    able = sum(c.val_data is not None for c in clients)
+    if not able:
+        raise ArgumentError(
+            "evaluate_clients",
+            "needs clients with validation data, and none has any; give `client_data` entries as (train, val) "
+            "pairs or LightningDataModules with a val_dataloader (`data.val_fraction` in YAML)",
+        )
+    if isinstance(value, float):
+        fraction = check_number("evaluate_clients", value, low=0, high=1, low_open=True)
+        return max(1, round(fraction * able))
+    hint = f"{able} clients have validation data"
+    return int(check_number("evaluate_clients", value, low=1, high=able, integer=True, hint=hint))
+
+
+def aggregation_fn(value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"`evaluate_metrics_aggregation_fn` must be a function [(num_samples, metrics), ...] -> metrics, "
+            f"got {type(value).__name__}"
+        )
+    return value
+
+
+def round_timeout(value: Any) -> float | None:
+    return None if value is None else float(check_number("round_timeout", value, low=0, low_open=True))
 
 
 def checkpoint_dir(value: Any) -> str | None:

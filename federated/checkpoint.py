@@ -2,12 +2,13 @@
 
 Contents (tensors and primitives only)::
 
-    format              "federated/2"
+    format              "federated/3"
     round               the last completed round
     weights             the global state dict after that round
     strategy            the strategy's state_dict()
     callbacks           {state_key: state} of the server callbacks with state
-    client_callbacks    {client_id: {state_key: state}} of the clients' own callbacks
+    clients             {client_id: Client.state_dict()}: each client's callback states, and its
+                        optimizer states and local weights when it keeps them
     rng                 Python, NumPy and torch (and CUDA) generator states
     last_round          RoundResult.to_dict() of that round (None before round 1)
     trainer             should_stop, client_lr_scale, seed, num_clients
@@ -44,6 +45,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from callbacks.callback import stateful_callbacks
 from callbacks.files import atomic_write
 from federated.exceptions import CheckpointError
 
@@ -62,12 +64,11 @@ __all__ = [
     "load_history",
     "save_checkpoint",
     "set_rng_states",
-    "stateful_callbacks",
 ]
 
 log = logging.getLogger(__name__)
 
-FORMAT = "federated/2"
+FORMAT = "federated/3"
 HISTORY_LOG = "history.jsonl"
 
 
@@ -253,29 +254,6 @@ def set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def stateful_callbacks(callbacks: Iterable[Any]) -> dict[str, Any]:
-    """The callbacks that define ``state_dict``, by ``state_key``.
-
-    Raises:
-        ValueError: Two of them share a ``state_key`` (their states would overwrite each other).
-    """
-    from callbacks import Callback
-
-    out: dict[str, Any] = {}
-    for callback in callbacks:
-        method = getattr(type(callback), "state_dict", None)
-        if not callable(method) or method is Callback.state_dict:
-            continue
-        key = getattr(callback, "state_key", type(callback).__qualname__)
-        if key in out:
-            raise ValueError(
-                f"two callbacks share the state key {key!r}; give one a distinct `state_key` so their "
-                "checkpointed states do not overwrite each other"
-            )
-        out[key] = callback
-    return out
 
 
 def callback_states(callbacks: Iterable[Any]) -> dict[str, Any]:

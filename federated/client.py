@@ -1,4 +1,4 @@
-"""A federation member: its data and its own copies of the client callbacks."""
+"""A federation member: its data, its own copies of the client callbacks, and the state it keeps between fits."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from callbacks import OnError
 
 if TYPE_CHECKING:
+    import torch
     from torch.utils.data import DataLoader
 
     from lightning_bridge import LightningCallbackAdapter
@@ -21,31 +22,45 @@ class Client:
 
     The client's callbacks are its own deep copies of the federation's ``client_callbacks``, made
     the first time the client trains; they keep their state from one round to the next (a
-    client-local schedule, a client-local early stop) and are saved in the federation checkpoint.
-    They run inside the client's ``lightning.Trainer.fit`` through a
-    :class:`~lightning_bridge.LightningCallbackAdapter`.
+    client-local schedule, a client-local early stop). They run inside the client's
+    ``lightning.Trainer.fit`` through a :class:`~lightning_bridge.LightningCallbackAdapter`. What
+    else the client keeps between its fits, when the federation asks for it, is its optimizers'
+    and LR schedulers' states (``optimizer_state``) and its own values of the strategy's
+    ``local_keys`` (``local_weights``). :meth:`state_dict` holds all of it, for the federation
+    checkpoint and for a backend that trains the client elsewhere.
 
     Args:
         client_id: The client's id, its index in ``client_data``.
         data: The client's training ``DataLoader``.
         callbacks: The native callbacks to copy for this client. Defaults to none.
         on_error: The policy for errors in the client's callbacks. Defaults to ``"warn"``.
+        val_data: The client's own validation ``DataLoader``: its fits validate on it, and it
+            evaluates the global model on it. Defaults to ``None``.
 
     Example:
         >>> import torch
         >>> from torch.utils.data import DataLoader, TensorDataset
         >>> client = Client(0, DataLoader(TensorDataset(torch.zeros(5, 2)), batch_size=2))
-        >>> client.client_id, client.num_samples
-        (0, 5)
+        >>> client.client_id, client.num_samples, client.num_val_samples
+        (0, 5, 0)
     """
 
     def __init__(
-        self, client_id: int, data: DataLoader, callbacks: Sequence[Any] = (), on_error: OnError = "warn"
+        self,
+        client_id: int,
+        data: DataLoader,
+        callbacks: Sequence[Any] = (),
+        on_error: OnError = "warn",
+        val_data: DataLoader | None = None,
     ) -> None:
         self.client_id = client_id
         self.data = data
+        self.val_data = val_data
         self.num_samples = len(data.dataset)  # type: ignore[arg-type]
+        self.num_val_samples = 0 if val_data is None else len(val_data.dataset)  # type: ignore[arg-type]
         self.on_error: OnError = on_error
+        self.optimizer_state: dict[str, Any] | None = None
+        self.local_weights: dict[str, torch.Tensor] = {}
         self._template = list(callbacks)
         self._adapter: LightningCallbackAdapter | None = None
 
@@ -73,18 +88,27 @@ class Client:
         return adapter.callbacks if adapter is not None else []
 
     def fresh(self) -> Client:
-        """A new client with this one's id, data and callback template, and no callback copies yet.
+        """A new client with this one's id, data and callback template, and none of its state.
 
-        What a remote worker rebuilds the client from: it then loads the driver's callback states
-        with :meth:`load_state_dict`, so a fit does not depend on which worker ran the client before.
+        What a remote worker rebuilds the client from: it then loads the driver's state with
+        :meth:`load_state_dict`, so a fit does not depend on which worker ran the client before.
         """
-        return Client(self.client_id, self.data, self._template, on_error=self.on_error)
+        return Client(self.client_id, self.data, self._template, on_error=self.on_error, val_data=self.val_data)
 
     def state_dict(self) -> dict[str, Any]:
-        """The states of this client's callbacks (empty until the client first trains)."""
-        return self._adapter.state_dict() if self._adapter is not None else {}
+        """What the client keeps between fits: ``callbacks``, ``optimizer``, ``local_weights`` (those it has)."""
+        state: dict[str, Any] = {}
+        if self._adapter is not None and (callbacks := self._adapter.state_dict()):
+            state["callbacks"] = callbacks
+        if self.optimizer_state is not None:
+            state["optimizer"] = self.optimizer_state
+        if self.local_weights:
+            state["local_weights"] = dict(self.local_weights)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the states of this client's callbacks."""
-        if state_dict and self.adapter is not None:
-            self.adapter.load_state_dict(state_dict)
+        """Restore what :meth:`state_dict` returned."""
+        if state_dict.get("callbacks") and self.adapter is not None:
+            self.adapter.load_state_dict(state_dict["callbacks"])
+        self.optimizer_state = state_dict.get("optimizer", self.optimizer_state)
+        self.local_weights = dict(state_dict.get("local_weights", self.local_weights))

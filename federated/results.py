@@ -12,7 +12,15 @@ from typing import Any, TypeAlias
 
 import torch
 
-__all__ = ["ClientFailure", "ClientUpdate", "FederationResult", "RoundResult", "StateDict"]
+__all__ = [
+    "ClientEvaluation",
+    "ClientFailure",
+    "ClientUpdate",
+    "FederationResult",
+    "RoundResult",
+    "StateDict",
+    "late",
+]
 
 StateDict: TypeAlias = Mapping[str, torch.Tensor]
 """A model's weights by name, as ``state_dict()`` gives them."""
@@ -76,17 +84,51 @@ class ClientFailure:
         return cls(client_id=data["client_id"], error=data["error"], traceback=data.get("traceback", ""))
 
 
+def late(client: Any, timeout: float | None, started: bool = True) -> ClientFailure:
+    """The failure of a client not back within the round's ``timeout`` (``started``: its fit had begun)."""
+    what = "did not return" if started else "was not started"
+    error = f"{what} within the round's deadline (round_timeout={timeout:g} s)"
+    return ClientFailure(client_id=client.client_id, error=error)
+
+
+@dataclass
+class ClientEvaluation:
+    """A client's evaluation of the global model (its personal model, with ``local_keys``) on its own data.
+
+    Attributes:
+        client_id: The client.
+        num_samples: How many validation samples it evaluated on: its weight in the aggregate.
+        metrics: What the model's ``validation_step`` logged, as floats (``val_loss``, ``accuracy``).
+    """
+
+    client_id: int
+    num_samples: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The evaluation as primitives."""
+        return {"client_id": self.client_id, "num_samples": self.num_samples, "metrics": dict(self.metrics)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClientEvaluation:
+        """The inverse of :meth:`to_dict`."""
+        return cls(client_id=data["client_id"], num_samples=data["num_samples"], metrics=dict(data["metrics"]))
+
+
 @dataclass
 class RoundResult:
     """The outcome of one round, as ``on_round_end(trainer, round_num, result)`` receives it.
 
     Attributes:
         round_num: The round, counting from 1.
-        metrics: The global evaluation (e.g. ``accuracy``, ``val_loss``) and the sample-weighted
-            means of the clients' training metrics (e.g. ``train_loss``, ``lr``), as floats.
+        metrics: The server's evaluation of the global model (e.g. ``accuracy``, ``val_loss``), the
+            aggregate of the clients' evaluations under ``clients/`` (``clients/accuracy``), and the
+            sample-weighted means of the clients' fit metrics (``train_loss``, ``lr``, and their
+            local validation's where the server has no such metric), as floats.
         updates: The successful clients' updates, in the order they trained.
-        failures: The clients left out.
+        failures: The clients left out (of training or of the evaluation).
         selected: The client ids sampled for the round.
+        evaluations: The clients' evaluations of the global model this round, by client id order.
     """
 
     round_num: int
@@ -94,6 +136,7 @@ class RoundResult:
     updates: list[ClientUpdate] = field(default_factory=list)
     failures: list[ClientFailure] = field(default_factory=list)
     selected: list[int] = field(default_factory=list)
+    evaluations: list[ClientEvaluation] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The round as primitives (update weights left out)."""
@@ -103,6 +146,7 @@ class RoundResult:
             "updates": [u.to_dict() for u in self.updates],
             "failures": [f.to_dict() for f in self.failures],
             "selected": list(self.selected),
+            "evaluations": [e.to_dict() for e in self.evaluations],
         }
 
     @classmethod
@@ -114,6 +158,7 @@ class RoundResult:
             updates=[ClientUpdate.from_dict(u) for u in data["updates"]],
             failures=[ClientFailure.from_dict(f) for f in data["failures"]],
             selected=list(data["selected"]),
+            evaluations=[ClientEvaluation.from_dict(e) for e in data.get("evaluations", [])],
         )
 
 

@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,11 +17,11 @@ from callbacks import OnError
 from federated import _checks
 from federated.backends.backend import Backend, FitSetup
 from federated.backends.client_runner import (
-    CLIENT_TRAINER_DEFAULTS,
     check_trainer_kwargs,
     derive_seed,
     quiet_lightning,
     seed_everything,
+    validation_trainer,
 )
 from federated.checkpoint import (
     HistoryLog,
@@ -36,17 +36,20 @@ from federated.checkpoint import (
 )
 from federated.client import Client
 from federated.exceptions import CheckpointError, NotEnoughClientsError
-from federated.results import ClientFailure, ClientUpdate, FederationResult, RoundResult
+from federated.results import ClientEvaluation, ClientFailure, ClientUpdate, FederationResult, RoundResult
 from federated.strategies.strategy import Strategy
 from lightning_bridge.metrics import floats
 
-__all__ = ["FederatedTrainer"]
+__all__ = ["FederatedTrainer", "MetricsAggregation", "weighted_mean"]
 
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
 # streams of the seed tree: seed -> round -> purpose (-> client)
-_GLOBAL, _SAMPLING, _CLIENT_FIT, _SERVER = 0, 1, 2, 3
+_GLOBAL, _SAMPLING, _CLIENT_FIT, _SERVER, _EVAL_SAMPLING, _CLIENT_EVAL = 0, 1, 2, 3, 4, 5
+
+MetricsAggregation = Callable[[list[tuple[int, dict[str, float]]]], Mapping[str, float]]
+"""Flower's ``evaluate_metrics_aggregation_fn``: ``[(num_samples, metrics), ...]`` to the aggregate."""
 
 
 class FederatedTrainer:
@@ -63,7 +66,10 @@ class FederatedTrainer:
 
     Args:
         model: The global model (a LightningModule); after ``fit`` it holds the final weights.
-        client_data: One ``DataLoader`` (or ``Dataset``) per client; client ids are the indices.
+        client_data: One entry per client (client ids are the indices): a ``DataLoader`` or
+            ``Dataset`` to train on, a ``(train, val)`` pair of them (the client's fits validate
+            on ``val``, and federated evaluation uses it), or a ``LightningDataModule`` (its
+            ``train_dataloader`` and, if it defines one, ``val_dataloader``).
         test_data: The server's evaluation data (``DataLoader`` or ``Dataset``), run through the
             model's ``validation_step``; ``None`` skips the evaluation. Defaults to ``None``.
         rounds: The number of rounds. Defaults to ``10``.
@@ -89,6 +95,22 @@ class FederatedTrainer:
             workers with default settings) or a :class:`~federated.Backend` such as
             ``RayBackend(num_workers=4)``. The final weights do not depend on it. Defaults to
             ``"sequential"``.
+        evaluate_clients: Federated evaluation: after each aggregation, this many clients (a
+            number, or a fraction of those with validation data), sampled seeded among all clients
+            with validation data, evaluate the global model with ``lightning.Trainer.validate``;
+            ``None`` evaluates on no client. Defaults to ``None``.
+        evaluate_every: Evaluate on clients every this many rounds (and at the last). Defaults to ``1``.
+        evaluate_metrics_aggregation_fn: Aggregates the clients' evaluation metrics (Flower's
+            signature: ``[(num_samples, metrics), ...]`` to a dict); ``None`` is the sample-weighted
+            mean. The result lands in ``result.metrics`` under ``clients/``. Defaults to ``None``.
+        keep_optimizer_state: Each client's optimizer and LR-scheduler states carry from one of
+            its fits to its next (and through checkpoints); the learning rate is still the
+            module's, times ``client_lr_scale``, along the client's schedule. Defaults to ``False``.
+        round_timeout: Seconds a round waits for its clients; one not back by then is a
+            :class:`~federated.ClientFailure` and the round closes with those that returned.
+            The Ray backend frees the late client's worker; the sequential backend cannot stop a
+            fit that runs in this process, so the client whose fit ends past the deadline fails
+            and the clients after it do not start. ``None`` waits. Defaults to ``None``.
 
     Raises:
         TypeError: An argument of the wrong kind.
@@ -132,10 +154,15 @@ class FederatedTrainer:
         buffer_updates: bool | None = None,
         reuse_trainer: bool = True,
         backend: str | Backend = "sequential",
+        evaluate_clients: int | float | None = None,
+        evaluate_every: int = 1,
+        evaluate_metrics_aggregation_fn: MetricsAggregation | None = None,
+        keep_optimizer_state: bool = False,
+        round_timeout: float | None = None,
     ) -> None:
         self.model = _checks.check_model(model, needs_validation=test_data is not None)
         self.batch_size = _checks.positive_int(batch_size, "batch_size")
-        loaders = _checks.client_loaders(client_data, self.batch_size)
+        loaders = _checks.client_loaders(client_data, self.batch_size)  # (train, val or None) per client
         self.test_data = None if test_data is None else _checks.as_loader(test_data, "test_data", 256, shuffle=False)
         self.rounds = _checks.positive_int(rounds, "rounds")
         self.clients_per_round = _checks.clients_per_round(clients_per_round, len(loaders))
@@ -148,7 +175,15 @@ class FederatedTrainer:
         self.manager = _checks.server_callbacks(_checks.native_callbacks(callbacks, "callbacks"), policy)
         template = _checks.client_callbacks(_checks.native_callbacks(client_callbacks, "client_callbacks"), policy)
         self._client_callbacks = template
-        self.clients = [Client(i, loader, template, on_error=policy) for i, loader in enumerate(loaders)]
+        self.clients = [
+            Client(i, train, template, on_error=policy, val_data=val) for i, (train, val) in enumerate(loaders)
+        ]
+        _checks.check_model(self.model, needs_validation=any(c.val_data is not None for c in self.clients))
+        self.evaluate_clients = _checks.evaluate_clients(evaluate_clients, self.clients)
+        self.evaluate_every = _checks.positive_int(evaluate_every, "evaluate_every")
+        self.evaluate_metrics_aggregation_fn = _checks.aggregation_fn(evaluate_metrics_aggregation_fn)
+        self.keep_optimizer_state = bool(keep_optimizer_state)
+        self.round_timeout = _checks.round_timeout(round_timeout)
         self.trainer_kwargs = dict(trainer_kwargs or {})
         check_trainer_kwargs(self.trainer_kwargs)
         self.reuse_trainer = reuse_trainer
@@ -259,12 +294,15 @@ class FederatedTrainer:
         selected = self._sample(round_num)
         updates, failures = self._fit_clients(round_num, selected)
         self._aggregate(round_num, updates)
-        metrics = {**_weighted_metrics(updates), **self._evaluate()}
-        self._end_round(RoundResult(round_num, metrics=metrics, updates=updates, failures=failures, selected=selected))
+        evaluations, eval_failures = self._evaluate_clients(round_num)
+        metrics = {**_weighted_metrics(updates), **self._evaluate(), **self._client_metrics(evaluations)}
+        result = RoundResult(round_num, metrics, updates, [*failures, *eval_failures], selected, evaluations)
+        self._end_round(result)
 
     def _fit_clients(self, round_num: int, selected: list[int]) -> tuple[list[ClientUpdate], list[ClientFailure]]:
         """Train the selected clients on the backend; fold each update into the strategy as it comes (in order)."""
-        self.strategy.begin_round(round_num, self._weights)
+        shared = self._shared(self._weights)
+        self.strategy.begin_round(round_num, shared)
         clients = [self.clients[client_id] for client_id in selected]
         outcomes = self.backend.fit_clients(
             clients,
@@ -272,7 +310,8 @@ class FederatedTrainer:
             round_num=round_num,
             seeds=[derive_seed(self.seed, round_num, _CLIENT_FIT, client_id) for client_id in selected],
             lr_scale=self.client_lr_scale,
-            callbacks=self.strategy.client_callbacks(self._weights),
+            callbacks=self.strategy.client_callbacks(shared),
+            **({"timeout": self.round_timeout} if self.round_timeout is not None else {}),
         )
         updates: list[ClientUpdate] = []
         failures: list[ClientFailure] = []
@@ -298,7 +337,7 @@ class FederatedTrainer:
         if self.buffer_updates:
             for update in updates:
                 self.strategy.accumulate(update)
-        self._weights = self.strategy.finish_round()
+        self._weights = {**self._weights, **self.strategy.finish_round()}  # local keys keep their global values
         self.manager.call("on_aggregate_end", trainer=self, weights=self._weights, round_num=round_num)
         self.model.load_state_dict(self._weights)
 
@@ -347,19 +386,67 @@ class FederatedTrainer:
                 trainer=self,
             )
 
+    def _evaluate_clients(self, round_num: int) -> tuple[list[ClientEvaluation], list[ClientFailure]]:
+        """Federated evaluation: the sampled clients evaluate the new global weights on their own data."""
+        k = self.evaluate_clients
+        if not k or (round_num % self.evaluate_every and round_num != self.rounds):
+            return [], []
+        able = [c.client_id for c in self.clients if c.val_data is not None]
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, round_num, _EVAL_SAMPLING]))
+        chosen = sorted(int(c) for c in rng.choice(able, size=min(k, len(able)), replace=False))
+        outcomes = self.backend.evaluate_clients(
+            [self.clients[c] for c in chosen],
+            self._weights,
+            round_num=round_num,
+            seeds=[derive_seed(self.seed, round_num, _CLIENT_EVAL, c) for c in chosen],
+        )
+        evaluations: list[ClientEvaluation] = []
+        failures: list[ClientFailure] = []
+        for outcome in outcomes:
+            if isinstance(outcome, ClientFailure):
+                log.warning("round %d: client %d did not evaluate: %s", round_num, outcome.client_id, outcome.error)
+                failures.append(outcome)
+            else:
+                evaluations.append(outcome)
+        return evaluations, failures
+
+    def _client_metrics(self, evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
+        """The clients' evaluations aggregated, under ``clients/``."""
+        if not evaluations:
+            return {}
+        pairs = [(e.num_samples, dict(e.metrics)) for e in evaluations]
+        if self.evaluate_metrics_aggregation_fn is None:
+            aggregate = weighted_mean(pairs)
+        else:
+            aggregate = floats(self.evaluate_metrics_aggregation_fn(pairs))
+        return {f"clients/{name}": value for name, value in aggregate.items()}
+
+    def _shared(self, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``weights`` less the strategy's ``local_keys``: what is aggregated."""
+        if not self.strategy.local_keys:
+            return dict(weights)
+        return {name: t for name, t in weights.items() if not self.strategy.is_local(name)}
+
     def _evaluate(self) -> dict[str, float]:
         if self.test_data is None:
             return {}
         if self._eval_trainer is None:
-            kwargs = {k: v for k, v in self.trainer_kwargs.items() if k != "callbacks"}
-            self._eval_trainer = Trainer(**{**CLIENT_TRAINER_DEFAULTS, **kwargs})
+            self._eval_trainer = validation_trainer(self.trainer_kwargs)
         out = self._eval_trainer.validate(self.model, dataloaders=self.test_data, verbose=False)
         return floats(out[0]) if out else {}
 
     # ------------------------------------------------------------------ state
 
     def _fit_setup(self) -> FitSetup:
-        return FitSetup(self.model, self.clients, self.local_epochs, self.trainer_kwargs, self.reuse_trainer)
+        return FitSetup(
+            self.model,
+            self.clients,
+            self.local_epochs,
+            self.trainer_kwargs,
+            self.reuse_trainer,
+            keep_optimizer_state=self.keep_optimizer_state,
+            local_keys=self.strategy.local_keys,
+        )
 
     def _reset(self) -> None:
         self.should_stop = False
@@ -382,7 +469,7 @@ class FederatedTrainer:
             "weights": self._weights,
             "strategy": self.strategy.state_dict(),
             "callbacks": callback_states(self.manager.callbacks),
-            "client_callbacks": {c.client_id: s for c in self.clients if (s := c.state_dict())},
+            "clients": {c.client_id: s for c in self.clients if (s := c.state_dict())},
             "rng": get_rng_states(),
             "last_round": self.history[-1].to_dict() if self.history else None,
             "state_dict": self._weights,  # the same tensors as "weights": torch.save stores them once
@@ -423,7 +510,7 @@ class FederatedTrainer:
         self._weights = dict(ckpt["weights"])
         self.strategy.load_state_dict(ckpt["strategy"])
         load_callback_states(self.manager.callbacks, ckpt["callbacks"])
-        for client_id, state in ckpt["client_callbacks"].items():
+        for client_id, state in ckpt["clients"].items():
             self.clients[client_id].load_state_dict(state)
         set_rng_states(ckpt["rng"])
         self.history = [RoundResult.from_dict(r) for r in history]
@@ -446,13 +533,23 @@ def _restore_sigint(handler: Any) -> None:
 
 
 def _weighted_metrics(updates: Sequence[ClientUpdate]) -> dict[str, float]:
+    return weighted_mean([(update.num_samples, update.metrics) for update in updates])
+
+
+def weighted_mean(pairs: Sequence[tuple[int, Mapping[str, float]]]) -> dict[str, float]:
+    """The sample-weighted mean of each metric over ``(num_samples, metrics)`` pairs; NaN and inf left out.
+
+    Example:
+        >>> weighted_mean([(1, {"accuracy": 0.5}), (3, {"accuracy": 1.0})])
+        {'accuracy': 0.875}
+    """
     sums: dict[str, float] = {}
     totals: dict[str, float] = {}
-    for update in updates:
-        for key, value in update.metrics.items():
+    for num_samples, metrics in pairs:
+        for key, value in metrics.items():
             if math.isfinite(value):
-                sums[key] = sums.get(key, 0.0) + value * update.num_samples
-                totals[key] = totals.get(key, 0.0) + update.num_samples
+                sums[key] = sums.get(key, 0.0) + value * num_samples
+                totals[key] = totals.get(key, 0.0) + num_samples
     return {key: sums[key] / totals[key] for key in sums}
 
 

@@ -28,7 +28,7 @@ from callbacks import (
     resolve,
 )
 from callbacks.arguments import check_arguments, echo, one_line, suggest
-from federated.app.config import FLOWER_NAMES, flower_hint
+from federated.app.config import DEFAULTS, FLOWER_NAMES, flower_hint
 from federated.app.progress import RoundProgress
 from federated.backends.backend import Backend
 from federated.data.datasets import FederatedData, as_federated_data
@@ -48,6 +48,7 @@ DATA_KEYWORDS = {
     "shards_per_client": "data.partition.shards_per_client",
     "batch_size": "data.batch_size",
     "test_fraction": "data.test_fraction",
+    "val_fraction": "data.val_fraction",
     "seed": "seed",
 }
 """The keywords a data function may take, and the config keys they come from: with ``data.type`` and
@@ -69,8 +70,13 @@ ARGUMENT_KEYS = {
     "on_error": "on_error",
     "batch_size": "data.batch_size",
     "backend": "backend",
+    "evaluate_every": "evaluate.clients.every",
+    "evaluate_metrics_aggregation_fn": "evaluate.clients.aggregation",
+    "keep_optimizer_state": "clients.keep_optimizer_state",
+    "round_timeout": "clients.round_timeout",
 }
-"""The config key of each ``FederatedTrainer`` argument (``clients_per_round`` has two: see :func:`_config_key`)."""
+"""The config key of each ``FederatedTrainer`` argument (``clients_per_round`` and ``evaluate_clients`` have two:
+see :func:`_config_key`)."""
 
 
 def build_trainer(config: Mapping[str, Any]) -> FederatedTrainer:
@@ -84,12 +90,12 @@ def build_trainer(config: Mapping[str, Any]) -> FederatedTrainer:
     model = build_model(config["model"], data)
     strategy, backend = build_strategy(config["strategy"]), build_backend(config["backend"])
     callbacks, client_callbacks = build_run_callbacks(config)
-    clients = config["clients"]
+    clients, evaluated = config["clients"], config["evaluate"]["clients"]
     try:
         return FederatedTrainer(
             model,
             data.client_loaders,
-            data.test_loader,
+            data.test_loader if config["evaluate"]["server"] else None,
             rounds=config["rounds"],
             clients_per_round=clients["per_round"] if clients["per_round"] is not None else clients["fraction"],
             local_epochs=clients["local_epochs"],
@@ -103,16 +109,31 @@ def build_trainer(config: Mapping[str, Any]) -> FederatedTrainer:
             on_error=config["on_error"],
             batch_size=config["data"]["batch_size"],  # for client data given as a Dataset
             backend=backend,
+            evaluate_clients=evaluated["per_round"] if evaluated["per_round"] is not None else evaluated["fraction"],
+            evaluate_every=evaluated["every"],
+            evaluate_metrics_aggregation_fn=_aggregation(evaluated["aggregation"]),
+            keep_optimizer_state=clients["keep_optimizer_state"],
+            round_timeout=clients["round_timeout"],
         )
     except ArgumentError as exc:
-        key, inner = _config_key(exc.argument, clients)
+        key, inner = _config_key(exc.argument, config)
         raise ConfigError(exc.problem if inner else str(exc), key) from exc
     except ConfigError as exc:  # a check of a ``trainer_kwargs`` name or type, at ``trainer_kwargs.<name>``
         root, _, rest = exc.path.partition(".")
         raise ConfigError(exc.message, f"{ARGUMENT_KEYS.get(root, root)}{'.' if rest else ''}{rest}") from exc
 
 
-def _config_key(argument: str, clients: Mapping[str, Any]) -> tuple[str, bool]:
+def _aggregation(path: str | None) -> Any:
+    """The function ``evaluate.clients.aggregation`` names, or ``None``."""
+    if path is None:
+        return None
+    fn = resolve("aggregation", path, "evaluate.clients.aggregation")
+    if not callable(fn):
+        raise ConfigError(f"`{path}` is a {type(fn).__name__}, not a function", "evaluate.clients.aggregation")
+    return fn
+
+
+def _config_key(argument: str, config: Mapping[str, Any]) -> tuple[str, bool]:
     """The config key of a ``FederatedTrainer`` ``argument`` (``trainer_kwargs.devices``: ``trainer.devices``).
 
     The flag says whether the key names the argument itself; where it does not (``client_data[3]``:
@@ -121,8 +142,10 @@ def _config_key(argument: str, clients: Mapping[str, Any]) -> tuple[str, bool]:
     root = re.match(r"\w+", argument)
     name = root.group(0) if root else argument
     rest = argument[len(name):]
-    if name == "clients_per_round":
-        return ("clients.per_round" if clients["per_round"] is not None else "clients.fraction"), True
+    if name in ("clients_per_round", "evaluate_clients"):
+        section = "clients" if name == "clients_per_round" else "evaluate.clients"
+        given = _at(config, section)
+        return f"{section}.{'per_round' if given['per_round'] is not None else 'fraction'}", True
     key = ARGUMENT_KEYS.get(name, name)
     if rest.startswith("."):
         return f"{key}{rest}", True
@@ -171,6 +194,14 @@ def build_data(section: Mapping[str, Any], seed: int) -> FederatedData:
                     f"data.args.{key}"
                 ))
     kwargs = {k: v for k, v in available.items() if takes_all or k in params}
+    for keyword in ("val_fraction", "test_fraction"):  # a split the function cannot make is not silently dropped
+        key = DATA_KEYWORDS[keyword]
+        if keyword not in kwargs and available[keyword] != _at(DEFAULTS, key):
+            raise ConfigError(
+                f"the data function `{name}` takes no `{keyword}`, so it cannot hold out this split; "
+                f"give it a `{keyword}` argument, or leave `{key}` out",
+                key,
+            )
     check_arguments(fn, {**kwargs, **args}, "data.args")
     try:
         data = fn(**kwargs, **args)
@@ -311,7 +342,7 @@ def build_run_callbacks(config: Mapping[str, Any]) -> tuple[list[Any], list[Any]
     client_callbacks = build_callbacks_at(client_entries, "client_callbacks")
     callbacks += _own_outputs(callbacks, out)
     _key_by_output_dir([*callbacks, *client_callbacks], out)
-    callbacks.append(RoundProgress(config["rounds"], watched_metric(callbacks)[0]))
+    callbacks.append(RoundProgress(config["rounds"], watched_metric(callbacks, config)[0]))
     return callbacks, client_callbacks
 
 
@@ -365,12 +396,18 @@ def _key_by_output_dir(callbacks: list[Any], out: str) -> None:
             callback.state_root = out
 
 
-def watched_metric(callbacks: list[Any]) -> tuple[str, str]:
-    """The metric (and mode) the summary reports: the early stopping one, else accuracy."""
+def watched_metric(callbacks: list[Any], config: Mapping[str, Any]) -> tuple[str, str]:
+    """The metric (and mode) the progress line and summary report: the early stopping one, else an accuracy.
+
+    That is the server's ``accuracy``, or ``clients/accuracy`` when only the clients evaluate.
+    """
     for cb in callbacks:
         if type(cb).__name__ == "EarlyStopping":
             return cb.metric, cb.mode
-    return "accuracy", "max"
+    evaluated = config["evaluate"]["clients"]
+    server = config["evaluate"]["server"] and config["data"]["test_fraction"] > 0
+    on_clients = evaluated["per_round"] is not None or evaluated["fraction"] is not None
+    return ("accuracy" if server or not on_clients else "clients/accuracy"), "max"
 
 
 def _paths_of(callback: Any) -> list[str]:

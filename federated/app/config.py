@@ -30,7 +30,7 @@ __all__ = [
 INT64_MAX = 2**63 - 1
 """The largest integer a config value may hold: seeds and counts reach torch and NumPy as 64-bit integers."""
 
-FLOWER_NAMES: dict[str, str | None] = {
+FLOWER_NAMES: dict[str, str] = {
     "num_rounds": "`rounds`",
     "fraction_fit": "`clients.fraction`",
     "min_fit_clients": "`clients.per_round`",
@@ -38,10 +38,11 @@ FLOWER_NAMES: dict[str, str | None] = {
     "accept_failures": "`clients.min_clients`, the fewest clients that must succeed in a round",
     "proximal_mu": "`strategy.args.mu` of `strategy.type: fedprox`",
     "eta_l": "`model.args.lr`, the clients' learning rate",
-    "fraction_evaluate": None,
-    "min_evaluate_clients": None,
+    "fraction_evaluate": "`evaluate.clients.fraction`",
+    "min_evaluate_clients": "`evaluate.clients.per_round`",
+    "evaluate_metrics_aggregation_fn": "`evaluate.clients.aggregation`, an import path `pkg.module:function`",
 }
-"""Flower's names of strategy and server settings, and the key to use here (``None``: not supported yet)."""
+"""Flower's names of strategy and server settings, and the key to use here."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ def _within(
     return check
 
 
+def _import_path(v: Any) -> str | None:
+    return None if re.fullmatch(r"[\w.]+:[\w.]+", v) else "must be an import path `pkg.module:function`"
+
+
 def _entries(v: Any) -> str | None:
     return None if all(isinstance(e, (str, Mapping)) for e in v) else "each entry must be a mapping {type, args}"
 
@@ -102,7 +107,8 @@ _SCHEMA = _Section(
                         "shards_per_client": _Field(int, 2, _within(1)),
                     }
                 ),
-                "test_fraction": _Field(float, 0.2, _within(0, 1, low_open=True, high_open=True)),
+                "test_fraction": _Field(float, 0.2, _within(0, 1, high_open=True)),
+                "val_fraction": _Field(float, 0.0, _within(0, 1, high_open=True)),
                 "batch_size": _Field(int, 32, _within(1)),
             }
         ),
@@ -113,6 +119,21 @@ _SCHEMA = _Section(
                 "fraction": _Field(float | None, None, _within(0, 1, low_open=True)),
                 "local_epochs": _Field(int, 1, _within(1)),
                 "min_clients": _Field(int, 1, _within(1)),
+                "keep_optimizer_state": _Field(bool, False),
+                "round_timeout": _Field(float | None, None, _within(0, math.inf, low_open=True, high_open=True)),
+            }
+        ),
+        "evaluate": _Section(
+            {
+                "server": _Field(bool, True),
+                "clients": _Section(
+                    {
+                        "per_round": _Field(int | None, None, _within(1)),
+                        "fraction": _Field(float | None, None, _within(0, 1, low_open=True)),
+                        "every": _Field(int, 1, _within(1)),
+                        "aggregation": _Field(str | None, None, _import_path),
+                    }
+                ),
             }
         ),
         "strategy": _Section({"type": _Field(str, "fedavg"), "args": _Field(dict, {})}),
@@ -225,6 +246,9 @@ def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("give `per_round` or `fraction`, not both", "clients")
     if clients["per_round"] is None and clients["fraction"] is None:
         clients["per_round"] = data["num_clients"]
+    evaluated = config["evaluate"]["clients"]
+    if evaluated["per_round"] is not None and evaluated["fraction"] is not None:
+        raise ConfigError("give `per_round` or `fraction`, not both", "evaluate.clients")
     return config
 
 
@@ -274,10 +298,4 @@ def _instead(key: str, accepted: list[str]) -> str:
 
 def flower_hint(name: str) -> str:
     """`` (Flower's `fraction_fit`; here it is `clients.fraction`)`` for a name of :data:`FLOWER_NAMES`."""
-    instead = FLOWER_NAMES[name]
-    if instead is None:
-        return (
-            f" (Flower's `{name}`: federated evaluation is not supported yet; the server evaluates the "
-            "global model on the test split, `data.test_fraction`)"
-        )
-    return f" (Flower's `{name}`; here it is {instead})"
+    return f" (Flower's `{name}`; here it is {FLOWER_NAMES[name]})"

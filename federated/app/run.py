@@ -24,6 +24,7 @@ import torch
 
 from callbacks import ConfigError, MetricsLogger, ModelCheckpoint, TensorBoard, dump_yaml
 from callbacks.arguments import echo, one_line
+from callbacks.callback import stateful_callbacks
 from callbacks.files import atomic_write
 from federated import data as _data  # noqa: F401 - registers the built-in data sets
 from federated import models as _models  # noqa: F401 - registers the built-in models
@@ -31,7 +32,7 @@ from federated import strategies as _strategies  # noqa: F401 - registers the st
 from federated.app.builders import DATA_KEYWORDS, build_trainer, watched_metric, within
 from federated.app.config import load_config, read_yaml
 from federated.backends.client_runner import seed_everything
-from federated.checkpoint import HISTORY_LOG, load_checkpoint, stateful_callbacks
+from federated.checkpoint import HISTORY_LOG, load_checkpoint
 from federated.exceptions import CheckpointError
 from federated.trainer import FederatedTrainer
 
@@ -119,7 +120,7 @@ def prepare_run(
     _check_writable(out)
     seed_everything(config["seed"])
     trainer = build_trainer(config)
-    metric, mode = watched_metric(trainer.callbacks)
+    metric, mode = watched_metric(trainer.callbacks, config)
     written = [*trainer.callbacks, *trainer.client_callbacks]
     run = Run(config, trainer, out, None, None, metric, mode, outputs=_outputs(written, out))
     if resume is not None:

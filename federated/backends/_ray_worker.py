@@ -16,7 +16,7 @@ import torch
 
 from callbacks import ArgumentError
 from federated.backends.client_runner import ClientRunner, quiet_lightning
-from federated.results import ClientFailure, ClientUpdate
+from federated.results import ClientEvaluation, ClientFailure, ClientUpdate
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule
@@ -136,7 +136,13 @@ class ClientWorker:
     """
 
     def __init__(
-        self, model: LightningModule, local_epochs: int, trainer_kwargs: dict[str, Any], reuse_trainer: bool,
+        self,
+        model: LightningModule,
+        local_epochs: int,
+        trainer_kwargs: dict[str, Any],
+        reuse_trainer: bool,
+        keep_optimizer_state: bool,
+        local_keys: tuple[str, ...],
         threads: int,
     ) -> None:
         # quiet for the worker's life (held: a collected context manager would undo it); setting logger levels
@@ -146,7 +152,12 @@ class ClientWorker:
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # Lightning vs torch 2.13
         torch.set_num_threads(threads)
         self.runner = ClientRunner(
-            model, local_epochs=local_epochs, trainer_kwargs=trainer_kwargs, reuse_trainer=reuse_trainer
+            model,
+            local_epochs=local_epochs,
+            trainer_kwargs=trainer_kwargs,
+            reuse_trainer=reuse_trainer,
+            keep_optimizer_state=keep_optimizer_state,
+            local_keys=local_keys,
         )
         self._clients: dict[int, Client] = {}
         self._round: Any = None
@@ -167,9 +178,7 @@ class ClientWorker:
         if round_box is not None:
             self._round = ray.get(round_box[0])
         weights, callbacks = self._round
-        new = [(client_id, box[0]) for client_id, _, _, box in tasks if box is not None]
-        if new:  # one fetch for the clients this worker sees for the first time
-            self._clients.update(zip([c for c, _ in new], ray.get([ref for _, ref in new]), strict=True))
+        self._fetch(tasks)
         out: list[Result] = []
         for client_id, seed, state, _ in tasks:
             # new callback copies, then the driver's states: the fit cannot depend on this worker's past
@@ -183,3 +192,24 @@ class ClientWorker:
                 packed, outcome.weights = pack(outcome.weights), None
             out.append((outcome, packed, client.state_dict()))
         return out
+
+    def evaluate(self, weights_box: list[Any], tasks: list[Task]) -> list[ClientEvaluation | ClientFailure]:
+        """Evaluate ``weights_box[0]``'s weights on each task's client, in order."""
+        import ray
+
+        weights = ray.get(weights_box[0])
+        self._fetch(tasks)
+        out: list[ClientEvaluation | ClientFailure] = []
+        for client_id, seed, state, _ in tasks:
+            client = self._clients[client_id].fresh()
+            client.load_state_dict(state)
+            out.append(self.runner.evaluate(client, weights, seed=seed))
+        return out
+
+    def _fetch(self, tasks: list[Task]) -> None:
+        """One fetch of the data of the clients this worker sees for the first time."""
+        import ray
+
+        new = [(client_id, box[0]) for client_id, _, _, box in tasks if box is not None]
+        if new:
+            self._clients.update(zip([c for c, _ in new], ray.get([ref for _, ref in new]), strict=True))

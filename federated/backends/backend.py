@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
 
     from federated.client import Client
-    from federated.results import ClientFailure, ClientUpdate, StateDict
+    from federated.results import ClientEvaluation, ClientFailure, ClientUpdate, StateDict
 
 __all__ = ["Backend", "FitSetup"]
 
@@ -33,6 +33,11 @@ class FitSetup:
         local_epochs: Epochs of each client fit.
         trainer_kwargs: ``lightning.Trainer`` arguments of every client fit.
         reuse_trainer: Serve all client fits with one ``lightning.Trainer`` per worker.
+        keep_optimizer_state: Each client's optimizers and LR schedulers continue from its
+            previous fit (the states travel in the client's :meth:`~federated.Client.state_dict`).
+        local_keys: Patterns of the state-dict names each client keeps for itself (the
+            strategy's ``local_keys``): its fit starts from its own values of them, and its
+            update's weights leave them out.
     """
 
     model: LightningModule
@@ -40,6 +45,8 @@ class FitSetup:
     local_epochs: int
     trainer_kwargs: Mapping[str, Any]
     reuse_trainer: bool = True
+    keep_optimizer_state: bool = False
+    local_keys: tuple[str, ...] = ()
 
 
 class Backend:
@@ -91,6 +98,7 @@ class Backend:
         seeds: Sequence[int],
         lr_scale: float = 1.0,
         callbacks: Sequence[LightningCallback] = (),
+        timeout: float | None = None,
     ) -> Iterator[ClientUpdate | ClientFailure]:
         """Train ``clients`` from ``weights``; yield each one's update or failure, in the order of ``clients``.
 
@@ -102,8 +110,27 @@ class Backend:
             lr_scale: Factor on the clients' learning rates. Defaults to ``1.0``.
             callbacks: Lightning callbacks added to each fit of the round (the strategy's).
                 Defaults to none.
+            timeout: Seconds from the call to the round's deadline: a client not back by then is
+                a :class:`~federated.ClientFailure` saying so, and its late result is dropped.
+                ``None`` waits for every client. Defaults to ``None``.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement `fit_clients(...)`")
+
+    def evaluate_clients(
+        self, clients: Sequence[Client], weights: StateDict, *, round_num: int, seeds: Sequence[int]
+    ) -> Iterator[ClientEvaluation | ClientFailure]:
+        """Evaluate ``weights`` on each client's validation data; yield the outcomes in the order of ``clients``.
+
+        A client with ``local_keys`` evaluates its personal model: ``weights`` with its own values
+        of those keys. Used by federated evaluation (``FederatedTrainer(evaluate_clients=...)``).
+
+        Args:
+            clients: The clients to evaluate on (each has ``val_data``).
+            weights: The global weights.
+            round_num: The round, counting from 1.
+            seeds: One seed per client, for its evaluation.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate on clients (`evaluate_clients`)")
 
     def stop(self) -> None:
         """Called when ``trainer.fit`` ends, also after an exception: release the workers."""

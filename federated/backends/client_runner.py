@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fnmatch
 import logging
 import random
 import traceback
@@ -19,14 +20,24 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from callbacks import ArgumentError
 from callbacks.arguments import check_arguments, echo, one_line
-from federated.results import ClientFailure, ClientUpdate
+from federated.results import ClientEvaluation, ClientFailure, ClientUpdate
 from lightning_bridge.metrics import StepLosses, first_lr, floats
 
 if TYPE_CHECKING:
     from federated.client import Client
     from federated.results import StateDict
 
-__all__ = ["CLIENT_TRAINER_DEFAULTS", "ClientRunner", "derive_seed", "quiet_lightning", "seed_everything"]
+__all__ = [
+    "CLIENT_TRAINER_DEFAULTS",
+    "ClientRunner",
+    "check_one_device",
+    "check_trainer_kwargs",
+    "derive_seed",
+    "load_optimizer_state",
+    "quiet_lightning",
+    "seed_everything",
+    "validation_trainer",
+]
 
 CLIENT_TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": False,
@@ -71,6 +82,12 @@ class ClientRunner:
             :data:`CLIENT_TRAINER_DEFAULTS`; ``callbacks`` are added to every client fit.
             Defaults to none.
         reuse_trainer: Keep one ``Trainer`` for all fits. Defaults to ``True``.
+        keep_optimizer_state: Start each client's optimizers and LR schedulers from the states
+            its previous fit left (``Client.optimizer_state``), and store the new ones there.
+            Defaults to ``False``.
+        local_keys: Patterns of the state-dict names each client keeps (``Client.local_weights``):
+            its fit starts from its own values of them, and its update leaves them out.
+            Defaults to none.
 
     Raises:
         ValueError: An unknown ``lightning.Trainer`` argument, or ``max_epochs``/``min_epochs``
@@ -90,11 +107,16 @@ class ClientRunner:
         local_epochs: int,
         trainer_kwargs: Mapping[str, Any] | None = None,
         reuse_trainer: bool = True,
+        keep_optimizer_state: bool = False,
+        local_keys: Sequence[str] = (),
     ) -> None:
         user = dict(trainer_kwargs or {})
         check_trainer_kwargs(user)
         self.module = copy.deepcopy(model)
         self.reuse_trainer = reuse_trainer
+        self.keep_optimizer_state = keep_optimizer_state
+        self.local_keys = tuple(local_keys)
+        self._validator: Trainer | None = None
         self.extra_callbacks: list[Any] = _as_list(user.pop("callbacks", None))
         self.trainer_kwargs: dict[str, Any] = {**CLIENT_TRAINER_DEFAULTS, **user, "max_epochs": local_epochs}
         self._probe = _ClientProbe()
@@ -125,11 +147,11 @@ class ClientRunner:
         """
         probe = self._probe
         try:
-            self.module.load_state_dict(weights)
+            self._load(weights, client)
             seed_everything(seed, client.data)
-            probe.start(lr_scale)
+            probe.start(lr_scale, client.optimizer_state if self.keep_optimizer_state else None)
             trainer = self._trainer_for(client, callbacks)
-            trainer.fit(self.module, train_dataloaders=client.data)
+            trainer.fit(self.module, train_dataloaders=client.data, val_dataloaders=client.val_data)
             state = {name: t.detach().to("cpu", copy=True) for name, t in self.module.state_dict().items()}
         except Exception as exc:
             self._trainer = None  # do not reuse a trainer left in an unknown state
@@ -140,6 +162,11 @@ class ClientRunner:
         if bad:
             names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             return ClientFailure(client_id=client.client_id, error=f"non-finite weights in round {round_num}: {names}")
+        if self.keep_optimizer_state:
+            client.optimizer_state = probe.optimizer_state
+        if self.local_keys:
+            local = [name for name in state if any(fnmatch.fnmatchcase(name, p) for p in self.local_keys)]
+            client.local_weights = {name: state.pop(name) for name in local}
         epochs = probe.epoch_metrics
         return ClientUpdate(
             client_id=client.client_id,
@@ -148,6 +175,32 @@ class ClientRunner:
             metrics=dict(epochs[-1]) if epochs else {},
             epoch_metrics=epochs,
         )
+
+    def evaluate(self, client: Client, weights: StateDict, *, seed: int) -> ClientEvaluation | ClientFailure:
+        """Evaluate ``weights`` (with the client's ``local_weights``) on ``client.val_data`` with ``Trainer.validate``.
+
+        Args:
+            client: The client; it must have ``val_data``.
+            weights: The global weights.
+            seed: The seed of this evaluation.
+        """
+        try:
+            self._load(weights, client)
+            seed_everything(seed)
+            if self._validator is None:
+                self._validator = validation_trainer(self.trainer_kwargs)
+            out = self._validator.validate(self.module, dataloaders=client.val_data, verbose=False)
+        except Exception as exc:
+            self._validator = None
+            return ClientFailure(
+                client_id=client.client_id, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+            )
+        return ClientEvaluation(client.client_id, client.num_val_samples, floats(out[0]) if out else {})
+
+    def _load(self, weights: StateDict, client: Client) -> None:
+        self.module.load_state_dict(weights)
+        if client.local_weights:
+            self.module.load_state_dict(client.local_weights, strict=False)
 
     def _trainer_for(self, client: Client, callbacks: Sequence[LightningCallback] = ()) -> Trainer:
         adapter = client.adapter
@@ -175,18 +228,23 @@ class _ClientProbe(LightningCallback):
 
     def __init__(self) -> None:
         self.lr_scale = 1.0
+        self.restore: dict[str, Any] | None = None
+        self.optimizer_state: dict[str, Any] | None = None
         self.epoch_metrics: list[dict[str, float]] = []
         self._lrs: list[float] = []
         self._losses: list[torch.Tensor] = []  # each epoch's mean step loss
         self._steps = StepLosses()
 
-    def start(self, lr_scale: float) -> None:
+    def start(self, lr_scale: float, restore: dict[str, Any] | None = None) -> None:
         self.lr_scale = float(lr_scale)
+        self.restore, self.optimizer_state = restore, None
         self.epoch_metrics, self._lrs, self._losses = [], [], []
         self._steps = StepLosses()
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # optimizers exist from here on; before the adapter's on_fit_start, so native schedulers see the scaled LR
+        if self.restore is not None:
+            load_optimizer_state(trainer, self.restore)
         if self.lr_scale == 1.0:
             return
         for optimizer in trainer.optimizers:
@@ -218,6 +276,11 @@ class _ClientProbe(LightningCallback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._record(trainer)
+        self.optimizer_state = {
+            "optimizers": [_to_cpu(optimizer.state_dict()) for optimizer in trainer.optimizers],
+            "schedulers": [_to_cpu(config.scheduler.state_dict()) for config in trainer.lr_scheduler_configs],
+            "lr_scale": self.lr_scale,
+        }
 
     def _record(self, trainer: Trainer) -> None:
         # `current_epoch` counts completed epochs here; the metrics of one still stand at the next start
@@ -230,6 +293,56 @@ class _ClientProbe(LightningCallback):
             if index < len(self._lrs):
                 metrics["lr"] = self._lrs[index]
             self.epoch_metrics.append(metrics)
+
+
+def load_optimizer_state(trainer: Trainer, saved: Mapping[str, Any]) -> None:
+    """Continue the fit's optimizers and LR schedulers from a previous fit's ``saved`` states.
+
+    Moments and step counts come back as they were. Learning rates do not compound the server's
+    scale of the previous fit: an optimizer's rate is the module's (the probe then applies this
+    fit's scale), and a scheduler continues its schedule from its last rate divided by the scale
+    it ran under.
+
+    Raises:
+        ValueError: The module configures a different number of optimizers or schedulers now.
+    """
+    optimizers, configs = trainer.optimizers, trainer.lr_scheduler_configs
+    if len(optimizers) != len(saved["optimizers"]) or len(configs) != len(saved["schedulers"]):
+        raise ValueError(
+            f"the client's kept optimizer state holds {len(saved['optimizers'])} optimizer(s) and "
+            f"{len(saved['schedulers'])} scheduler(s), the module configures {len(optimizers)} and {len(configs)}"
+        )
+    for optimizer, state in zip(optimizers, saved["optimizers"], strict=True):
+        groups = optimizer.param_groups
+        rates: list[dict[str, Any]] = [{k: g[k] for k in ("lr", "initial_lr") if k in g} for g in groups]
+        optimizer.load_state_dict(state)
+        for group, rate in zip(optimizer.param_groups, rates, strict=True):
+            group.update(rate)
+    for config, state in zip(configs, saved["schedulers"], strict=True):
+        scheduler = config.scheduler
+        base_lrs = getattr(scheduler, "base_lrs", None)
+        scheduler.load_state_dict(state)
+        if base_lrs is not None:
+            scheduler.base_lrs = base_lrs
+        for group, lr in zip(scheduler.optimizer.param_groups, state.get("_last_lr") or [], strict=False):
+            group["lr"] = lr / saved["lr_scale"]
+
+
+def validation_trainer(trainer_kwargs: Mapping[str, Any]) -> Trainer:
+    """A ``lightning.Trainer`` for ``validate`` with the clients' arguments, less their callbacks."""
+    kwargs = {k: v for k, v in trainer_kwargs.items() if k != "callbacks"}
+    return Trainer(**{**CLIENT_TRAINER_DEFAULTS, **kwargs})
+
+
+def _to_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it copied to the CPU (optimizer states hold them in dicts and lists)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def seed_everything(seed: int, loader: Any = None) -> None:

@@ -6,6 +6,7 @@ import heapq
 import itertools
 import logging
 import math
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from federated.backends._ray_worker import (
     worker_trainer_kwargs,
 )
 from federated.backends.backend import Backend, FitSetup
-from federated.results import ClientFailure, ClientUpdate
+from federated.results import ClientEvaluation, ClientFailure, ClientUpdate, late
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
@@ -166,7 +167,10 @@ class RayBackend(Backend):
                 max_restarts=0,
                 max_task_retries=0,
             )
-            args = (ray.put(setup.model), setup.local_epochs, kwargs, setup.reuse_trainer)
+            args = (
+                ray.put(setup.model), setup.local_epochs, kwargs, setup.reuse_trainer, setup.keep_optimizer_state,
+                setup.local_keys,
+            )
             threads = max(1, int(self.num_cpus_per_client))
             self._new_worker = lambda: actor.remote(*args, threads)
             self._workers = [self._new_worker() for _ in range(self.num_workers)]
@@ -214,10 +218,13 @@ class RayBackend(Backend):
         seeds: Sequence[int],
         lr_scale: float = 1.0,
         callbacks: Sequence[LightningCallback] = (),
+        timeout: float | None = None,
     ) -> Iterator[ClientUpdate | ClientFailure]:
+        """Train the clients on the pool; past the deadline, those not back fail and their workers are replaced."""
         ray = import_ray()
         if not self._workers:
             raise RuntimeError("RayBackend.fit_clients before start(setup)")
+        deadline = None if timeout is None else time.monotonic() + timeout
         n = len(clients)
         size = self.clients_per_call or _auto_size(n, self.num_workers, weights)
         r = _Round(
@@ -238,7 +245,11 @@ class RayBackend(Backend):
             if next_pos >= n:
                 return
             self._send(r, next_pos)
-            ready, _ = ray.wait(list(r.calls), num_returns=1)
+            wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _ = ray.wait(list(r.calls), num_returns=1, timeout=wait_s)
+            if not ready:
+                self._expire(r, timeout)
+                continue
             call = r.calls.pop(ready[0])
             try:
                 results = ray.get(call.ref)
@@ -252,6 +263,67 @@ class RayBackend(Backend):
                 continue
             r.end(call)
             r.take(call, results)
+
+    def _expire(self, r: _Round, timeout: float | None) -> None:
+        """The round's deadline passed: what finished counts, the rest fail, and busy workers are replaced."""
+        ray = import_ray()
+        finished, _ = ray.wait(list(r.calls), num_returns=len(r.calls), timeout=0)
+        for ref in finished:
+            call = r.calls.pop(ref)
+            r.end(call)
+            try:
+                r.take(call, ray.get(ref))
+            except ray.exceptions.RayError:
+                r.calls[ref] = call  # counted with the late ones below
+        for slot in sorted({call.slot for call in r.calls.values()}):
+            ray.kill(self._workers[slot])  # drops its late results; a new worker takes its place
+            self._workers[slot] = self._new_worker()
+            self._held[slot] = set()
+            r.busy[slot], r.queued[slot], r.fresh[slot] = 0, 0, True
+        late_ids = []
+        for call in r.calls.values():
+            for position in call.positions:
+                r.done[position] = (late(r.clients[position], timeout), None)
+                late_ids.append(r.clients[position].client_id)
+        for _, positions in r.todo:
+            for position in positions:
+                r.done[position] = (late(r.clients[position], timeout, started=False), None)
+        r.calls.clear()
+        r.todo.clear()
+        if late_ids:
+            log.warning("round %d: client(s) %s missed the deadline; their workers are replaced", r.round_num, late_ids)
+
+    def evaluate_clients(
+        self, clients: Sequence[Client], weights: StateDict, *, round_num: int, seeds: Sequence[int]
+    ) -> Iterator[ClientEvaluation | ClientFailure]:
+        """Evaluate on the pool: the clients cut into one run per worker, each run one request."""
+        ray = import_ray()
+        if not self._workers:
+            raise RuntimeError("RayBackend.evaluate_clients before start(setup)")
+        box = [ray.put(weights)]
+        calls = {}
+        for slot, run in enumerate(_runs([c.num_val_samples for c in clients], len(self._workers))):
+            held = self._held[slot]
+            tasks: list[Task] = []
+            for p in run:
+                client = clients[p]
+                data = None if client.client_id in held else [self._client_refs[client.client_id]]
+                held.add(client.client_id)
+                tasks.append((client.client_id, seeds[p], client.state_dict(), data))
+            calls[slot] = (run, self._workers[slot].evaluate.remote(box, tasks))
+        outcomes: dict[int, ClientEvaluation | ClientFailure] = {}
+        for slot, (run, ref) in calls.items():
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                error = f"the Ray evaluation failed: {one_line(exc, lines=1)}"
+                results = [ClientFailure(clients[p].client_id, error, str(exc)) for p in run]
+                if isinstance(exc, ray.exceptions.RayActorError):
+                    self._workers[slot] = self._new_worker()
+                self._held[slot] = set()
+            outcomes.update(zip(run, results, strict=True))
+        for position in range(len(clients)):
+            yield outcomes[position]
 
     def _send(self, r: _Round, next_pos: int) -> None:
         """Send queued runs to the least loaded workers, within ``r.window`` positions of ``next_pos``."""

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from callbacks import register
 from federated.backends.backend import Backend, FitSetup
 from federated.backends.client_runner import ClientRunner, check_one_device
+from federated.results import ClientFailure, late
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
 
     from federated.client import Client
-    from federated.results import ClientFailure, ClientUpdate, StateDict
+    from federated.results import ClientEvaluation, ClientUpdate, StateDict
 
 __all__ = ["SequentialBackend"]
 
@@ -49,6 +51,8 @@ class SequentialBackend(Backend):
                 local_epochs=setup.local_epochs,
                 trainer_kwargs=setup.trainer_kwargs,
                 reuse_trainer=setup.reuse_trainer,
+                keep_optimizer_state=setup.keep_optimizer_state,
+                local_keys=setup.local_keys,
             )
             self._setup = setup
 
@@ -61,9 +65,31 @@ class SequentialBackend(Backend):
         seeds: Sequence[int],
         lr_scale: float = 1.0,
         callbacks: Sequence[LightningCallback] = (),
+        timeout: float | None = None,
     ) -> Iterator[ClientUpdate | ClientFailure]:
+        """Train the clients one after the other; past the deadline, a fit that ends late and those after it fail.
+
+        A fit in this process cannot be stopped: the client whose fit ends after ``timeout`` is a
+        failure (its result dropped), and the clients after it are failures without starting.
+        """
         runner = self._runner
         if runner is None:
             raise RuntimeError("SequentialBackend.fit_clients before start(setup)")
+        deadline = None if timeout is None else time.monotonic() + timeout
         for client, seed in zip(clients, seeds, strict=True):
-            yield runner.fit(client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale, callbacks=callbacks)
+            if deadline is not None and time.monotonic() > deadline:
+                yield late(client, timeout, started=False)
+                continue
+            outcome = runner.fit(
+                client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale, callbacks=callbacks
+            )
+            yield late(client, timeout) if deadline is not None and time.monotonic() > deadline else outcome
+
+    def evaluate_clients(
+        self, clients: Sequence[Client], weights: StateDict, *, round_num: int, seeds: Sequence[int]
+    ) -> Iterator[ClientEvaluation | ClientFailure]:
+        runner = self._runner
+        if runner is None:
+            raise RuntimeError("SequentialBackend.evaluate_clients before start(setup)")
+        for client, seed in zip(clients, seeds, strict=True):
+            yield runner.evaluate(client, weights, seed=seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -19,9 +20,14 @@ class BufferedStrategy(Strategy):
 
     Robust aggregates (a median, a trimmed mean) rank each coordinate over all clients, so they
     cannot fold updates into a running sum: the round holds K states in memory.
+
+    Args:
+        local_keys: State-dict names (glob patterns) never aggregated; see :class:`~federated.Strategy`.
+            Defaults to none.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, local_keys: Sequence[str] = ()) -> None:
+        super().__init__(local_keys=local_keys)
         self._states: list[StateDict] = []
 
     def begin_round(self, round_num: int, weights: StateDict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -33,6 +34,8 @@ class FedAvg(Strategy):
         accumulate_dtype: The dtype of the running sum, ``"float64"`` or ``"float32"`` (half the
             memory, less exact). Defaults to ``"float64"``.
 
+        local_keys: State-dict names (glob patterns) never aggregated; see :class:`~federated.Strategy`.
+            Defaults to none.
     Raises:
         ValueError: Unknown ``accumulate_dtype``.
 
@@ -46,7 +49,14 @@ class FedAvg(Strategy):
         {'w': tensor([4.])}
     """
 
-    def __init__(self, *, weighted: bool = True, accumulate_dtype: Literal["float64", "float32"] = "float64") -> None:
+    def __init__(
+        self,
+        *,
+        weighted: bool = True,
+        accumulate_dtype: Literal["float64", "float32"] = "float64",
+        local_keys: Sequence[str] = (),
+    ) -> None:
+        super().__init__(local_keys=local_keys)
         if accumulate_dtype not in _DTYPES:
             raise ValueError(f"`accumulate_dtype` can be 'float64' or 'float32', got {accumulate_dtype!r}")
         self.weighted = weighted

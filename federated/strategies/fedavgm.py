@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,6 +36,8 @@ class FedAvgM(ServerStep):
         server_learning_rate: The server learning rate, ``> 0``. Defaults to ``1.0``.
         server_momentum: The momentum factor, in ``[0, 1)``. Defaults to ``0.0``.
 
+        local_keys: State-dict names (glob patterns) never aggregated; see :class:`~federated.Strategy`.
+            Defaults to none.
     Raises:
         ValueError: An argument out of its range.
 
@@ -47,8 +50,10 @@ class FedAvgM(ServerStep):
         {'w': tensor([2.])}
     """
 
-    def __init__(self, *, server_learning_rate: float = 1.0, server_momentum: float = 0.0) -> None:
-        super().__init__()
+    def __init__(
+        self, *, server_learning_rate: float = 1.0, server_momentum: float = 0.0, local_keys: Sequence[str] = ()
+    ) -> None:
+        super().__init__(local_keys=local_keys)
         self.server_learning_rate = float(
             check_number("server_learning_rate", server_learning_rate, low=0.0, low_open=True)
         )

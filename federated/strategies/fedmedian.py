@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from callbacks import register
@@ -27,6 +28,10 @@ class FedMedian(BufferedStrategy):
     It needs all updates: ``accumulate`` keeps every client's weights until ``finish_round``, so a
     round holds K copies of the model in memory (FedAvg holds one running sum).
 
+
+    Args:
+        local_keys: State-dict names (glob patterns) never aggregated; see :class:`~federated.Strategy`.
+            Defaults to none.
     Example:
         >>> import torch
         >>> from federated.results import ClientUpdate
@@ -39,8 +44,8 @@ class FedMedian(BufferedStrategy):
         {'w': tensor([2.])}
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, local_keys: Sequence[str] = ()) -> None:
+        super().__init__(local_keys=local_keys)
 
     def aggregate(self, states: list[StateDict]) -> dict[str, torch.Tensor]:
         return median(states)

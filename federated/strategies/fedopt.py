@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -39,14 +40,18 @@ class FedOpt(ServerStep):
         beta_2: The second-moment decay, in ``[0, 1)`` (Adagrad's rule does not use it).
         tau: The adaptivity constant, ``> 0``: the smaller, the more adaptive.
 
+        local_keys: State-dict names (glob patterns) never aggregated; see :class:`~federated.Strategy`.
+            Defaults to none.
     Raises:
         ValueError: An argument out of its range.
     """
 
     rule: ClassVar[SecondMoment]
 
-    def __init__(self, *, eta: float, beta_1: float, beta_2: float, tau: float) -> None:
-        super().__init__()
+    def __init__(
+        self, *, eta: float, beta_1: float, beta_2: float, tau: float, local_keys: Sequence[str] = ()
+    ) -> None:
+        super().__init__(local_keys=local_keys)
         self.eta = float(check_number("eta", eta, low=0.0, low_open=True))
         self.beta_1 = float(check_number("beta_1", beta_1, low=0.0, high=1.0, high_open=True))
         self.beta_2 = float(check_number("beta_2", beta_2, low=0.0, high=1.0, high_open=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,6 +36,8 @@ class FedProx(FedAvg):
     Args:
         mu: The proximal coefficient, ``>= 0``; ``0`` is FedAvg. Defaults to ``0.01``.
 
+        local_keys: State-dict names (glob patterns) never aggregated; see :class:`~federated.Strategy`.
+            Defaults to none.
     Raises:
         ValueError: ``mu`` negative or not finite.
 
@@ -49,9 +52,9 @@ class FedProx(FedAvg):
         {'w': tensor([2.])}
     """
 
-    def __init__(self, *, mu: float = 0.01) -> None:
+    def __init__(self, *, mu: float = 0.01, local_keys: Sequence[str] = ()) -> None:
         check_number("mu", mu, low=0, hint="0 is FedAvg")
-        super().__init__()
+        super().__init__(local_keys=local_keys)
         self.mu = float(mu)
 
     def client_callbacks(self, weights: StateDict) -> list[LightningCallback]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from callbacks import register
@@ -32,6 +33,8 @@ class FedTrimmedAvg(BufferedStrategy):
     Args:
         beta: The fraction cut at each end, in ``[0, 0.5)``. Defaults to ``0.2`` (Flower's).
 
+        local_keys: State-dict names (glob patterns) never aggregated; see :class:`~federated.Strategy`.
+            Defaults to none.
     Raises:
         ValueError: ``beta`` out of range.
 
@@ -47,8 +50,8 @@ class FedTrimmedAvg(BufferedStrategy):
         {'w': tensor([1.5000])}
     """
 
-    def __init__(self, *, beta: float = 0.2) -> None:
-        super().__init__()
+    def __init__(self, *, beta: float = 0.2, local_keys: Sequence[str] = ()) -> None:
+        super().__init__(local_keys=local_keys)
         self.beta = float(
             check_number("beta", beta, low=0.0, high=0.5, high_open=True, hint="it is the fraction cut at each end")
         )

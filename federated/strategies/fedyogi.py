@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from callbacks import register
@@ -25,6 +26,8 @@ class FedYogi(FedOpt):
         beta_2: The second-moment decay, in ``[0, 1)``. Defaults to ``0.99``.
         tau: The adaptivity constant, ``> 0``. Defaults to ``1e-3``.
 
+        local_keys: State-dict names (glob patterns) never aggregated; see :class:`~federated.Strategy`.
+            Defaults to none.
     Raises:
         ValueError: An argument out of its range.
 
@@ -40,5 +43,13 @@ class FedYogi(FedOpt):
 
     rule: ClassVar[SecondMoment] = "yogi"
 
-    def __init__(self, *, eta: float = 1e-2, beta_1: float = 0.9, beta_2: float = 0.99, tau: float = 1e-3) -> None:
-        super().__init__(eta=eta, beta_1=beta_1, beta_2=beta_2, tau=tau)
+    def __init__(
+        self,
+        *,
+        eta: float = 1e-2,
+        beta_1: float = 0.9,
+        beta_2: float = 0.99,
+        tau: float = 1e-3,
+        local_keys: Sequence[str] = (),
+    ) -> None:
+        super().__init__(eta=eta, beta_1=beta_1, beta_2=beta_2, tau=tau, local_keys=local_keys)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from callbacks import ArgumentError
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback as LightningCallback
@@ -36,6 +40,13 @@ class Strategy:
     :meth:`state_dict`, as tensors and primitives: it is stored in the federation checkpoint,
     which is read with ``torch.load(weights_only=True)``.
 
+    ``local_keys`` (glob patterns on state-dict names, e.g. ``["*bn*"]`` for FedBN) name the
+    tensors that stay with each client: the round loop never hands them to the strategy, each
+    client trains and keeps its own, and the global model keeps its initial values for them.
+
+    Args:
+        local_keys: Patterns of the state-dict names that are never aggregated. Defaults to none.
+
     Example:
         >>> class KeepGlobal(Strategy):
         ...     def begin_round(self, round_num, weights):
@@ -50,8 +61,19 @@ class Strategy:
         {'w': tensor([1.])}
     """
 
+    local_keys: tuple[str, ...] = ()
+
+    def __init__(self, *, local_keys: Sequence[str] = ()) -> None:
+        if isinstance(local_keys, str) or not all(isinstance(k, str) and k for k in local_keys):
+            raise ArgumentError("local_keys", f"must be a list of glob patterns such as ['*bn*'], got {local_keys!r}")
+        self.local_keys = tuple(local_keys)
+
+    def is_local(self, name: str) -> bool:
+        """Whether the state-dict entry ``name`` matches one of :attr:`local_keys` (it is never aggregated)."""
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.local_keys)
+
     def begin_round(self, round_num: int, weights: StateDict) -> None:
-        """Called when round ``round_num`` starts, with the current global weights."""
+        """Called when round ``round_num`` starts, with the current global weights (those shared, not local)."""
 
     def client_callbacks(self, weights: StateDict) -> list[LightningCallback]:
         """Lightning callbacks to add to each client fit of the round that starts from ``weights``; none by default.

@@ -122,17 +122,17 @@ BAD_INPUTS = [
     ("flower-min-fit-clients", _yaml(clients={"min_fit_clients": 2}), [],
      "clients.min_fit_clients: unknown key (Flower's `min_fit_clients`; here it is `clients.per_round`)", ""),
     ("flower-fraction-evaluate", _yaml(clients={"fraction_evaluate": 0.5}), [],
-     "clients.fraction_evaluate: unknown key (Flower's `fraction_evaluate`: federated evaluation is not supported yet",
+     "clients.fraction_evaluate: unknown key (Flower's `fraction_evaluate`; here it is `evaluate.clients.fraction`)",
      ""),
     ("flower-strategy-fraction-fit", _yaml(strategy={"type": "fedavg", "args": {"fraction_fit": 0.5}}), [],
      "strategy.args.fraction_fit: unknown argument `fraction_fit` (Flower's `fraction_fit`; here it is "
-     "`clients.fraction`); accepted: accumulate_dtype, weighted", ""),
+     "`clients.fraction`); accepted: accumulate_dtype, local_keys, weighted", ""),
     ("flower-accept-failures", _yaml(strategy={"type": "fedavg", "args": {"accept_failures": False}}), [],
      "strategy.args.accept_failures: unknown argument `accept_failures` (Flower's `accept_failures`; here it is "
      "`clients.min_clients`", ""),
     ("flower-proximal-mu", _yaml(strategy={"type": "fedprox", "args": {"proximal_mu": 0.1}}), [],
      "strategy.args.proximal_mu: unknown argument `proximal_mu` (Flower's `proximal_mu`; here it is "
-     "`strategy.args.mu` of `strategy.type: fedprox`); accepted: mu", ""),
+     "`strategy.args.mu` of `strategy.type: fedprox`); accepted: local_keys, mu", ""),
     ("flower-server-learning-rate", _yaml(strategy={"type": "fedavg", "args": {"server_learning_rate": 0.5}}), [],
      "strategy.args.server_learning_rate: unknown argument `server_learning_rate` (an argument of `fedavgm`)", ""),
     ("flower-eta", _yaml(strategy={"type": "fedavg", "args": {"eta": 0.1}}), [],

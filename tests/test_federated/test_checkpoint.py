@@ -15,7 +15,7 @@ from lightning.pytorch import Trainer
 
 from callbacks import ModelCheckpoint
 from federated import MLP, CheckpointError, FederatedTrainer
-from federated.checkpoint import load_checkpoint
+from federated.checkpoint import FORMAT, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_load_checkpoint_refuses_garbage_without_unsafe_advice(tmp_path: Path) -
 
 def test_load_checkpoint_names_the_object_it_refuses_to_load(tmp_path: Path) -> None:
     path = tmp_path / "last.ckpt"
-    torch.save({"format": "federated/2", "model": torch.nn.Linear(2, 2)}, path)
+    torch.save({"format": FORMAT, "model": torch.nn.Linear(2, 2)}, path)
 
     message = load_error(path)
 
@@ -86,7 +86,7 @@ def test_load_checkpoint_names_the_object_it_refuses_to_load(tmp_path: Path) -> 
             lambda p: torch.save({"format": "federated/0"}, p, pickle_protocol=4, _use_new_zipfile_serialization=False),
             "is damaged: truncated, or not written by torch.save",
         ),
-        (lambda p: p.write_bytes(pickle.dumps({"format": "federated/2"}, protocol=4)), "is damaged"),
+        (lambda p: p.write_bytes(pickle.dumps({"format": FORMAT}, protocol=4)), "is damaged"),
     ],
     ids=["torch-protocol-4", "torch-legacy-format", "plain-pickle"],
 )

@@ -49,7 +49,7 @@ def test_each_client_keeps_its_own_callback_copies(digits4: Any, make_model: Cal
     batches = [len(dl) for dl in loaders[:3]]
     assert [c.batches for c in copies] == [6 * b for b in batches]
     assert template.epochs == 0
-    assert fed.clients[0].state_dict() == {"EpochCounter": {"epochs": 6, "batches": 6 * batches[0]}}
+    assert fed.clients[0].state_dict() == {"callbacks": {"EpochCounter": {"epochs": 6, "batches": 6 * batches[0]}}}
 
 
 def test_client_lr_scale_reaches_the_client_callbacks(digits4: Any, make_model: Callable[..., MLP]) -> None:

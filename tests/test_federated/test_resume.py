@@ -179,15 +179,15 @@ def test_checkpoint_loads_with_weights_only(make_model: Callable[..., MLP], digi
     ckpt = torch.load(tmp_path / "last.ckpt", weights_only=True)
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
 
-    assert ckpt["format"] == "federated/2" and ckpt["round"] == 5
+    assert ckpt["format"] == "federated/3" and ckpt["round"] == 5
     assert_same_weights(ckpt["weights"], result.weights)
     assert set(ckpt["rng"]) >= {"python", "numpy", "torch"}
     assert "history" not in ckpt and ckpt["last_round"] == history[-1]
     assert [r["round_num"] for r in history] == [1, 2, 3, 4, 5]
     assert all("weights" not in u for r in history for u in r["updates"])
     trained = {c for r in result.history for c in r.selected}
-    assert sorted(ckpt["client_callbacks"]) == sorted(trained)
-    assert all(s["ClientLocalDecay"]["fits"] >= 1 for s in ckpt["client_callbacks"].values())
+    assert sorted(ckpt["clients"]) == sorted(trained)
+    assert all(s["callbacks"]["ClientLocalDecay"]["fits"] >= 1 for s in ckpt["clients"].values())
     assert ckpt["trainer"]["num_clients"] == 4 and "AdaptiveSelection" in ckpt["callbacks"]
 
 

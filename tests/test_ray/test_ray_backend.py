@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,10 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from callbacks import Callback
-from federated import MLP, FederatedTrainer, FedProx, RayBackend, digits_federation
+from federated import MLP, FedAvg, FederatedTrainer, FedProx, RayBackend, digits_federation
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -129,7 +130,8 @@ def test_ray_backend_gives_the_sequential_weights_also_across_a_resume(digits6: 
     assert [r.selected for r in par.history] == [r.selected for r in seq.history]
     assert [r.metrics for r in par.history] == [r.metrics for r in seq.history]
     assert [c.state_dict() for c in ray_fed.clients] == [c.state_dict() for c in seq_fed.clients]
-    assert sum(c.state_dict().get("FitCounter", {}).get("fits", 0) for c in ray_fed.clients) == 3 * 4
+    fits = [c.state_dict().get("callbacks", {}).get("FitCounter", {}).get("fits", 0) for c in ray_fed.clients]
+    assert sum(fits) == 3 * 4
     assert not ray_fed.backend._started_ray and ray.is_initialized()  # Ray was running: left running
 
 
@@ -288,3 +290,79 @@ def test_cli_runs_a_federation_on_ray_and_refuses_a_bad_backend_argument(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "backend.args.num_worker: unknown argument `num_worker` (did you mean `num_workers`?)" in err
+
+
+def with_validation(loaders: list[DataLoader], share: float = 0.25) -> list[tuple[DataLoader, DataLoader]]:
+    """Each client's loader split into (train, val): its first ``share`` of samples validate."""
+    pairs = []
+    for loader in loaders:
+        dataset = loader.dataset
+        cut = int(len(dataset) * share)  # type: ignore[arg-type]
+        train = Subset(dataset, range(cut, len(dataset)))  # type: ignore[arg-type]
+        pairs.append((DataLoader(train, batch_size=32, shuffle=True), DataLoader(Subset(dataset, range(cut)))))
+    return pairs
+
+
+def test_ray_evaluates_on_clients_and_keeps_their_state_as_the_sequential_backend(digits6: Any) -> None:
+    pairs = with_validation(digits6[0])
+
+    def run(backend: Any) -> tuple[FederatedTrainer, Any]:
+        torch.manual_seed(0)
+        fed = FederatedTrainer(
+            MLP(hidden=16, momentum=0.9), pairs, rounds=2, clients_per_round=3, evaluate_clients=0.5,
+            keep_optimizer_state=True, strategy=FedAvg(local_keys=["net.0.bias"]), backend=backend, seed=3,
+            on_error="raise",
+        )
+        return fed, fed.fit()
+
+    seq_fed, seq = run("sequential")
+    ray_fed, par = run(RayBackend(num_workers=2))
+
+    assert all(torch.equal(seq.weights[k], par.weights[k]) for k in seq.weights)
+    assert [r.metrics for r in par.history] == [r.metrics for r in seq.history]
+    assert [[e.to_dict() for e in r.evaluations] for r in par.history] == [
+        [e.to_dict() for e in r.evaluations] for r in seq.history
+    ]
+    assert any(r.evaluations for r in par.history) and "clients/accuracy" in par.metrics
+    for on_ray, in_process in zip(ray_fed.clients, seq_fed.clients, strict=True):
+        assert on_ray.local_weights.keys() == in_process.local_weights.keys()
+        assert all(torch.equal(on_ray.local_weights[k], in_process.local_weights[k]) for k in on_ray.local_weights)
+        assert (on_ray.optimizer_state is None) == (in_process.optimizer_state is None)
+        if on_ray.optimizer_state is not None and in_process.optimizer_state is not None:
+            ray_state = on_ray.optimizer_state["optimizers"][0]["state"]
+            seq_state = in_process.optimizer_state["optimizers"][0]["state"]
+            assert all(torch.equal(ray_state[i]["momentum_buffer"], seq_state[i]["momentum_buffer"]) for i in seq_state)
+
+
+class Slow(Dataset):
+    """A client's data served at ``delay`` seconds a sample: a straggler."""
+
+    def __init__(self, base: Dataset, delay: float) -> None:
+        self.base, self.delay = base, delay
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        time.sleep(self.delay)
+        return self.base[index]
+
+
+def test_a_straggler_under_ray_is_a_failure_and_the_round_closes_with_the_others(digits6: Any) -> None:
+    loaders, test = digits6
+    slow = DataLoader(Slow(loaders[0].dataset, delay=0.05), batch_size=32, shuffle=True)  # about 10 s a fit
+    started = time.monotonic()
+    fed = federation(
+        [slow, *loaders[1:]], test, RayBackend(num_workers=2, clients_per_call=1), rounds=2, clients_per_round=6,
+        min_clients=3, round_timeout=4.0,
+    )
+    result = fed.fit()
+    elapsed = time.monotonic() - started
+
+    for r in result.history:  # a client queued behind the straggler on its worker may miss the deadline too
+        failed = [f.client_id for f in r.failures]
+        assert 0 in failed and len(r.updates) >= 3
+        assert all("within the round's deadline (round_timeout=4 s)" in f.error for f in r.failures)
+        assert sorted([*failed, *(u.client_id for u in r.updates)]) == [0, 1, 2, 3, 4, 5]
+    assert len(result.history) == 2  # the straggler's worker was replaced: round 2 ran on a full pool
+    assert elapsed < 60  # two rounds of ~4 s, not two straggler fits of ~10 s each plus the rest

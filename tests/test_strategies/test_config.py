@@ -40,7 +40,8 @@ def test_fedprox_name_alone_uses_the_default_mu() -> None:
     [
         (
             {"type": "fedadam", "args": {"eta_l": 0.1}},
-            "strategy.args.eta_l: unknown argument `eta_l` (did you mean `eta`?); accepted: beta_1, beta_2, eta, tau",
+            "strategy.args.eta_l: unknown argument `eta_l` (did you mean `eta`?); "
+            "accepted: beta_1, beta_2, eta, local_keys, tau",
         ),
         ({"type": "fedprox", "args": {"mu": "big"}}, "strategy.args.mu: expected float, got str 'big'"),
         (
