@@ -46,33 +46,14 @@ class RayBackend(Backend):
     """Trains a round's clients in parallel on a pool of long-lived Ray actors.
 
     Each worker is a Ray actor holding a :class:`~federated.ClientRunner` (a model replica and one
-    reused ``lightning.Trainer``), built once per ``fit``. The driver puts each client's data in
-    Ray's object store once per ``fit`` (a worker fetches it the first time it trains the client,
-    and keeps it), the global weights and the strategy's client callbacks once per round, and
-    sends per client its id, seed and the states of its client callbacks. A worker sends back each
-    client's update or failure, with the per-epoch metrics the learner hooks need, and the
-    callbacks' new states. The driver owns those states (its :class:`~federated.Client` objects,
-    and so the federation checkpoint, hold them): a worker rebuilds the callbacks for each fit and
-    loads them, so what carries a client callback from one round to the next under Ray is its
-    ``state_dict``, as across a resume.
-
-    Outcomes are yielded in the sampled order: updates are folded into the strategy, and learner
-    hooks fire, in that order, while later clients still train. A round's clients are cut into
-    consecutive runs of about equal samples, one request each, sent to the least loaded worker.
-    By default a worker gets its whole share of the round in one request (Ray's cost per request
-    is about a small client's fit), unless the updates that could wait in the driver, up to
-    ``3 * num_workers * clients_per_call``, would pass 256 MiB. With each client fit seeded by
-    (seed, round, client), the final weights are the sequential backend's, bit for bit.
-
-    A worker that dies (killed, out of memory, ``os._exit`` in user code) is replaced. A request
-    of one client that died with its worker is that client's :class:`~federated.ClientFailure`; the
-    clients of a request of several are trained again one per request (the one that brings its
-    worker down again is the failure), and requests queued behind it are sent again as they were.
-
-    Lightning cannot hang in a worker on counting CUDA devices (Lightning issue 14292): see
-    ``federated.backends._ray_worker.worker_env`` for the environment the workers start with, and the
-    client trainer's accelerator is forced to ``cpu`` (or ``gpu`` with ``num_gpus_per_client > 0``)
-    on one device: no ``"auto"`` probing, and no device that Ray did not grant.
+    reused ``lightning.Trainer``), built once per ``fit``; it fetches a client's data once and keeps
+    it. The driver owns every client's state (callbacks, optimizer, local weights) and sends it
+    with each fit, so a client's fit does not depend on the worker: the final weights are the
+    sequential backend's, bit for bit. Outcomes are yielded in the sampled order. A worker that
+    dies is replaced, and a client that took it down is a :class:`~federated.ClientFailure`; past
+    the round's deadline (``round_timeout``) the clients not back fail and their workers are
+    replaced. ``docs/ray.md`` describes the batching of requests, the faults and the workers'
+    environment.
 
     Args:
         num_workers: Ray actors, each training one client at a time. Defaults to ``2``.
