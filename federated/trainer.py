@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,12 +34,13 @@ from federated.checkpoint import (
     set_rng_states,
 )
 from federated.client import Client
+from federated.evaluation import MetricsAggregation, client_metrics, evaluators, weighted_mean
 from federated.exceptions import CheckpointError, NotEnoughClientsError
 from federated.results import ClientEvaluation, ClientFailure, ClientUpdate, FederationResult, RoundResult
 from federated.strategies.strategy import Strategy
 from lightning_bridge.metrics import floats
 
-__all__ = ["FederatedTrainer", "MetricsAggregation", "weighted_mean"]
+__all__ = ["FederatedTrainer"]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,6 @@ LAST = "last.ckpt"
 # streams of the seed tree: seed -> round -> purpose (-> client)
 _GLOBAL, _SAMPLING, _CLIENT_FIT, _SERVER, _EVAL_SAMPLING, _CLIENT_EVAL = 0, 1, 2, 3, 4, 5
 
-MetricsAggregation = Callable[[list[tuple[int, dict[str, float]]]], Mapping[str, float]]
-"""Flower's ``evaluate_metrics_aggregation_fn``: ``[(num_samples, metrics), ...]`` to the aggregate."""
 
 
 class FederatedTrainer:
@@ -295,7 +293,8 @@ class FederatedTrainer:
         updates, failures = self._fit_clients(round_num, selected)
         self._aggregate(round_num, updates)
         evaluations, eval_failures = self._evaluate_clients(round_num)
-        metrics = {**_weighted_metrics(updates), **self._evaluate(), **self._client_metrics(evaluations)}
+        evaluated = client_metrics(evaluations, self.evaluate_metrics_aggregation_fn)
+        metrics = {**_weighted_metrics(updates), **self._evaluate(), **evaluated}
         result = RoundResult(round_num, metrics, updates, [*failures, *eval_failures], selected, evaluations)
         self._end_round(result)
 
@@ -391,9 +390,7 @@ class FederatedTrainer:
         k = self.evaluate_clients
         if not k or (round_num % self.evaluate_every and round_num != self.rounds):
             return [], []
-        able = [c.client_id for c in self.clients if c.val_data is not None]
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, round_num, _EVAL_SAMPLING]))
-        chosen = sorted(int(c) for c in rng.choice(able, size=min(k, len(able)), replace=False))
+        chosen = evaluators(self.clients, k, np.random.SeedSequence([self.seed, round_num, _EVAL_SAMPLING]))
         outcomes = self.backend.evaluate_clients(
             [self.clients[c] for c in chosen],
             self._weights,
@@ -409,17 +406,6 @@ class FederatedTrainer:
             else:
                 evaluations.append(outcome)
         return evaluations, failures
-
-    def _client_metrics(self, evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
-        """The clients' evaluations aggregated, under ``clients/``."""
-        if not evaluations:
-            return {}
-        pairs = [(e.num_samples, dict(e.metrics)) for e in evaluations]
-        if self.evaluate_metrics_aggregation_fn is None:
-            aggregate = weighted_mean(pairs)
-        else:
-            aggregate = floats(self.evaluate_metrics_aggregation_fn(pairs))
-        return {f"clients/{name}": value for name, value in aggregate.items()}
 
     def _shared(self, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``weights`` less the strategy's ``local_keys``: what is aggregated."""
@@ -534,23 +520,6 @@ def _restore_sigint(handler: Any) -> None:
 
 def _weighted_metrics(updates: Sequence[ClientUpdate]) -> dict[str, float]:
     return weighted_mean([(update.num_samples, update.metrics) for update in updates])
-
-
-def weighted_mean(pairs: Sequence[tuple[int, Mapping[str, float]]]) -> dict[str, float]:
-    """The sample-weighted mean of each metric over ``(num_samples, metrics)`` pairs; NaN and inf left out.
-
-    Example:
-        >>> weighted_mean([(1, {"accuracy": 0.5}), (3, {"accuracy": 1.0})])
-        {'accuracy': 0.875}
-    """
-    sums: dict[str, float] = {}
-    totals: dict[str, float] = {}
-    for num_samples, metrics in pairs:
-        for key, value in metrics.items():
-            if math.isfinite(value):
-                sums[key] = sums.get(key, 0.0) + value * num_samples
-                totals[key] = totals.get(key, 0.0) + num_samples
-    return {key: sums[key] / totals[key] for key in sums}
 
 
 def _not_enough(round_num: int, selected: int, failures: Sequence[ClientFailure], minimum: int) -> str:
