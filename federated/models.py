@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -25,6 +26,13 @@ class MLP(LightningModule):
     (the mean of its step losses) by itself. ``log_train_loss=True`` logs it per epoch, for
     centralised training.
 
+    The state-dict names are ``net.0.weight``, ``net.0.bias`` (the hidden layer) and ``net.2.weight``,
+    ``net.2.bias`` (the output layer). ``batch_norm=True`` adds a ``BatchNorm1d`` after the hidden
+    layer, before the ReLU, under ``net.bn``: ``net.bn.weight``, ``net.bn.bias``, ``net.bn.running_mean``,
+    ``net.bn.running_var`` and ``net.bn.num_batches_tracked``, the names ``local_keys=["*bn*"]`` matches
+    (FedBN); the two linear layers keep their names. A training batch of a single sample, which
+    ``BatchNorm1d`` cannot take the statistics of, is normalised with the running statistics instead.
+
     Args:
         in_features: Input size. Defaults to ``64`` (8x8 digits).
         hidden: Hidden units. Defaults to ``128``.
@@ -33,6 +41,7 @@ class MLP(LightningModule):
         momentum: SGD momentum. Defaults to ``0.0``.
         weight_decay: SGD weight decay. Defaults to ``0.0``.
         log_train_loss: Log ``train_loss`` (epoch mean) from the training step. Defaults to ``False``.
+        batch_norm: Normalise the hidden layer with a ``BatchNorm1d`` (``net.bn``). Defaults to ``False``.
 
     Raises:
         ValueError: A size < 1 or ``lr`` <= 0.
@@ -41,6 +50,8 @@ class MLP(LightningModule):
         >>> model = MLP(hidden=16)
         >>> model(torch.zeros(2, 64)).shape
         torch.Size([2, 10])
+        >>> [name for name in MLP(hidden=16, batch_norm=True).state_dict() if "bn" in name]
+        ['net.bn.weight', 'net.bn.bias', 'net.bn.running_mean', 'net.bn.running_var', 'net.bn.num_batches_tracked']
     """
 
     def __init__(
@@ -52,13 +63,19 @@ class MLP(LightningModule):
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         log_train_loss: bool = False,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("hidden", hidden), ("num_classes", num_classes)):
             check_number(name, value, low=1, integer=True)
         check_number("lr", lr, low=0, low_open=True)
         self.save_hyperparameters()
-        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        hidden_layer, output_layer = nn.Linear(in_features, hidden), nn.Linear(hidden, num_classes)
+        if batch_norm:
+            layers = [("0", hidden_layer), ("bn", _BatchNorm1d(hidden)), ("1", nn.ReLU()), ("2", output_layer)]
+            self.net = nn.Sequential(OrderedDict(layers))
+        else:
+            self.net = nn.Sequential(hidden_layer, nn.ReLU(), output_layer)
         self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,3 +98,16 @@ class MLP(LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
         return torch.optim.SGD(self.parameters(), lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+
+
+class _BatchNorm1d(nn.BatchNorm1d):
+    """``BatchNorm1d`` that normalises a training batch of one sample with its running statistics.
+
+    PyTorch refuses such a batch, and a client's last batch is one sample whenever its size leaves
+    a remainder of one; the running statistics are left as they are for it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
