@@ -1,5 +1,5 @@
-"""Client data: seeded partitions of any labels, each client's own validation hold-out, and the built-in
-data sets that ship with scikit-learn.
+"""Client data: seeded partitions of any labels, each client's own validation hold-out and feature skew,
+and the built-in data sets that ship with scikit-learn.
 
 Importing this package registers the built-in data sets under their YAML names (``digits``,
 ``breast_cancer``). Nothing is downloaded.
@@ -26,6 +26,7 @@ from federated.data.partitions import partition as partition
 from federated.data.partitions import partition_dirichlet as partition_dirichlet
 from federated.data.partitions import partition_iid as partition_iid
 from federated.data.partitions import partition_shards as partition_shards
+from federated.data.partitions import skew_features as skew_features
 from federated.data.partitions import validation_split as validation_split
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "partition_dirichlet",
     "partition_iid",
     "partition_shards",
+    "skew_features",
     "standardise",
     "validation_split",
 ]

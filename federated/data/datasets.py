@@ -2,10 +2,11 @@
 
 A data set is a function that takes (any of) ``num_clients``, ``partition``, ``alpha``,
 ``shards_per_client``, ``batch_size``, ``test_fraction``, ``seed`` and its own ``data.args``, and
-returns a :class:`FederatedData`. The built-ins also take ``val_fraction`` (``data.args.val_fraction``):
-the share of each client's own samples held out as its validation data. A user's own function, named
-in YAML as ``pkg.module:function``, gets the same keywords it names and may return a
-``FederatedData`` or a ``(client_loaders, test_loader)`` pair.
+returns a :class:`FederatedData`. The built-ins also take ``val_fraction`` (``data.val_fraction``), the
+share of each client's own samples held out as its validation data, and ``feature_skew``, the strength
+of each client's own affine distortion of its features. A user's own function, named in YAML as
+``pkg.module:function``, gets the same keywords it names and may return a ``FederatedData`` or a
+``(client_loaders, test_loader)`` pair.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from callbacks import register
 from callbacks.arguments import check_number
 from federated.data import partitions
-from federated.data.partitions import Partition, client_datasets, validation_split
+from federated.data.partitions import Partition, client_datasets, skew_features, validation_split
 
 __all__ = [
     "FederatedData",
@@ -132,8 +133,10 @@ def from_arrays(
     batch_size: int,
     seed: int,
     val_fraction: float = 0.0,
+    feature_skew: float = 0.0,
 ) -> FederatedData:
-    """Partition ``train`` over the clients, hold out each client's validation share, and wrap everything in loaders.
+    """Partition ``train`` over the clients, hold out each client's validation share, skew each client's
+    features, and wrap everything in loaders.
 
     Args:
         train: The samples the clients share out (features, ``int64`` labels).
@@ -143,16 +146,22 @@ def from_arrays(
         alpha: Dirichlet concentration.
         shards_per_client: Shards per client for ``"shards"``.
         batch_size: Batch size of the client loaders, training and validation (the test loader uses 256).
-        seed: Seed of the partition and of the clients' validation splits.
+        seed: Seed of the partition, of the clients' validation splits and of their feature skews.
         val_fraction: The share of each client's own samples held out as its validation data, in
             [0, 1), by :func:`~federated.data.validation_split`'s rule (a client of one sample holds
             out none). A client with validation data gets a ``(train_loader, val_loader)`` pair, the
             validation loader not shuffling; the others a plain training loader, as with ``0``.
             Defaults to ``0.0``.
+        feature_skew: The strength of each client's own affine distortion of its features, training
+            and validation samples alike, in [0, inf) (:func:`~federated.data.skew_features`, seeded
+            from ``seed`` and the client id); the test samples are left as they are, and ``0`` leaves
+            every client's samples as they are. Defaults to ``0.0``.
 
     Raises:
-        ArgumentError: ``val_fraction`` is not in [0, 1), or a partition argument is out of range.
+        ArgumentError: ``val_fraction`` is not in [0, 1), ``feature_skew`` not in [0, inf), or a
+            partition argument is out of range.
     """
+    check_number("feature_skew", feature_skew, low=0)
     labels = train.tensors[1]
     parts = partitions.partition(
         labels, num_clients, partition_type, alpha=alpha, shards_per_client=shards_per_client, seed=seed
@@ -160,7 +169,10 @@ def from_arrays(
     splits = validation_split(labels, parts, val_fraction, seed=seed)
     all_labels = labels if test is None else torch.cat([labels, test.tensors[1]])
     return FederatedData(
-        client_loaders=[_client_loaders(train, fit, val, batch_size) for fit, val in splits],
+        client_loaders=[
+            _client_loaders(train, fit, val, batch_size, feature_skew, client_id=client_id, seed=seed)
+            for client_id, (fit, val) in enumerate(splits)
+        ],
         test_loader=DataLoader(test, batch_size=256) if test is not None and len(test) > 0 else None,
         in_features=int(train.tensors[0].shape[1]),
         num_classes=int(all_labels.max()) + 1,
@@ -168,14 +180,32 @@ def from_arrays(
 
 
 def _client_loaders(
-    train: TensorDataset, fit: list[int], val: list[int], batch_size: int
+    train: TensorDataset,
+    fit: list[int],
+    val: list[int],
+    batch_size: int,
+    feature_skew: float,
+    *,
+    client_id: int,
+    seed: int,
 ) -> DataLoader | tuple[DataLoader, DataLoader]:
     """A client's shuffling training loader, paired with its validation loader when it holds out samples."""
-    fit_set, *val_set = client_datasets(train, [fit, val] if val else [fit])
+    fit_set, *val_set = (
+        _skewed(dataset, feature_skew, client_id=client_id, seed=seed)
+        for dataset in client_datasets(train, [fit, val] if val else [fit])
+    )
     loader = DataLoader(fit_set, batch_size=batch_size, shuffle=True)
     if not val_set:
         return loader
     return loader, DataLoader(val_set[0], batch_size=batch_size, shuffle=False)
+
+
+def _skewed(dataset: TensorDataset, feature_skew: float, *, client_id: int, seed: int) -> TensorDataset:
+    """``dataset`` with the client's feature skew applied to its features (the first tensor)."""
+    if feature_skew == 0:
+        return dataset
+    features, *rest = dataset.tensors
+    return TensorDataset(skew_features(features, feature_skew, client_id=client_id, seed=seed), *rest)
 
 
 @register("data.digits")
@@ -188,11 +218,13 @@ def digits(
     test_fraction: float = 0.2,
     seed: int = 0,
     val_fraction: float = 0.0,
+    feature_skew: float = 0.0,
 ) -> FederatedData:
     """scikit-learn's 8x8 digits (1797 images, 64 standardised features, 10 classes) across ``num_clients``.
 
     The arguments are :func:`digits_federation`'s. The standardisation statistics are those of the
-    whole training split, the clients' validation samples included (the test split is held out before).
+    whole training split, the clients' validation samples included (the test split is held out before);
+    the feature skew distorts the standardised features.
     """
     train, test = load_digits_data(test_fraction=test_fraction, seed=seed)
     return from_arrays(
@@ -205,6 +237,7 @@ def digits(
         batch_size=batch_size,
         seed=seed,
         val_fraction=val_fraction,
+        feature_skew=feature_skew,
     )
 
 
@@ -218,6 +251,7 @@ def digits_federation(
     test_fraction: float = 0.2,
     seed: int = 0,
     val_fraction: float = 0.0,
+    feature_skew: float = 0.0,
 ) -> tuple[list[DataLoader | tuple[DataLoader, DataLoader]], DataLoader | None]:
     """Digits split over ``num_clients`` clients: one shuffling ``DataLoader`` each, and the test loader.
 
@@ -230,22 +264,30 @@ def digits_federation(
             Defaults to ``32``.
         test_fraction: Held-out share for the server's evaluation, in [0, 1); with ``0`` every sample
             goes to the clients and the test loader is ``None``. Defaults to ``0.2``.
-        seed: Seed of the split, the partition and the clients' validation splits. Defaults to ``0``.
+        seed: Seed of the split, the partition, the clients' validation splits and their feature skews.
+            Defaults to ``0``.
         val_fraction: Share of each client's own samples held out as its validation data, in [0, 1):
             a client of ``n >= 2`` samples holds out ``min(n - 1, max(1, round(val_fraction * n)))``,
             stratified by label where its classes allow (see :func:`~federated.data.validation_split`),
             and its entry becomes a ``(train_loader, val_loader)`` pair. Defaults to ``0.0``.
+        feature_skew: Feature skew, the setting of FedBN: each client's features, training and
+            validation alike, go through its own seeded ``x * scale + shift``, per feature, with
+            ``log(scale)`` and ``shift`` of spread ``feature_skew`` in units of a standardised feature
+            (:func:`~federated.data.skew_features`); the test split is left as it is. ``0`` leaves every
+            sample as it is. Defaults to ``0.0``.
 
     Raises:
-        ArgumentError: ``test_fraction`` or ``val_fraction`` is not in [0, 1), or a partition argument
-            is out of range.
+        ArgumentError: ``test_fraction`` or ``val_fraction`` is not in [0, 1), ``feature_skew`` not in
+            [0, inf), or a partition argument is out of range.
 
     Example:
         >>> loaders, test = digits_federation(num_clients=3, partition="iid", val_fraction=0.2, test_fraction=0.0)
         >>> [(len(fit.dataset), len(val.dataset)) for fit, val in loaders], test
         ([(479, 120), (479, 120), (479, 120)], None)
     """
-    data = digits(num_clients, partition, alpha, shards_per_client, batch_size, test_fraction, seed, val_fraction)
+    data = digits(
+        num_clients, partition, alpha, shards_per_client, batch_size, test_fraction, seed, val_fraction, feature_skew
+    )
     return data.client_loaders, data.test_loader
 
 
@@ -259,6 +301,7 @@ def breast_cancer(
     test_fraction: float = 0.2,
     seed: int = 0,
     val_fraction: float = 0.0,
+    feature_skew: float = 0.0,
 ) -> FederatedData:
     """scikit-learn's breast cancer set (569 samples, 30 standardised features, 2 classes).
 
@@ -278,6 +321,7 @@ def breast_cancer(
         batch_size=batch_size,
         seed=seed,
         val_fraction=val_fraction,
+        feature_skew=feature_skew,
     )
 
 

@@ -1,5 +1,5 @@
 """Seeded IID, Dirichlet and shard partitions of any labels over clients, each client's own validation
-hold-out, and the clients' datasets.
+hold-out, each client's feature skew, and the clients' datasets.
 
 Everything here is deterministic given ``seed``.
 """
@@ -23,11 +23,13 @@ __all__ = [
     "partition_dirichlet",
     "partition_iid",
     "partition_shards",
+    "skew_features",
     "validation_split",
 ]
 
 PARTITIONS = ("iid", "dirichlet", "shards")
 Partition = Literal["iid", "dirichlet", "shards"]
+_SKEW_STREAM = 1  # (seed, client, 1) seeds a client's feature skew; (seed, client) its validation split
 
 
 def partition_iid(num_samples: int, num_clients: int, seed: int = 0) -> list[list[int]]:
@@ -185,6 +187,45 @@ def _hold_out(
         np.asarray(part), test_size=k, random_state=state, stratify=part_labels if stratify else None
     )
     return sorted(train.tolist()), sorted(val.tolist())
+
+
+def skew_features(features: torch.Tensor, feature_skew: float, *, client_id: int, seed: int = 0) -> torch.Tensor:
+    """Client ``client_id``'s affine distortion of its ``features``: ``features * scale + shift``.
+
+    The feature skew of FedBN (Li et al., 2021, "FedBN: Federated Learning on Non-IID Features via
+    Local Batch Normalization"): every client sees the same kind of samples through its own
+    instrument. Each feature (each entry of ``features.shape[1:]``) gets the client's
+    ``scale = exp(feature_skew * a)`` and ``shift = feature_skew * b``, with ``a`` and ``b`` standard
+    normal, drawn from ``(seed, client_id)``: the same distortion in every call, for all of the
+    client's samples (training and validation alike), independent of the other clients. Meant for
+    standardised features, where ``feature_skew`` is in units of a feature's spread.
+
+    Args:
+        features: The client's samples, the first dimension indexing them.
+        feature_skew: How far the clients' distortions spread, in [0, inf); ``0`` returns
+            ``features`` itself, unchanged.
+        client_id: The client whose distortion to apply.
+        seed: The seed of the distortions. Defaults to ``0``.
+
+    Raises:
+        ArgumentError: ``feature_skew`` is not in [0, inf).
+
+    Example:
+        >>> x = torch.zeros(3, 2)
+        >>> skew_features(x, 0.0, client_id=0) is x
+        True
+        >>> a, b = (skew_features(x, 1.0, client_id=c, seed=0) for c in (0, 1))
+        >>> bool(torch.all(a == a[0])), torch.equal(a, b)
+        (True, False)
+    """
+    check_number("feature_skew", feature_skew, low=0)
+    if feature_skew == 0:
+        return features
+    rng = np.random.default_rng(np.random.SeedSequence((seed, client_id, _SKEW_STREAM)))
+    scale_exponent, shift = rng.standard_normal((2, *features.shape[1:]))
+    dtype = features.dtype if features.is_floating_point() else torch.float32
+    scale = torch.as_tensor(np.exp(feature_skew * scale_exponent), dtype=dtype, device=features.device)
+    return features * scale + torch.as_tensor(feature_skew * shift, dtype=dtype, device=features.device)
 
 
 def client_datasets(dataset: TensorDataset, parts: Sequence[Sequence[int]]) -> list[TensorDataset]:

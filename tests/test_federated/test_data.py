@@ -1,4 +1,5 @@
-"""Seeded partitions of the digits and the clients' own validation splits: complete, disjoint, reproducible."""
+"""Seeded partitions of the digits, the clients' own validation splits and feature skews: complete, disjoint,
+reproducible."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from federated.data import (
     from_arrays,
     load_digits_data,
     partition_dirichlet,
+    skew_features,
     validation_split,
 )
 
@@ -230,3 +232,61 @@ def test_val_fraction_out_of_range_names_it(value: Any) -> None:
 def test_test_fraction_out_of_range_names_it(value: float) -> None:
     with pytest.raises(ArgumentError, match=r"`test_fraction`: must be a number in \[0, 1\), got"):
         breast_cancer(num_clients=3, test_fraction=value)
+
+
+def test_feature_skew_distorts_each_clients_train_and_val_alike() -> None:
+    plain = digits(num_clients=4, partition="dirichlet", seed=3, val_fraction=0.2)
+
+    skewed = digits(num_clients=4, partition="dirichlet", seed=3, val_fraction=0.2, feature_skew=0.7)
+
+    assert _rows(_dataset(skewed.test_loader)) == _rows(_dataset(plain.test_loader))  # the server's split as it was
+    for client_id, (before, after) in enumerate(zip(plain.client_loaders, skewed.client_loaders, strict=True)):
+        for loader_before, loader_after in zip(_pair(before), _pair(after), strict=True):
+            (x, y), (x_skewed, y_skewed) = _dataset(loader_before).tensors, _dataset(loader_after).tensors
+            assert torch.equal(y_skewed, y)  # the same samples, in the same order
+            assert torch.equal(x_skewed, skew_features(x, 0.7, client_id=client_id, seed=3))
+            assert not torch.allclose(x_skewed, x)
+
+
+def test_feature_skew_is_an_affine_map_per_client_and_feature() -> None:
+    x = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
+
+    skewed = skew_features(x, 0.5, client_id=1, seed=0)
+
+    ones, zeros = torch.ones(1, 6), torch.zeros(1, 6)
+    scale = skew_features(ones, 0.5, client_id=1, seed=0) - skew_features(zeros, 0.5, client_id=1, seed=0)
+    shift = skew_features(zeros, 0.5, client_id=1, seed=0)
+    assert torch.allclose(skewed, x * scale + shift, atol=1e-6)
+    assert torch.all(scale > 0) and len(set(scale.flatten().tolist())) == 6  # a scale of its own per feature
+    assert skewed.dtype == x.dtype
+
+
+def test_feature_skew_is_seeded_per_client() -> None:
+    x = torch.randn(10, 64, generator=torch.Generator().manual_seed(0))
+
+    first = skew_features(x, 1.0, client_id=2, seed=0)
+
+    assert torch.equal(first, skew_features(x, 1.0, client_id=2, seed=0))
+    assert not torch.allclose(first, skew_features(x, 1.0, client_id=3, seed=0))
+    assert not torch.allclose(first, skew_features(x, 1.0, client_id=2, seed=1))
+
+
+def test_feature_skew_zero_changes_nothing() -> None:
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    default = digits(num_clients=4, partition="dirichlet", seed=2, val_fraction=0.1)
+
+    zero = digits(num_clients=4, partition="dirichlet", seed=2, val_fraction=0.1, feature_skew=0.0)
+
+    assert skew_features(x, 0.0, client_id=0) is x
+    for a, b in zip(default.client_loaders, zero.client_loaders, strict=True):
+        for loader_a, loader_b in zip(_pair(a), _pair(b), strict=True):
+            for ta, tb in zip(_dataset(loader_a).tensors, _dataset(loader_b).tensors, strict=True):
+                assert torch.equal(ta, tb)  # same samples, same order, same values
+
+
+@pytest.mark.parametrize("value", [-0.1, float("inf"), float("nan"), "0.5"])
+def test_feature_skew_out_of_range_names_it(value: Any) -> None:
+    with pytest.raises(ArgumentError, match=r"`feature_skew`: must be a number in \[0, inf\), got"):
+        digits(num_clients=3, feature_skew=value)
+    with pytest.raises(ArgumentError, match=r"`feature_skew`: must be a number in \[0, inf\)"):
+        skew_features(torch.zeros(2, 2), value, client_id=0)
