@@ -229,7 +229,12 @@ def matches(value: Any, hint: Any) -> bool:
 
 
 def describe(hint: Any) -> str:
-    """A short readable name for an annotation: ``int``, ``'min' or 'max'``, ``float or None``."""
+    """A short readable name for an annotation: ``int``, ``'min' or 'max'``, ``float or None``, ``a list of str``.
+
+    Example:
+        >>> describe(Sequence[str]), describe(int | None)
+        ('a list of str', 'int or None')
+    """
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         literals = [repr(v) for a in _flat(hint) if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
@@ -241,6 +246,9 @@ def describe(hint: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     if hint is type(None):
         return "None"
+    if origin in (list, tuple, Sequence, typing.Sequence) and len(typing.get_args(hint)) in (1, 2):
+        item = typing.get_args(hint)[0]
+        return f"a list of {describe(item)}"
     if origin is not None:
         return str(hint).replace("typing.", "")
     return getattr(hint, "__name__", str(hint))

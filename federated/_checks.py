@@ -7,6 +7,7 @@ application reports it at the config key that set it.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -180,14 +181,24 @@ def evaluate_clients(value: Any, clients: Sequence[Client]) -> int | None:
     if not able:
         raise ArgumentError(
             "evaluate_clients",
-            "needs clients with validation data, and none has any; give `client_data` entries as (train, val) "
-            "pairs or LightningDataModules with a val_dataloader (`data.val_fraction` in YAML)",
+            "needs clients with validation data, and none has any: hold some out (`data.val_fraction` in YAML), or "
+            "give `client_data` entries as (train, val) pairs or LightningDataModules with a val_dataloader",
         )
     if isinstance(value, float):
         fraction = check_number("evaluate_clients", value, low=0, high=1, low_open=True)
         return max(1, round(fraction * able))
     hint = f"{able} clients have validation data"
     return int(check_number("evaluate_clients", value, low=1, high=able, integer=True, hint=hint))
+
+
+def local_keys(strategy: Strategy, model: LightningModule) -> None:
+    """Refuse a ``local_keys`` pattern that matches no state-dict name of ``model`` (it would keep nothing local)."""
+    names = list(model.state_dict())
+    for pattern in strategy.local_keys:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            problem = f"{pattern!r} matches no state-dict name of the model; its names: {shown}"
+            raise ArgumentError("local_keys", problem)
 
 
 def aggregation_fn(value: Any) -> Any:

@@ -107,8 +107,11 @@ class Client:
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        if state_dict.get("callbacks") and self.adapter is not None:
-            self.adapter.load_state_dict(state_dict["callbacks"])
-        self.optimizer_state = state_dict.get("optimizer", self.optimizer_state)
-        self.local_weights = dict(state_dict.get("local_weights", self.local_weights))
+        """Make the client's state what :meth:`state_dict` returned (what it lacks, the client has not either)."""
+        if state_dict.get("callbacks"):
+            if self.adapter is not None:
+                self.adapter.load_state_dict(state_dict["callbacks"])
+        else:
+            self._adapter = None  # new copies of the callbacks at the next use
+        self.optimizer_state = state_dict.get("optimizer")
+        self.local_weights = dict(state_dict.get("local_weights", {}))

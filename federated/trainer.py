@@ -169,6 +169,7 @@ class FederatedTrainer:
         self.seed = _checks.positive_int(seed, "seed", minimum=0)
         self.checkpoint_dir = _checks.checkpoint_dir(checkpoint_dir)
         self.strategy = _checks.strategy(strategy)
+        _checks.local_keys(self.strategy, self.model)
         policy = _checks.on_error(on_error)
         self.manager = _checks.server_callbacks(_checks.native_callbacks(callbacks, "callbacks"), policy)
         template = _checks.client_callbacks(_checks.native_callbacks(client_callbacks, "client_callbacks"), policy)

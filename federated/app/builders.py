@@ -74,6 +74,7 @@ ARGUMENT_KEYS = {
     "evaluate_metrics_aggregation_fn": "evaluate.clients.aggregation",
     "keep_optimizer_state": "clients.keep_optimizer_state",
     "round_timeout": "clients.round_timeout",
+    "local_keys": "strategy.args.local_keys",
 }
 """The config key of each ``FederatedTrainer`` argument (``clients_per_round`` and ``evaluate_clients`` have two:
 see :func:`_config_key`)."""

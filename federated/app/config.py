@@ -249,6 +249,12 @@ def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
     evaluated = config["evaluate"]["clients"]
     if evaluated["per_round"] is not None and evaluated["fraction"] is not None:
         raise ConfigError("give `per_round` or `fraction`, not both", "evaluate.clients")
+    if evaluated["per_round"] is None and evaluated["fraction"] is None and evaluated["every"] != 1:
+        raise ConfigError(
+            f"{evaluated['every']} with no clients to evaluate; set `evaluate.clients.per_round` or "
+            "`evaluate.clients.fraction` too",
+            "evaluate.clients.every",
+        )
     return config
 
 

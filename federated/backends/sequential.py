@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -80,10 +81,14 @@ class SequentialBackend(Backend):
             if deadline is not None and time.monotonic() > deadline:
                 yield late(client, timeout, started=False)
                 continue
+            kept = None if deadline is None else copy.deepcopy(client.state_dict())
             outcome = runner.fit(
                 client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale, callbacks=callbacks
             )
-            yield late(client, timeout) if deadline is not None and time.monotonic() > deadline else outcome
+            if kept is not None and deadline is not None and time.monotonic() > deadline:
+                client.load_state_dict(kept)  # as if it never returned: its state too
+                outcome = late(client, timeout)
+            yield outcome
 
     def evaluate_clients(
         self, clients: Sequence[Client], weights: StateDict, *, round_num: int, seeds: Sequence[int]

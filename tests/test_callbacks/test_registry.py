@@ -253,7 +253,7 @@ CONFIG_MISTAKES = {
     ),
     "wrong item type": (
         [{"type": "lr_scheduler", "args": {"milestones": [10, "x"]}}],
-        "callbacks[0].args.milestones: expected list[int] or None, got list [10, 'x']",
+        "callbacks[0].args.milestones: expected a list of int or None, got list [10, 'x']",
         [],
     ),
     "bad value": (

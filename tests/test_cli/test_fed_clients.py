@@ -247,6 +247,8 @@ BAD_VALUES: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("evaluate-per-round-and-fraction", _evaluate(per_round=2, fraction=0.5),
      "evaluate.clients: give `per_round` or `fraction`, not both", ()),
     ("evaluate-every-0", _evaluate(per_round=2, every=0), f"evaluate.clients.every: {RANGE}", ()),
+    ("evaluate-every-alone", _yaml(evaluate={"clients": {"every": 2}}),
+     "evaluate.clients.every: 2 with no clients to evaluate; set `evaluate.clients.per_round`", ()),
     ("aggregation-not-a-path", _evaluate(per_round=2, aggregation="not a path"),
      "evaluate.clients.aggregation: must be an import path `pkg.module:function`, got 'not a path'", ()),
     ("aggregation-missing-module", _evaluate(per_round=2, aggregation="no_such_module:mean"),
@@ -260,11 +262,15 @@ BAD_VALUES: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("round-timeout-0", _clients(round_timeout=0), "clients.round_timeout: must be in (0, inf), got 0", ()),
     ("round-timeout-negative", _clients(round_timeout=-1), "clients.round_timeout: must be in (0, inf), got -1", ()),
     ("round-timeout-text", _clients(round_timeout="fast"), "clients.round_timeout: expected float", ("'fast'",)),
-    ("local-keys-string", _strategy(local_keys="*bn*"), f"strategy.args.local_keys: {GLOBS}", ("'*bn*'",)),
-    ("local-keys-int", _strategy(local_keys=[1]), f"strategy.args.local_keys: {GLOBS}", ("[1]",)),
+    ("local-keys-string", _strategy(local_keys="*bn*"), "strategy.args.local_keys: expected a list of str, got str",
+     ("'*bn*'",)),
+    ("local-keys-int", _strategy(local_keys=[1]), "strategy.args.local_keys: expected a list of str, got list",
+     ("[1]",)),
+    ("local-keys-match-nothing", _strategy(local_keys=["*bn*"]),
+     "strategy.args.local_keys: '*bn*' matches no state-dict name of the model; its names: net.0.weight", ()),
     ("local-keys-empty-pattern", _strategy(local_keys=[""]), f"strategy.args.local_keys: {GLOBS}", ("['']",)),
     ("local-keys-fedprox", _yaml(strategy={"type": "fedprox", "args": {"local_keys": "*bn*"}}),
-     f"strategy.args.local_keys: {GLOBS}", ()),
+     "strategy.args.local_keys: expected a list of str, got str '*bn*'", ()),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,39 @@ def test_local_keys_never_leave_their_client_and_differ_per_client(
 def test_local_keys_must_be_patterns() -> None:
     with pytest.raises(ValueError, match=r"`local_keys`: must be a list of glob patterns"):
         FedAvg(local_keys="*bn*")
+
+
+class SlowData(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """A client's data served at ``delay`` seconds a sample: a straggler."""
+
+    def __init__(self, base: Any, delay: float) -> None:
+        self.base, self.delay = base, delay
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> Any:
+        time.sleep(self.delay)
+        return self.base[index]
+
+
+def test_sequential_deadline_fails_the_late_fit_keeps_its_old_state_and_skips_the_rest(
+    digits4: Any, make_model: Callable[..., MLP]
+) -> None:
+    loaders = digits4[0]
+    slow = DataLoader(SlowData(loaders[1].dataset, delay=0.01), batch_size=64, shuffle=True)  # ~3.6 s a fit
+    fed = FederatedTrainer(
+        make_model(momentum=0.9), [loaders[0], slow, loaders[2], loaders[3]], rounds=1, keep_optimizer_state=True,
+        round_timeout=1.0, seed=0,
+    )
+    result = fed.fit()
+
+    (last,) = result.history
+    assert [u.client_id for u in last.updates] == [0]
+    assert [(f.client_id, f.error) for f in last.failures] == [
+        (1, "did not return within the round's deadline (round_timeout=1 s)"),
+        (2, "was not started within the round's deadline (round_timeout=1 s)"),
+        (3, "was not started within the round's deadline (round_timeout=1 s)"),
+    ]
+    assert fed.clients[0].optimizer_state is not None
+    assert fed.clients[1].optimizer_state is None  # the late fit's state is dropped with its result
