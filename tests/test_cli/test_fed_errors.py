@@ -140,7 +140,7 @@ MALFORMED = [
         "data-args-for-builtin-data",
         _yaml(data={"args": {"noise": 0.1}}),
         [],
-        "data.args.noise: unknown argument `noise`; accepted: none (`digits` takes only the `data` keys)",
+        "data.args.noise: unknown argument `noise`; accepted: feature_skew",
     ),
     ("output-dir-is-a-file", _yaml(output_dir="c.yaml"), [], "output_dir: 'c.yaml' exists and is not a directory"),
     (
