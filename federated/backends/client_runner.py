@@ -149,7 +149,7 @@ class ClientRunner:
         try:
             self._load(weights, client)
             seed_everything(seed, client.data)
-            probe.start(lr_scale, client.optimizer_state if self.keep_optimizer_state else None)
+            probe.start(lr_scale, keep=self.keep_optimizer_state, restore=client.optimizer_state)
             trainer = self._trainer_for(client, callbacks)
             trainer.fit(self.module, train_dataloaders=client.data, val_dataloaders=client.val_data)
             state = {name: t.detach().to("cpu", copy=True) for name, t in self.module.state_dict().items()}
@@ -228,6 +228,7 @@ class _ClientProbe(LightningCallback):
 
     def __init__(self) -> None:
         self.lr_scale = 1.0
+        self.keep = False
         self.restore: dict[str, Any] | None = None
         self.optimizer_state: dict[str, Any] | None = None
         self.epoch_metrics: list[dict[str, float]] = []
@@ -235,9 +236,11 @@ class _ClientProbe(LightningCallback):
         self._losses: list[torch.Tensor] = []  # each epoch's mean step loss
         self._steps = StepLosses()
 
-    def start(self, lr_scale: float, restore: dict[str, Any] | None = None) -> None:
+    def start(self, lr_scale: float, *, keep: bool = False, restore: dict[str, Any] | None = None) -> None:
+        """Begin a fit at ``lr_scale``; with ``keep``, start from ``restore`` and record the optimizer states."""
         self.lr_scale = float(lr_scale)
-        self.restore, self.optimizer_state = restore, None
+        self.keep = keep
+        self.restore, self.optimizer_state = (restore if keep else None), None
         self.epoch_metrics, self._lrs, self._losses = [], [], []
         self._steps = StepLosses()
 
@@ -276,6 +279,8 @@ class _ClientProbe(LightningCallback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._record(trainer)
+        if not self.keep:
+            return
         self.optimizer_state = {
             "optimizers": [_to_cpu(optimizer.state_dict()) for optimizer in trainer.optimizers],
             "schedulers": [_to_cpu(config.scheduler.state_dict()) for config in trainer.lr_scheduler_configs],
