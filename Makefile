@@ -15,7 +15,7 @@ VENV ?= .venv
 # TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for PyTorch's own CPU builds.
 TORCH ?= torch==2.13.0
 TORCH_INDEX_URL ?=
-EXTRAS ?= dev,ray
+EXTRAS ?= dev,ray,flower
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lightning-bridge-installed

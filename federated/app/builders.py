@@ -287,14 +287,14 @@ def build_strategy(section: Mapping[str, Any]) -> Strategy:
 
 
 def build_backend(section: Mapping[str, Any]) -> Backend:
-    """Build the ``backend`` entry (``sequential`` or ``ray``, or an import path) and check that it is a Backend."""
+    """Build the ``backend`` entry (``sequential``, ``ray``, ``flower`` or an import path) and check it is a Backend."""
     import federated.backends  # noqa: F401 - registers the backends
 
     try:
         backend = build("backend", section, "backend")
     except BridgeError:
         raise
-    except ImportError as exc:  # the ray extra is missing: RayBackend's one line says what to install
+    except ImportError as exc:  # the ray or flower extra is missing: the backend's one line says what to install
         raise ConfigError(one_line(exc), "backend.type") from exc
     except USER_CODE_ERRORS as exc:
         raise ConfigError(_raised(f"`{section['type']}`", exc), "backend.args") from exc
