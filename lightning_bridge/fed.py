@@ -89,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.validate:
         print(f"config OK: {run.describe()}")
         return 0
+    from federated.backends.flower_backend import FlowerBackend
+    from federated.backends.flower_messages import NOT_IN_SERVERAPP
+
+    if isinstance(run.trainer.backend, FlowerBackend) and not run.trainer.backend.attached:
+        return _fail(2, NOT_IN_SERVERAPP)  # a ServerApp started by `flwr run` drives it; nothing written here
     if run.resume is not None:
         print(f"resuming after round {run.resume_round} from {run.resume}", file=sys.stderr)
     elif args.resume is not None:
