@@ -1,0 +1,180 @@
+"""Callbacks and a data function the Flower tests name in their YAML (copied into each test's app directory).
+
+The ServerApp and the ClientApps import this module from the app directory ``flwr run`` sends;
+the test process imports it from there too, for the sequential run it compares with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+from callbacks import Callback
+from federated.backends import SequentialBackend
+from federated.data import digits
+from federated.results import ClientFailure
+
+
+def process_kind() -> str:
+    """``flwr-serverapp``, ``flwr-clientapp``, or the name of another program (the test's ``pytest``)."""
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+
+
+class HookRecorder(Callback):
+    """A native server callback: appends each federation hook it sees, in order, to a JSON-lines file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _record(self, hook: str, **fields: Any) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"hook": hook, "process": process_kind(), "pid": os.getpid(), **fields}) + "\n")
+
+    def on_train_start(self) -> None:
+        self._record("on_train_start")
+
+    def on_round_start(self, round_num: int) -> None:
+        self._record("on_round_start", round=round_num)
+
+    def on_aggregate_start(self, round_num: int, updates: list[Any]) -> None:
+        self._record("on_aggregate_start", round=round_num, clients=[u.client_id for u in updates])
+
+    def on_aggregate_end(self, round_num: int) -> None:
+        self._record("on_aggregate_end", round=round_num)
+
+    def on_round_end(self, round_num: int, result: Any) -> None:
+        failures = [[f.client_id, f.error] for f in result.failures]
+        self._record("on_round_end", round=round_num, clients=[u.client_id for u in result.updates], failures=failures)
+
+    def on_train_end(self, result: Any) -> None:
+        self._record("on_train_end", rounds=result.rounds, interrupted=result.interrupted)
+
+
+class FitCounter(Callback):
+    """A native client callback with state: how many fits and batches its client ran, and in which program."""
+
+    def __init__(self) -> None:
+        self.fits = 0
+        self.batches = 0
+        self.process = ""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fits": self.fits, "batches": self.batches, "process": self.process}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.fits, self.batches, self.process = state_dict["fits"], state_dict["batches"], state_dict["process"]
+
+    def on_train_start(self) -> None:
+        self.fits += 1
+        self.process = process_kind()
+
+    def on_batch_end(self) -> None:
+        self.batches += 1
+
+
+class Gate(Callback):
+    """A server callback that holds the listed rounds at their start until the test says go.
+
+    At ``on_round_start`` of such a round it writes ``started-<round>`` in ``folder`` and waits
+    (up to ``wait_s``) for ``go-<round>`` there.
+    """
+
+    def __init__(self, folder: str, rounds: list[int], wait_s: float = 120.0) -> None:
+        self.folder = Path(folder)
+        self.rounds = list(rounds)
+        self.wait_s = wait_s
+
+    def on_round_start(self, round_num: int) -> None:
+        if round_num not in self.rounds:
+            return
+        (self.folder / f"started-{round_num}").touch()
+        deadline = time.monotonic() + self.wait_s
+        while not (self.folder / f"go-{round_num}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+class KillAfterCheckpoint(Callback):
+    """Kills its own process (SIGKILL) once the round loop's checkpoint of round ``round`` is on disk."""
+
+    def __init__(self, round: int) -> None:
+        self.round = round
+
+    def on_save_checkpoint(self, round_num: int, path: str) -> None:
+        if round_num == self.round and os.path.basename(path) == "last.ckpt":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Touched(Dataset):
+    """A client's samples; the first sample read in a process leaves ``<program>-<pid>-client<id>`` in ``folder``."""
+
+    def __init__(self, samples: Any, folder: str, client_id: int) -> None:
+        self.samples = samples
+        self.folder = folder
+        self.client_id = client_id
+        self.seen_in: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Any:
+        if self.seen_in != os.getpid():
+            self.seen_in = os.getpid()
+            Path(self.folder, f"{process_kind()}-{os.getpid()}-client{self.client_id}").touch()
+        return self.samples[index]
+
+
+def touched_digits(
+    num_clients: int,
+    partition: Any,
+    alpha: float,
+    batch_size: int,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+    touched: str,
+) -> Any:
+    """The built-in digits, each client's samples recording in ``touched`` which programs read them."""
+    data = digits(
+        num_clients=num_clients, partition=partition, alpha=alpha, batch_size=batch_size,
+        test_fraction=test_fraction, val_fraction=val_fraction, seed=seed,
+    )
+    Path(touched).mkdir(parents=True, exist_ok=True)
+
+    def recorded(loader: DataLoader, client_id: int, shuffle: bool) -> DataLoader:
+        return DataLoader(_Touched(loader.dataset, touched, client_id), batch_size=batch_size, shuffle=shuffle)
+
+    data.client_loaders = [
+        (recorded(entry[0], i, True), recorded(entry[1], i, False))
+        if isinstance(entry, tuple) else recorded(entry, i, True)
+        for i, entry in enumerate(data.client_loaders)
+    ]
+    return data
+
+
+class SequentialWithout(SequentialBackend):
+    """The sequential backend, with client ``client_id`` failing in round ``round_num`` without training.
+
+    What a Flower federation whose SuperNode of that client is down in that round computes.
+    """
+
+    def __init__(self, round_num: int, client_id: int) -> None:
+        super().__init__()
+        self.round_num = round_num
+        self.client_id = client_id
+
+    def fit_clients(self, clients: Any, weights: Any, *, round_num: int, seeds: Any, **kwargs: Any) -> Any:
+        if round_num != self.round_num:
+            yield from super().fit_clients(clients, weights, round_num=round_num, seeds=seeds, **kwargs)
+            return
+        kept = [(c, s) for c, s in zip(clients, seeds, strict=True) if c.client_id != self.client_id]
+        outcomes = iter(super().fit_clients([c for c, _ in kept], weights, round_num=round_num,
+                                            seeds=[s for _, s in kept], **kwargs))
+        for client in clients:
+            yield ClientFailure(client.client_id, "down") if client.client_id == self.client_id else next(outcomes)
