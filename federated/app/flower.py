@@ -46,7 +46,7 @@ from federated.backends.flower_backend import FlowerBackend
 from federated.client import Client
 from federated.results import ClientFailure
 
-__all__ = ["client_app", "serve", "server_app"]
+__all__ = ["answer_query", "client_app", "evaluate", "serve", "server_app", "train"]
 
 
 def _new_app(kind: str) -> Any:

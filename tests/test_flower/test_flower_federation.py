@@ -101,8 +101,9 @@ def fault_then_resume(federation: Any, kit: SimpleNamespace, tmp_path_factory: p
 
     first = federation.run_background(app)
     kit.wait_for((gates / "started-2").exists, 240, "round 2", first)
+    earlier = set(federation.running("flwr-clientapp", node=1))  # round 1's, if one is still exiting
     (gates / "go-2").touch()
-    kit.wait_for(lambda: federation.running("flwr-clientapp", node=1), 60, "node 1 training in round 2", first)
+    kit.wait_for(lambda: set(federation.running("flwr-clientapp", node=1)) - earlier, 60, "node 1 training", first)
     old_node = federation.node_ids[1]
     federation.stop_node(1)  # SIGTERM while its ClientApp trains: the node unregisters, its reply never comes
     new_node = federation.start_node(1)  # the same partition id; Flower gives it a new node id
