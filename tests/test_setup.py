@@ -26,7 +26,7 @@ def _venv_recipe(*assignments: str) -> list[str]:
 def test_venv_installs_pinned_torch_before_the_package() -> None:
     torch_line, package_line = _venv_recipe()
     assert "'torch==2.13.0'" in torch_line and "--index-url" not in torch_line
-    assert "-e '.[dev,ray]'" in package_line
+    assert "-e '.[dev,ray,flower]'" in package_line
 
 
 def test_venv_takes_torch_from_torch_index_url() -> None:
