@@ -206,6 +206,7 @@ class FlowerBackend(Backend):
             nodes[position] = node
         ids = list(self._grid.push_messages(sent)) if sent else []
         pending = {message_id: position for message_id, position in zip(ids, nodes, strict=True) if message_id}
+        taken = set(pending.values())
         replies: dict[int, Any] = {}
         deadline = None if wait is None else started + wait
         for position in range(len(clients)):
@@ -213,7 +214,7 @@ class FlowerBackend(Backend):
             if position not in nodes:
                 yield None, _no_node(client, self._known())
                 continue
-            if position not in pending.values() and position not in replies:
+            if position not in taken:
                 yield None, ClientFailure(client.client_id, f"the SuperLink did not take the {kind} message")
                 continue
             while position not in replies and pending:
