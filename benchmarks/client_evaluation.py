@@ -28,26 +28,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from backends import Clock  # benchmarks/backends.py: the rounds' wall time
 
-from callbacks import Callback
 from federated import MLP, FederatedTrainer, RayBackend, SequentialBackend
 from federated.data import digits_federation
 
 NUM_CLIENTS = 20
 NICENESS = "RAY_worker_niceness"  # Ray's default, 15, puts its workers behind every other process
-
-
-class Clock(Callback):
-    """The wall time between ``on_train_start`` and ``on_train_end``: the rounds alone."""
-
-    def __init__(self) -> None:
-        self.started = self.elapsed = 0.0
-
-    def on_train_start(self) -> None:
-        self.started = time.perf_counter()
-
-    def on_train_end(self) -> None:
-        self.elapsed = time.perf_counter() - self.started
 
 
 class TimedSequential(SequentialBackend):
