@@ -53,8 +53,32 @@ def as_loader(data: Any, name: str, batch_size: int, shuffle: bool) -> DataLoade
     return loader
 
 
-def client_loaders(client_data: Any, batch_size: int) -> list[tuple[DataLoader, DataLoader | None]]:
-    """One ``(train, val or None)`` pair of loaders per entry of ``client_data``."""
+Loaders = tuple[DataLoader | None, DataLoader | None]
+"""A client's ``(train, val)`` loaders; ``(None, None)`` for a client whose data is on its own machine."""
+
+
+def client_loaders(client_data: Any, batch_size: int, *, remote: bool = False) -> list[Loaders]:
+    """One ``(train, val or None)`` pair of loaders per entry of ``client_data``.
+
+    With ``remote`` (a backend whose clients hold their own data), ``client_data`` is the number of
+    clients, and each gets ``(None, None)``.
+    """
+    count = isinstance(client_data, int) and not isinstance(client_data, bool)
+    if remote:
+        if not count:
+            raise ArgumentError(
+                "client_data",
+                f"must be the number of clients (an int), got {type(client_data).__name__}: this backend's clients "
+                "build their data on their own machines, and the server holds none",
+            )
+        return [(None, None)] * int(check_number("client_data", client_data, low=1, integer=True))
+    if count:
+        raise ArgumentError(
+            "client_data",
+            f"{client_data} is a number of clients, which only a backend whose clients hold their own data "
+            "takes (backend 'flower'); give this one a DataLoader (or Dataset, (train, val) pair or "
+            "LightningDataModule) per client",
+        )
     if isinstance(client_data, (DataLoader, Dataset)) or not isinstance(client_data, Sequence) or not client_data:
         raise ArgumentError(
             "client_data",
@@ -173,11 +197,15 @@ def client_callbacks(template: list[Any], policy: OnError) -> list[Any]:
     return template
 
 
-def evaluate_clients(value: Any, clients: Sequence[Client]) -> int | None:
-    """How many clients evaluate in federated evaluation: ``None``, a number or a fraction of those able."""
+def evaluate_clients(value: Any, clients: Sequence[Client], *, remote: bool = False) -> int | None:
+    """How many clients evaluate in federated evaluation: ``None``, a number or a fraction of those able.
+
+    With ``remote`` clients, whose machines report their validation data only once they are asked,
+    all count as able here; those that report none are not sampled.
+    """
     if value is None:
         return None
-    able = sum(c.val_data is not None for c in clients)
+    able = len(clients) if remote else sum(c.val_data is not None for c in clients)
     if not able:
         raise ArgumentError(
             "evaluate_clients",
@@ -187,7 +215,7 @@ def evaluate_clients(value: Any, clients: Sequence[Client]) -> int | None:
     if isinstance(value, float):
         fraction = check_number("evaluate_clients", value, low=0, high=1, low_open=True)
         return max(1, round(fraction * able))
-    hint = f"{able} clients have validation data"
+    hint = f"{able} clients" if remote else f"{able} clients have validation data"
     return int(check_number("evaluate_clients", value, low=1, high=able, integer=True, hint=hint))
 
 

@@ -29,9 +29,13 @@ class Client:
     ``local_keys`` (``local_weights``). :meth:`state_dict` holds all of it, for the federation
     checkpoint and for a backend that trains the client elsewhere.
 
+    A client whose data lives on its own machine (a federation built from the number of clients,
+    on a backend with ``remote_data``) has no ``data`` here; its ``num_samples`` and
+    ``num_val_samples`` are what its machine reported, ``0`` until it has.
+
     Args:
         client_id: The client's id, its index in ``client_data``.
-        data: The client's training ``DataLoader``.
+        data: The client's training ``DataLoader``, or ``None`` when its data is on its own machine.
         callbacks: The native callbacks to copy for this client. Defaults to none.
         on_error: The policy for errors in the client's callbacks. Defaults to ``"warn"``.
         val_data: The client's own validation ``DataLoader``: its fits validate on it, and it
@@ -48,7 +52,7 @@ class Client:
     def __init__(
         self,
         client_id: int,
-        data: DataLoader,
+        data: DataLoader | None,
         callbacks: Sequence[Any] = (),
         on_error: OnError = "warn",
         val_data: DataLoader | None = None,
@@ -56,7 +60,7 @@ class Client:
         self.client_id = client_id
         self.data = data
         self.val_data = val_data
-        self.num_samples = len(data.dataset)  # type: ignore[arg-type]
+        self.num_samples = 0 if data is None else len(data.dataset)  # type: ignore[arg-type]
         self.num_val_samples = 0 if val_data is None else len(val_data.dataset)  # type: ignore[arg-type]
         self.on_error: OnError = on_error
         self.optimizer_state: dict[str, Any] | None = None

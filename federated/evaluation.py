@@ -19,7 +19,7 @@ MetricsAggregation = Callable[[list[tuple[int, dict[str, float]]]], Mapping[str,
 
 def evaluators(clients: Sequence[Client], count: int, seed: np.random.SeedSequence) -> list[int]:
     """``count`` client ids drawn without replacement, seeded, among the clients with validation data; sorted."""
-    able = [c.client_id for c in clients if c.val_data is not None]
+    able = [c.client_id for c in clients if c.num_val_samples > 0]
     rng = np.random.default_rng(seed)
     return sorted(int(c) for c in rng.choice(able, size=min(count, len(able)), replace=False))
 

@@ -67,7 +67,8 @@ class FederatedTrainer:
         client_data: One entry per client (client ids are the indices): a ``DataLoader`` or
             ``Dataset`` to train on, a ``(train, val)`` pair of them (the client's fits validate
             on ``val``, and federated evaluation uses it), or a ``LightningDataModule`` (its
-            ``train_dataloader`` and, if it defines one, ``val_dataloader``).
+            ``train_dataloader`` and, if it defines one, ``val_dataloader``). With a backend whose
+            clients hold their own data (``FlowerBackend``): the number of clients, an int.
         test_data: The server's evaluation data (``DataLoader`` or ``Dataset``), run through the
             model's ``validation_step``; ``None`` skips the evaluation. Defaults to ``None``.
         rounds: The number of rounds. Defaults to ``10``.
@@ -134,7 +135,7 @@ class FederatedTrainer:
     def __init__(
         self,
         model: LightningModule,
-        client_data: Sequence[Any],
+        client_data: Sequence[Any] | int,
         test_data: Any = None,
         *,
         rounds: int = 10,
@@ -160,7 +161,9 @@ class FederatedTrainer:
     ) -> None:
         self.model = _checks.check_model(model, needs_validation=test_data is not None)
         self.batch_size = _checks.positive_int(batch_size, "batch_size")
-        loaders = _checks.client_loaders(client_data, self.batch_size)  # (train, val or None) per client
+        self.backend = _checks.backend(backend)
+        remote = self.backend.remote_data
+        loaders = _checks.client_loaders(client_data, self.batch_size, remote=remote)  # (train, val) per client
         self.test_data = None if test_data is None else _checks.as_loader(test_data, "test_data", 256, shuffle=False)
         self.rounds = _checks.positive_int(rounds, "rounds")
         self.clients_per_round = _checks.clients_per_round(clients_per_round, len(loaders))
@@ -177,8 +180,9 @@ class FederatedTrainer:
         self.clients = [
             Client(i, train, template, on_error=policy, val_data=val) for i, (train, val) in enumerate(loaders)
         ]
-        _checks.check_model(self.model, needs_validation=any(c.val_data is not None for c in self.clients))
-        self.evaluate_clients = _checks.evaluate_clients(evaluate_clients, self.clients)
+        validates = any(c.val_data is not None for c in self.clients) or (remote and evaluate_clients is not None)
+        _checks.check_model(self.model, needs_validation=validates)
+        self.evaluate_clients = _checks.evaluate_clients(evaluate_clients, self.clients, remote=remote)
         self.evaluate_every = _checks.positive_int(evaluate_every, "evaluate_every")
         self.evaluate_metrics_aggregation_fn = _checks.aggregation_fn(evaluate_metrics_aggregation_fn)
         self.keep_optimizer_state = bool(keep_optimizer_state)
@@ -186,7 +190,6 @@ class FederatedTrainer:
         self.trainer_kwargs = dict(trainer_kwargs or {})
         check_trainer_kwargs(self.trainer_kwargs)
         self.reuse_trainer = reuse_trainer
-        self.backend = _checks.backend(backend)
         self.backend.check_trainer_kwargs(self.trainer_kwargs)
         self.buffer_updates = (
             buffer_updates if buffer_updates is not None else self.manager.overrides("on_aggregate_start")

@@ -3,8 +3,9 @@
 ``FederatedTrainer`` decides *what* a round trains (which clients, from which weights, with which
 seeds); a :class:`Backend` decides *where*: one after the other in this process
 (:class:`~federated.SequentialBackend`, the default) or in parallel on a pool of Ray actors
-(:class:`~federated.RayBackend`). Backends are registered under ``backend.<name>``, so YAML
-selects one with ``backend: {type: ray, args: {...}}``.
+(:class:`~federated.RayBackend`), both with the clients' data in the driver, or on the clients' own
+machines, which hold their data (:class:`~federated.backends.FlowerBackend`). Backends are registered
+under ``backend.<name>``, so YAML selects one with ``backend: {type: ray, args: {...}}``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ class Backend:
     the callbacks' new states back to the driver's :class:`~federated.Client` before it yields the
     client's outcome. So where a client ran does not change what it computes.
 
+    A backend whose clients hold their own data (``remote_data``) takes a federation built from the
+    number of clients alone (``FederatedTrainer(model, 4, ...)``): its clients have no data in the
+    driver, and the backend sets each one's ``num_samples`` and ``num_val_samples`` as their
+    machines report them, from :meth:`start` on.
+
     Example:
         >>> from federated.backends.client_runner import ClientRunner
         >>> class InProcess(Backend):
@@ -79,6 +85,9 @@ class Backend:
         ...                                   callbacks=callbacks)
         >>> InProcess().stop()  # nothing to release
     """
+
+    remote_data = False
+    """Whether the clients' data lives on the machines this backend trains them on, never in the driver."""
 
     def check_trainer_kwargs(self, trainer_kwargs: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` for client ``lightning.Trainer`` arguments this backend cannot honour.
@@ -125,7 +134,7 @@ class Backend:
         of those keys. Used by federated evaluation (``FederatedTrainer(evaluate_clients=...)``).
 
         Args:
-            clients: The clients to evaluate on (each has ``val_data``).
+            clients: The clients to evaluate on (each has validation samples: ``num_val_samples > 0``).
             weights: The global weights.
             round_num: The round, counting from 1.
             seeds: One seed per client, for its evaluation.

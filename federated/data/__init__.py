@@ -18,6 +18,7 @@ from federated.data.datasets import digits_federation as digits_federation
 from federated.data.datasets import from_arrays as from_arrays
 from federated.data.datasets import labelled_datasets as labelled_datasets
 from federated.data.datasets import load_digits_data as load_digits_data
+from federated.data.datasets import site_of as site_of
 from federated.data.datasets import standardise as standardise
 from federated.data.partitions import PARTITIONS as PARTITIONS
 from federated.data.partitions import Partition as Partition
@@ -45,6 +46,7 @@ __all__ = [
     "partition_dirichlet",
     "partition_iid",
     "partition_shards",
+    "site_of",
     "skew_features",
     "standardise",
     "validation_split",

@@ -7,10 +7,16 @@ share of each client's own samples held out as its validation data, and ``featur
 of each client's own affine distortion of its features. A user's own function, named in YAML as
 ``pkg.module:function``, gets the same keywords it names and may return a ``FederatedData`` or a
 ``(client_loaders, test_loader)`` pair.
+
+A data function that takes ``node_config`` can build one site's share alone, as a federation on
+Flower's SuperNodes needs (see :func:`site_of`): ``None`` asks for the whole federation, a SuperNode's
+``--node-config`` (with ``partition-id``) for that client's data alone, and the server's node config
+(Flower leaves it empty) for what the server holds: its test data, no client's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks import register
-from callbacks.arguments import check_number
+from callbacks import ArgumentError, register
+from callbacks.arguments import check_number, echo
 from federated.data import partitions
 from federated.data.partitions import Partition, client_datasets, skew_features, validation_split
 
@@ -32,8 +38,12 @@ __all__ = [
     "from_arrays",
     "labelled_datasets",
     "load_digits_data",
+    "site_of",
     "standardise",
 ]
+
+NodeConfig = Mapping[str, object] | None
+"""A data function's ``node_config``: ``None`` (the whole federation), or the node config of the caller."""
 
 
 def load_digits_data(test_fraction: float = 0.2, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
@@ -134,9 +144,10 @@ def from_arrays(
     seed: int,
     val_fraction: float = 0.0,
     feature_skew: float = 0.0,
+    node_config: NodeConfig = None,
 ) -> FederatedData:
     """Partition ``train`` over the clients, hold out each client's validation share, skew each client's
-    features, and wrap everything in loaders.
+    features, and wrap everything in loaders (or, for one site, its share: see ``node_config``).
 
     Args:
         train: The samples the clients share out (features, ``int64`` labels).
@@ -156,27 +167,62 @@ def from_arrays(
             and validation samples alike, in [0, inf) (:func:`~federated.data.skew_features`, seeded
             from ``seed`` and the client id); the test samples are left as they are, and ``0`` leaves
             every client's samples as they are. Defaults to ``0.0``.
+        node_config: ``None`` builds every client; a SuperNode's node config builds only the client
+            its ``partition-id`` names (the same seeded split, so the same samples), without the
+            test loader; the server's (no ``partition-id``) builds only the test loader
+            (:func:`site_of`). Defaults to ``None``.
 
     Raises:
-        ArgumentError: ``val_fraction`` is not in [0, 1), ``feature_skew`` not in [0, inf), or a
-            partition argument is out of range.
+        ArgumentError: ``val_fraction`` is not in [0, 1), ``feature_skew`` not in [0, inf), a
+            partition argument is out of range, or ``node_config`` names no client of ``num_clients``.
     """
     check_number("feature_skew", feature_skew, low=0)
+    site = site_of(node_config, num_clients)
     labels = train.tensors[1]
+    all_labels = labels if test is None else torch.cat([labels, test.tensors[1]])
+    data = FederatedData(
+        client_loaders=[],
+        test_loader=DataLoader(test, batch_size=256) if test and site in (None, "server") else None,
+        in_features=int(train.tensors[0].shape[1]),
+        num_classes=int(all_labels.max()) + 1,
+    )
+    if site == "server":
+        return data
     parts = partitions.partition(
         labels, num_clients, partition_type, alpha=alpha, shards_per_client=shards_per_client, seed=seed
     )
     splits = validation_split(labels, parts, val_fraction, seed=seed)
-    all_labels = labels if test is None else torch.cat([labels, test.tensors[1]])
-    return FederatedData(
-        client_loaders=[
-            _client_loaders(train, fit, val, batch_size, feature_skew, client_id=client_id, seed=seed)
-            for client_id, (fit, val) in enumerate(splits)
-        ],
-        test_loader=DataLoader(test, batch_size=256) if test is not None and len(test) > 0 else None,
-        in_features=int(train.tensors[0].shape[1]),
-        num_classes=int(all_labels.max()) + 1,
-    )
+    data.client_loaders = [
+        _client_loaders(train, fit, val, batch_size, feature_skew, client_id=client_id, seed=seed)
+        for client_id, (fit, val) in enumerate(splits)
+        if site is None or client_id == site
+    ]
+    return data
+
+
+def site_of(node_config: NodeConfig, num_clients: int) -> int | str | None:
+    """Whose share of the data a data function is asked for, from its ``node_config``.
+
+    ``None``: the whole federation (``None`` returned). A node config with ``partition-id``, as a
+    SuperNode's ``--node-config`` has: that client's alone (its id returned). Any other node config,
+    such as the empty one Flower gives the ServerApp: the server's share (``"server"`` returned).
+
+    Raises:
+        ArgumentError: ``partition-id`` is not an int in ``[0, num_clients)``.
+
+    Example:
+        >>> site_of(None, 4), site_of({"partition-id": 2, "num-partitions": 4}, 4), site_of({}, 4)
+        (None, 2, 'server')
+    """
+    if node_config is None:
+        return None
+    if "partition-id" not in node_config:
+        return "server"
+    partition = node_config["partition-id"]
+    if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < num_clients:
+        problem = f"`partition-id` must be an int in [0, {num_clients - 1}] (num_clients={num_clients}), got"
+        raise ArgumentError("node_config", f"{problem} {echo(partition)}")
+    return partition
 
 
 def _client_loaders(
@@ -219,12 +265,14 @@ def digits(
     seed: int = 0,
     val_fraction: float = 0.0,
     feature_skew: float = 0.0,
+    node_config: NodeConfig = None,
 ) -> FederatedData:
     """scikit-learn's 8x8 digits (1797 images, 64 standardised features, 10 classes) across ``num_clients``.
 
-    The arguments are :func:`digits_federation`'s. The standardisation statistics are those of the
-    whole training split, the clients' validation samples included (the test split is held out before);
-    the feature skew distorts the standardised features.
+    The arguments are :func:`digits_federation`'s, and ``node_config`` is :func:`from_arrays`'. The
+    standardisation statistics are those of the whole training split, the clients' validation samples
+    included (the test split is held out before); the feature skew distorts the standardised features.
+    Every machine reads the same file of scikit-learn's and splits it the same seeded way.
     """
     train, test = load_digits_data(test_fraction=test_fraction, seed=seed)
     return from_arrays(
@@ -238,6 +286,7 @@ def digits(
         seed=seed,
         val_fraction=val_fraction,
         feature_skew=feature_skew,
+        node_config=node_config,
     )
 
 
@@ -302,10 +351,12 @@ def breast_cancer(
     seed: int = 0,
     val_fraction: float = 0.0,
     feature_skew: float = 0.0,
+    node_config: NodeConfig = None,
 ) -> FederatedData:
     """scikit-learn's breast cancer set (569 samples, 30 standardised features, 2 classes).
 
-    The arguments are :func:`digits_federation`'s; the standardisation statistics, :func:`digits`'.
+    The arguments are :func:`digits_federation`'s and ``node_config`` is :func:`from_arrays`'; the
+    standardisation statistics, :func:`digits`'.
     """
     from sklearn.datasets import load_breast_cancer
 
@@ -322,13 +373,28 @@ def breast_cancer(
         seed=seed,
         val_fraction=val_fraction,
         feature_skew=feature_skew,
+        node_config=node_config,
     )
 
 
-def as_federated_data(value: Any) -> FederatedData:
-    """Accept a ``FederatedData`` or a ``(client_loaders, test_loader)`` pair from a data function."""
+def as_federated_data(value: Any, site: int | str | None = None) -> FederatedData:
+    """Accept what a data function returns for ``site`` (:func:`site_of`) as a ``FederatedData``.
+
+    For the whole federation or the server: a ``FederatedData`` or a ``(client_loaders,
+    test_loader)`` pair (``client_loaders`` a list); the server may also return ``None``, holding
+    nothing. For one client (a SuperNode): the same, of that client alone, or its one entry (a
+    ``DataLoader``, ``Dataset``, ``(train, val)`` pair or ``LightningDataModule``).
+
+    Raises:
+        TypeError: ``value`` is none of these.
+    """
     if isinstance(value, FederatedData):
         return value
+    pair = isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], list)  # not a (train, val) pair
+    if isinstance(site, int) and not pair:
+        return FederatedData(client_loaders=[value], test_loader=None)
+    if value is None and site == "server":
+        return FederatedData(client_loaders=[], test_loader=None)
     if isinstance(value, tuple) and len(value) == 2:
         return FederatedData(client_loaders=list(value[0]), test_loader=value[1])
     raise TypeError(
