@@ -31,7 +31,7 @@ from callbacks.arguments import check_arguments, echo, one_line, suggest
 from federated.app.config import DEFAULTS, FLOWER_NAMES, flower_hint
 from federated.app.progress import RoundProgress
 from federated.backends.backend import Backend
-from federated.data.datasets import FederatedData, as_federated_data
+from federated.data.datasets import FederatedData, as_federated_data, site_of
 from federated.strategies.strategy import Strategy
 from federated.trainer import FederatedTrainer
 
@@ -53,6 +53,9 @@ DATA_KEYWORDS = {
 }
 """The keywords a data function may take, and the config keys they come from: with ``data.type`` and
 ``data.args``, what decides each client's data (a resume cannot change them)."""
+
+NODE_CONFIG = "node_config"
+"""The keyword of the node config of the machine that calls a data function (under the flower backend)."""
 
 ARGUMENT_KEYS = {
     "model": "model.type",
@@ -87,15 +90,18 @@ def build_trainer(config: Mapping[str, Any]) -> FederatedTrainer:
         ConfigError: What the data function, the model, the strategy, the backend or the trainer
             refuses, at the key path that set it.
     """
-    data = build_data(config["data"], config["seed"])
+    backend = build_backend(config["backend"])
+    # a backend whose clients hold their own data: the server builds its own share alone (Flower gives a
+    # ServerApp an empty node config), and the federation knows its clients by number
+    data = build_data(config["data"], config["seed"], node_config={} if backend.remote_data else None)
     model = build_model(config["model"], data)
-    strategy, backend = build_strategy(config["strategy"]), build_backend(config["backend"])
+    strategy = build_strategy(config["strategy"])
     callbacks, client_callbacks = build_run_callbacks(config)
     clients, evaluated = config["clients"], config["evaluate"]["clients"]
     try:
         return FederatedTrainer(
             model,
-            data.client_loaders,
+            config["data"]["num_clients"] if backend.remote_data else data.client_loaders,
             data.test_loader if config["evaluate"]["server"] else None,
             rounds=config["rounds"],
             clients_per_round=clients["per_round"] if clients["per_round"] is not None else clients["fraction"],
@@ -173,8 +179,13 @@ def _raised(what: str, exc: BaseException) -> str:
     return f"{what} raised {type(exc).__name__}: {one_line(exc)}"
 
 
-def build_data(section: Mapping[str, Any], seed: int) -> FederatedData:
-    """Call the ``data.type`` function with the ``data`` keys it names and ``data.args``."""
+def build_data(section: Mapping[str, Any], seed: int, *, node_config: Mapping[str, Any] | None = None) -> FederatedData:
+    """Call the ``data.type`` function with the ``data`` keys it names and ``data.args``.
+
+    ``node_config`` (a SuperNode's, or the server's empty one, under the flower backend) goes to the
+    function's ``node_config`` argument, which it must then have; the function returns that site's
+    share (:func:`~federated.data.site_of`): one client's data on a SuperNode, none on the server.
+    """
     name = section["type"]
     fn = resolve("data", name, "data.type")
     if not callable(fn):
@@ -184,10 +195,23 @@ def build_data(section: Mapping[str, Any], seed: int) -> FederatedData:
     for key in args:
         if key in DATA_KEYWORDS:
             raise ConfigError(f"`{key}` is set by `{DATA_KEYWORDS[key]}`; set it there", f"data.args.{key}")
+        if key == NODE_CONFIG:
+            raise ConfigError("is the node config of the machine that builds the data; Flower sets it, not the "
+                              "config", f"data.args.{key}")
     params = inspect.signature(fn).parameters
     takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if node_config is not None and NODE_CONFIG not in params:
+        raise ConfigError(
+            f"the data function `{name}` takes no `node_config`; under the flower backend the server and each "
+            "SuperNode call it with their node config, to build their own share of the data alone: give it a "
+            "`node_config` argument (docs/flower.md)",
+            "data.type",
+        )
+    if NODE_CONFIG in params:
+        available[NODE_CONFIG] = None if node_config is None else dict(node_config)
     if not takes_all:  # name what data.args may hold: the function's arguments beyond the data keys
-        own = [n for n, p in params.items() if n not in DATA_KEYWORDS and p.kind is not p.VAR_POSITIONAL]
+        runtime = {*DATA_KEYWORDS, NODE_CONFIG}
+        own = [n for n, p in params.items() if n not in runtime and p.kind is not p.VAR_POSITIONAL]
         for key in args:
             if key not in own:
                 accepted = ", ".join(own) if own else f"none (`{name}` takes only the `data` keys)"
@@ -213,11 +237,12 @@ def build_data(section: Mapping[str, Any], seed: int) -> FederatedData:
         raise ConfigError(exc.problem, key) from exc
     except USER_CODE_ERRORS as exc:
         raise ConfigError(_raised(f"the data function `{name}`", exc), "data") from exc
+    site = site_of(node_config, section["num_clients"])
     try:
-        data = as_federated_data(data)
+        data = as_federated_data(data, site)
     except TypeError as exc:
         raise ConfigError(str(exc), "data.type") from exc
-    _check_loaders(data, name, section["num_clients"])
+    _check_loaders(data, name, section["num_clients"], site)
     return data
 
 
@@ -229,8 +254,16 @@ def _at(config: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-def _check_loaders(data: FederatedData, name: str, num_clients: int) -> None:
-    if len(data.client_loaders) != num_clients:
+def _check_loaders(data: FederatedData, name: str, num_clients: int, site: int | str | None) -> None:
+    if site is not None and len(data.client_loaders) != (0 if site == "server" else 1):
+        whose = "the server (an empty node config)" if site == "server" else f"the SuperNode of partition-id={site}"
+        wanted = "no client's data" if site == "server" else "that client's data alone"
+        raise ConfigError(
+            f"the data function `{name}` gave {len(data.client_loaders)} clients for {whose}; given a node config, "
+            f"it returns {wanted} (see federated.data.site_of)",
+            "data.type",
+        )
+    if site is None and len(data.client_loaders) != num_clients:
         raise ConfigError(
             f"the data function `{name}` gave {len(data.client_loaders)} clients, but data.num_clients is "
             f"{num_clients}; set `data.num_clients: {len(data.client_loaders)}`",

@@ -134,16 +134,28 @@ def _in_app_dir(path: str, grid: Any) -> str:
 
 
 def answer_query(message: Any, context: Any) -> Any:
-    """Reply with this SuperNode's ``partition-id`` and ``num-partitions``."""
+    """Build this SuperNode's client from the config sent; reply with its ``partition-id`` and data sizes.
+
+    Raises:
+        ConfigError: The node config lacks ``partition-id`` or ``num-partitions`` (the reply is
+            Flower's error, and the server cannot route this node's client to it).
+    """
     partition, count = _partition(context.node_config)
-    return _reply(message, messages.query_reply(partition, count))
+    config, setup = messages.read_query(message.content)
+    try:
+        client = _site(config, setup, context.node_config).client
+    except Exception as exc:
+        site = messages.Site(partition, count, error=f"{type(exc).__name__}: {one_line(exc)}")
+    else:
+        site = messages.Site(partition, count, client.num_samples, client.num_val_samples)
+    return _reply(message, messages.query_reply(site))
 
 
 def train(message: Any, context: Any) -> Any:
     """Train this node's client from the message's weights and state; reply with its update and new state."""
     request = messages.read_request(message.content)
     try:
-        site = _site(request, context.node_config)
+        site = _request_site(request, context.node_config)
     except Exception as exc:
         return _reply(message, messages.fit_reply(_unbuilt(request, exc), {}))
     client = site.client.fresh()
@@ -160,7 +172,7 @@ def evaluate(message: Any, context: Any) -> Any:
     """Evaluate the message's weights on this node's validation data; reply with the metrics."""
     request = messages.read_request(message.content)
     try:
-        site = _site(request, context.node_config)
+        site = _request_site(request, context.node_config)
     except Exception as exc:
         return _reply(message, messages.evaluate_reply(_unbuilt(request, exc)))
     client = site.client.fresh()
@@ -190,23 +202,36 @@ class _Site:
 _built: list[_Site] = []  # Flower starts a process per message; should it reuse one, the build is kept
 
 
-def _site(request: messages.Request, node_config: Mapping[str, Any]) -> _Site:
-    """This node's client and runner for the config the server sent (built once per process).
+def _request_site(request: messages.Request, node_config: Mapping[str, Any]) -> _Site:
+    """:func:`_site` for a ``train`` or ``evaluate`` message, which must be for this node's client.
 
     Raises:
-        ConfigError: The node config lacks ``partition-id``, its ``num-partitions`` is not the
-            config's ``data.num_clients``, or the server sent another client's fit.
+        ConfigError: The server sent another client's fit.
     """
-    partition, count = _partition(node_config)
+    partition, _ = _partition(node_config)
     if request.client_id != partition:
         raise ConfigError(
             f"this SuperNode is partition-id={partition}, but the server sent client {request.client_id}",
             "partition-id",
         )
-    key = (request.config, repr(sorted(request.setup.items())), partition)
+    return _site(request.config, request.setup, node_config)
+
+
+def _site(config_text: str, setup: Mapping[str, Any], node_config: Mapping[str, Any]) -> _Site:
+    """This node's client and runner for the config the server sent (built once per process).
+
+    The data function of the config's ``data`` section is called with this node's config, and
+    builds this node's client alone (:func:`~federated.data.site_of`).
+
+    Raises:
+        ConfigError: The node config lacks ``partition-id``, its ``num-partitions`` is not the
+            config's ``data.num_clients``, or the data function fails.
+    """
+    partition, count = _partition(node_config)
+    key = (config_text, repr(sorted(setup.items())), partition)
     if _built and _built[0].key == key:
         return _built[0]
-    config = validate_config(load_yaml(request.config, "the config the server sent"))
+    config = validate_config(load_yaml(config_text, "the config the server sent"))
     if count != config["data"]["num_clients"]:
         raise ConfigError(
             f"{count} in this SuperNode's --node-config, but the federation has data.num_clients="
@@ -217,12 +242,11 @@ def _site(request: messages.Request, node_config: Mapping[str, Any]) -> _Site:
     if config["threads"] is not None:
         torch.set_num_threads(config["threads"])
     seed_everything(config["seed"])  # as prepare_run does before it builds the data
-    data = build_data(config["data"], config["seed"])
+    data = build_data(config["data"], config["seed"], node_config=dict(node_config))
     model = build_model(config["model"], data)
-    train_data, val_data = _checks.client_loaders(data.client_loaders, config["data"]["batch_size"])[partition]
+    [(train_data, val_data)] = _checks.client_loaders(data.client_loaders, config["data"]["batch_size"])
     template = build_callbacks_at(config["client_callbacks"], "client_callbacks")
     client = Client(partition, train_data, template, on_error=config["on_error"], val_data=val_data)
-    setup = request.setup
     runner = ClientRunner(
         model,
         local_epochs=setup["local_epochs"],

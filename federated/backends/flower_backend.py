@@ -39,9 +39,13 @@ class FlowerBackend(Backend):
     replies with its update and new state. The driver owns every client's state, as under Ray, so
     the final weights are the sequential backend's. No client data passes through the server.
 
-    Client ids map to SuperNodes by the ``partition-id`` each reports in a ``query`` message, asked
-    again whenever the set of connected nodes changes: a node that restarts (with a new node id)
-    takes its client back. A client whose SuperNode is not connected, replies with an error, or
+    The clients' data lives on the SuperNodes (``remote_data``): the federation is built from the
+    number of clients (``FederatedTrainer(model, 4, backend=FlowerBackend())``), and each node
+    builds its own client's data from the config's ``data`` section and its node config. Client ids
+    map to SuperNodes by the ``partition-id`` each reports in a ``query`` message, with the sizes of
+    its client's training and validation data (``Client.num_samples``, ``num_val_samples``); it is
+    asked again whenever the set of connected nodes changes: a node that restarts (with a new node
+    id) takes its client back. A client whose SuperNode is not connected, replies with an error, or
     does not reply within the deadline (``timeout``, or the round's ``round_timeout`` if sooner) is
     a :class:`~federated.ClientFailure`. ``docs/flower.md`` has the commands, faults and resume.
 
@@ -61,7 +65,10 @@ class FlowerBackend(Backend):
     Example:
         >>> backend = FlowerBackend(timeout=600)  # doctest: +SKIP
         >>> backend.attach(grid, config=config_yaml)  # in a ServerApp's main  # doctest: +SKIP
+        >>> FederatedTrainer(MLP(), 2, backend=backend).fit()  # doctest: +SKIP
     """
+
+    remote_data = True
 
     def __init__(
         self, *, timeout: float | None = 3600.0, discovery_timeout: float = 60.0, poll_interval: float = 0.5
@@ -73,6 +80,8 @@ class FlowerBackend(Backend):
         self._grid: Any = None
         self._config = ""
         self._setup: bytes | None = None
+        self._query: Any = None  # the content of every query message: the config and the setup
+        self._clients: dict[int, Client] = {}
         self._partitions: dict[int, int] = {}  # node id -> partition id, in the order the nodes answered
         self._asked: frozenset[int] = frozenset()  # the node ids of the last discovery
         self._gone: set[int] = set()  # node ids the SuperLink reported unavailable: never asked again
@@ -111,7 +120,9 @@ class FlowerBackend(Backend):
                 "local_keys": tuple(setup.local_keys),
             }
         )
-        wanted = {client.client_id for client in setup.clients}
+        self._query = messages.query(messages.round_record(round_num=0, config=self._config, setup=self._setup))
+        self._clients = {client.client_id: client for client in setup.clients}
+        wanted = set(self._clients)
         deadline = time.monotonic() + self.discovery_timeout
         while True:
             self._discover(max(0.0, deadline - time.monotonic()))
@@ -268,7 +279,7 @@ class FlowerBackend(Backend):
 
     def _ask(self, nodes: list[int], wait: float) -> None:
         flwr = messages.import_flwr()
-        sent = [flwr.Message(flwr.RecordDict(), node, "query", ttl=wait or None) for node in nodes]
+        sent = [flwr.Message(self._query, node, "query", ttl=wait or None) for node in nodes]
         ids = list(self._grid.push_messages(sent))
         pending = {message_id: node for message_id, node in zip(ids, nodes, strict=True) if message_id}
         deadline = time.monotonic() + wait
@@ -287,13 +298,23 @@ class FlowerBackend(Backend):
             log.warning("SuperNode %d could not say its partition-id: %s", node, one_line(str(reply.error.reason)))
             return
         try:
-            partition, count = messages.read_query_reply(reply.content)
+            site = messages.read_query_reply(reply.content)
         except Exception as exc:
             log.warning("SuperNode %d answered the query with a malformed reply: %s", node, one_line(exc))
             return
+        client = self._clients.get(site.partition_id)
+        if client is None:
+            log.warning("SuperNode %d is partition-id=%d, which names no client of %d", node, site.partition_id,
+                        len(self._clients))
+            return
+        if site.error:  # its fits fail with this error, which says what to fix there
+            log.warning("SuperNode %d (partition-id=%d) cannot build its client: %s", node, site.partition_id,
+                        site.error)
         self._partitions.pop(node, None)
-        self._partitions[node] = partition  # the newest node of a partition wins
-        log.info("SuperNode %d is partition-id=%d (num-partitions=%d)", node, partition, count)
+        self._partitions[node] = site.partition_id  # the newest node of a partition wins
+        client.num_samples, client.num_val_samples = site.num_samples, site.num_val_samples
+        log.info("SuperNode %d is partition-id=%d (num-partitions=%d): %d training and %d validation samples",
+                 node, site.partition_id, site.num_partitions, site.num_samples, site.num_val_samples)
 
     def _routes(self) -> dict[int, int]:
         """Partition id -> node id; of two nodes with one partition id, the one that answered last."""

@@ -5,8 +5,11 @@ Every message is a Flower ``Message`` whose content is a ``RecordDict`` of these
 =================  =========================================================================
 message            records
 =================  =========================================================================
-``query``          none; the reply's ``node`` ConfigRecord holds the SuperNode's
-                   ``partition-id`` and ``num-partitions`` (its ``--node-config``)
+``query``          ``round`` (as for ``train``, with round ``0``): the node builds its client
+                   from it; the reply's ``node`` ConfigRecord holds the SuperNode's
+                   ``partition-id`` and ``num-partitions`` (its ``--node-config``), its
+                   client's ``num-samples`` and ``num-val-samples``, and ``error`` (why the
+                   client could not be built, or ``""``)
 ``train``          ``arrays`` (ArrayRecord: the global weights), ``round`` (ConfigRecord shared
                    by the round's messages: ``round``, ``lr-scale``, ``config`` — the resolved
                    YAML the node builds its data, model and client callbacks from —, ``setup``
@@ -46,13 +49,16 @@ __all__ = [
     "MISSING_FLWR",
     "NOT_IN_SERVERAPP",
     "Request",
+    "Site",
     "evaluate_reply",
     "fit_reply",
     "from_bytes",
     "import_flwr",
+    "query",
     "query_reply",
     "read_evaluate_reply",
     "read_fit_reply",
+    "read_query",
     "read_query_reply",
     "read_request",
     "read_weights",
@@ -196,17 +202,50 @@ def read_evaluate_reply(content: Any) -> ClientEvaluation | ClientFailure:
     return ClientEvaluation(int(fields["client-id"]), int(fields["num-samples"]), metrics)
 
 
-def query_reply(partition_id: int, num_partitions: int) -> Any:
-    """The content of a ``query`` reply: who the node is."""
+def query(shared: Any) -> Any:
+    """The content of a ``query`` message: the ``round`` record of :func:`round_record` (round ``0``)."""
+    return import_flwr().RecordDict({"round": shared})
+
+
+def read_query(content: Any) -> tuple[str, dict[str, Any]]:
+    """The config and the setup a ``query`` message carries (on the node)."""
+    shared = content["round"]
+    return str(shared["config"]), from_bytes(shared["setup"], trusted=True)
+
+
+@dataclass
+class Site:
+    """A SuperNode as its ``query`` reply describes it."""
+
+    partition_id: int
+    num_partitions: int
+    num_samples: int = 0
+    num_val_samples: int = 0
+    error: str = ""
+
+
+def query_reply(site: Site) -> Any:
+    """The content of a ``query`` reply: who the node is, and how much data its client holds."""
     flwr = import_flwr()
-    node = flwr.ConfigRecord({"partition-id": int(partition_id), "num-partitions": int(num_partitions)})
+    node = flwr.ConfigRecord(
+        {
+            "partition-id": site.partition_id,
+            "num-partitions": site.num_partitions,
+            "num-samples": site.num_samples,
+            "num-val-samples": site.num_val_samples,
+            "error": site.error,
+        }
+    )
     return flwr.RecordDict({"node": node})
 
 
-def read_query_reply(content: Any) -> tuple[int, int]:
-    """``(partition_id, num_partitions)`` of a ``query`` reply."""
+def read_query_reply(content: Any) -> Site:
+    """The :class:`Site` of a ``query`` reply."""
     node = content["node"]
-    return int(node["partition-id"]), int(node["num-partitions"])
+    return Site(
+        int(node["partition-id"]), int(node["num-partitions"]), int(node["num-samples"]),
+        int(node["num-val-samples"]), str(node["error"]),
+    )
 
 
 def _outcome_fields(outcome: ClientUpdate | ClientEvaluation | ClientFailure) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from callbacks import Callback
 from federated.backends import SequentialBackend
-from federated.data import digits
+from federated.data import digits, site_of
 from federated.results import ClientFailure
 
 
@@ -112,7 +112,8 @@ class KillAfterCheckpoint(Callback):
 
 
 class _Touched(Dataset):
-    """A client's samples; the first sample read in a process leaves ``<program>-<pid>-client<id>`` in ``folder``."""
+    """A client's samples; the first sample read in a process leaves ``read-<program>-<pid>-client<id>`` in
+    ``folder``."""
 
     def __init__(self, samples: Any, folder: str, client_id: int) -> None:
         self.samples = samples
@@ -126,7 +127,7 @@ class _Touched(Dataset):
     def __getitem__(self, index: int) -> Any:
         if self.seen_in != os.getpid():
             self.seen_in = os.getpid()
-            Path(self.folder, f"{process_kind()}-{os.getpid()}-client{self.client_id}").touch()
+            Path(self.folder, f"read-{process_kind()}-{os.getpid()}-client{self.client_id}").touch()
         return self.samples[index]
 
 
@@ -139,13 +140,22 @@ def touched_digits(
     val_fraction: float,
     seed: int,
     touched: str,
+    node_config: Any = None,
 ) -> Any:
-    """The built-in digits, each client's samples recording in ``touched`` which programs read them."""
+    """The built-in digits, each client's samples recording in ``touched`` which programs read them.
+
+    Each call leaves ``call-<program>-<pid>-<site>`` in ``touched``: ``all`` without a node config,
+    ``server`` with the server's, ``client<id>`` with a SuperNode's.
+    """
+    Path(touched).mkdir(parents=True, exist_ok=True)
+    site = site_of(node_config, num_clients)
+    name = "all" if site is None else "server" if site == "server" else f"client{site}"
+    Path(touched, f"call-{process_kind()}-{os.getpid()}-{name}").touch()
     data = digits(
         num_clients=num_clients, partition=partition, alpha=alpha, batch_size=batch_size,
-        test_fraction=test_fraction, val_fraction=val_fraction, seed=seed,
+        test_fraction=test_fraction, val_fraction=val_fraction, seed=seed, node_config=node_config,
     )
-    Path(touched).mkdir(parents=True, exist_ok=True)
+    first = 0 if site is None or site == "server" else site
 
     def recorded(loader: DataLoader, client_id: int, shuffle: bool) -> DataLoader:
         return DataLoader(_Touched(loader.dataset, touched, client_id), batch_size=batch_size, shuffle=shuffle)
@@ -153,7 +163,7 @@ def touched_digits(
     data.client_loaders = [
         (recorded(entry[0], i, True), recorded(entry[1], i, False))
         if isinstance(entry, tuple) else recorded(entry, i, True)
-        for i, entry in enumerate(data.client_loaders)
+        for i, entry in enumerate(data.client_loaders, start=first)
     ]
     return data
 

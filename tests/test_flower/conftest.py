@@ -377,9 +377,18 @@ def hooks(out: Path) -> list[dict[str, Any]]:
 def touched_by(folder: Path) -> set[tuple[str, int]]:
     """``(program, client id)`` of every process that read a client's samples."""
     found = set()
-    for entry in folder.iterdir():
-        program, _, client = entry.name.rsplit("-", 2)
+    for entry in folder.glob("read-*"):
+        program, _, client = entry.name.removeprefix("read-").rsplit("-", 2)
         found.add((program, int(client.removeprefix("client"))))
+    return found
+
+
+def data_calls(folder: Path) -> set[tuple[str, str]]:
+    """``(program, site)`` of every call of the data function: site ``all``, ``server`` or ``client<id>``."""
+    found = set()
+    for entry in folder.glob("call-*"):
+        program, _, site = entry.name.removeprefix("call-").rsplit("-", 2)
+        found.add((program, site))
     return found
 
 
@@ -388,5 +397,5 @@ def kit() -> SimpleNamespace:
     """The helpers above, for the test modules (a conftest is not importable under ``--import-mode=importlib``)."""
     return SimpleNamespace(
         Federation=Federation, config=federation_config, write_yaml=write_yaml, write_app=write_app,
-        run_sequential=run_sequential, hooks=hooks, touched_by=touched_by, wait_for=wait_for,
+        run_sequential=run_sequential, hooks=hooks, touched_by=touched_by, data_calls=data_calls, wait_for=wait_for,
     )

@@ -23,9 +23,12 @@ pytestmark = pytest.mark.flower
 from flwr.app import Context, Error, Message, RecordDict  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
-from callbacks import ConfigError, dump_yaml  # noqa: E402
-from federated.app import flower  # noqa: E402
+from callbacks import ArgumentError, ConfigError, dump_yaml  # noqa: E402
+from federated import MLP, FederatedTrainer, digits_federation  # noqa: E402
+from federated.app import flower, prepare_run  # noqa: E402
+from federated.backends import FlowerBackend  # noqa: E402
 from federated.backends import flower_messages as messages  # noqa: E402
+from federated.data import digits  # noqa: E402
 
 
 class FakeGrid:
@@ -131,20 +134,62 @@ def test_flower_backend_node_faults_are_client_failures_and_a_new_node_takes_its
     assert {c: s["callbacks"]["FitCounter"]["fits"] for c, s in saved["clients"].items()} == {0: 3, 1: 2}
 
 
+def test_flower_clients_hold_their_data_report_its_size_and_evaluate_on_their_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: 2 nodes, each holding out 20 % of its client's samples; both clients evaluate every round
+    (tmp_path / "test_flower_backend_parts.py").write_text(PARTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    grid = FakeGrid(lambda r: {11: node(0), 22: node(1)}, {})
+    data = {"num_clients": 2, "partition": {"type": "iid"}, "val_fraction": 0.2}
+    config = write_config(tmp_path, rounds=2, data=data, evaluate={"server": False, "clients": {"per_round": 2}})
+    run = prepare_run(str(config))
+    run.trainer.backend.attach(grid, config=dump_yaml(run.config))
+
+    # Execute
+    run.execute()
+
+    # Assert: the server holds no client data; each client's sizes are what its node reported
+    whole = digits(num_clients=2, partition="iid", val_fraction=0.2, seed=0)
+    clients = run.trainer.clients
+    assert all(c.data is None and c.val_data is None for c in clients)
+    assert [(c.num_samples, c.num_val_samples) for c in clients] == [
+        (len(train.dataset), len(val.dataset)) for train, val in whole.client_loaders
+    ]
+    # federated evaluation ran on the nodes, on each client's own validation samples
+    rounds = history(tmp_path / "out")
+    assert [[(e["client_id"], e["num_samples"]) for e in r["evaluations"]] for r in rounds] == [
+        [(c.client_id, c.num_val_samples) for c in clients]
+    ] * 2
+    assert 0.0 < rounds[-1]["metrics"]["clients/accuracy"] <= 1.0
+
+
+def test_flower_backend_takes_the_number_of_clients_not_their_data() -> None:
+    loaders, _ = digits_federation(num_clients=2, partition="iid", seed=0)
+    with pytest.raises(ArgumentError, match=r"^`client_data`: must be the number of clients \(an int\), got list: "
+                                            r"this backend's clients build their data on their own machines"):
+        FederatedTrainer(MLP(hidden=8), loaders, backend=FlowerBackend())
+
+
 def test_client_app_refuses_a_node_config_that_does_not_fit(tmp_path: Path) -> None:
     # Prepare
     config = dump_yaml({**yaml.safe_load(write_config(tmp_path).read_text()), "client_callbacks": []})
     shared = messages.round_record(round_num=1, config=config, setup=messages.to_bytes({}))
     weights = messages.weights_record({"w": torch.zeros(1)})
     content = messages.request(weights, shared, client_id=1, seed=0, state={})
-    query, fit = Message(RecordDict(), 5, "query"), Message(content, 5, "train")
+    query, fit = Message(messages.query(shared), 5, "query"), Message(content, 5, "train")
     for message in (query, fit):
         message.metadata.__dict__["_message_id"] = message.object_id
 
     # Execute / Assert: no partition-id at all
     with pytest.raises(ConfigError, match=r"partition-id: missing in this SuperNode's --node-config"):
         flower.answer_query(query, SimpleNamespace(node_config={}))
-    # a node config for another number of clients: the client fails with what to fix
+    # a node config for another number of clients: the query's reply says what to fix, and the client fails with it
+    site = messages.read_query_reply(flower.answer_query(query, SimpleNamespace(node_config=node(1, count=3))).content)
+    assert (site.partition_id, site.num_samples) == (1, 0)
+    assert "num-partitions: 3 in this SuperNode's --node-config, but the federation has data.num_clients=2" in (
+        site.error
+    )
     reply = flower.train(fit, SimpleNamespace(node_config=node(1, count=3)))
     outcome, state = messages.read_fit_reply(reply.content)
     assert state == {}

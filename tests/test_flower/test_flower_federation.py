@@ -68,7 +68,12 @@ def test_flower_federation_runs_on_the_supernodes_as_the_sequential_backend(
         cid: (c["fits"], c["batches"]) for cid, c in counters(expected).items()
     }
     assert counters(checkpoint)[0]["fits"] == 3
-    # only the ClientApps on the SuperNodes read the clients' samples: not the ServerApp
+    # the ServerApp never opened the clients' data: it called the data function for its own share alone (its
+    # empty node config), each ClientApp for its own client; only the ClientApps read a client's samples
+    calls = kit.data_calls(tmp_path / "touched")
+    assert {site for program, site in calls if program == "flwr-serverapp"} == {"server"}
+    assert {site for program, site in calls if program == "flwr-clientapp"} == {"client0", "client1"}
+    assert {program for program, _ in calls} == {"flwr-serverapp", "flwr-clientapp"}
     assert kit.touched_by(tmp_path / "touched") == {("flwr-clientapp", 0), ("flwr-clientapp", 1)}
     # the CLI's outputs, written on the server side, and the sequential backend's weights bit for bit
     assert checkpoint["round"] == 3

@@ -69,7 +69,6 @@ def test_cli_backend_flower_outside_flwr_run_names_the_command(
 
 def test_flower_backend_start_without_a_grid_names_the_command() -> None:
     pytest.importorskip("flwr")
-    loaders, _ = digits_federation(num_clients=2, partition="iid", seed=0)
-    fed = FederatedTrainer(MLP(hidden=8), loaders, rounds=1, backend=FlowerBackend())
+    fed = FederatedTrainer(MLP(hidden=8), 2, rounds=1, backend=FlowerBackend())
     with pytest.raises(RuntimeError, match=r"flwr run"):
         fed.fit()
