@@ -16,9 +16,10 @@ the SuperLink's SuperExec, what ``python -m lightning_bridge.fed`` runs (:func:`
 then :meth:`~federated.app.Run.execute`: the outputs are written on the server's machine), with
 the config's ``backend: {type: flower}`` attached to Flower's ``Grid``. :data:`client_app` runs on
 each SuperNode, one process per message: it builds that node's client from the config the server
-sends (the data from the same ``data`` section, the node's partition its ``partition-id``; the model;
-the client callbacks) and trains or evaluates it with a :class:`~federated.ClientRunner`. The data
-never leaves the node. ``docs/flower.md`` has the commands.
+sends (the data from the same ``data`` section, its function given the node's ``--node-config``, so
+that it builds this node's share alone; the model; the client callbacks) and trains or evaluates it
+with a :class:`~federated.ClientRunner`. The server builds only its own share (its node config is
+Flower's empty one), so no client's data is ever on the server. ``docs/flower.md`` has the commands.
 """
 
 from __future__ import annotations
