@@ -29,6 +29,9 @@ run code. ``setup`` (the :class:`~federated.backends.FitSetup` fields a fit need
 ``callbacks`` (the strategy's Lightning callbacks, such as FedProx's proximal term) go the other
 way, from the server the node runs the code of. Metrics travel as JSON text.
 
+Weights travel as NumPy arrays, bit for bit; ``bfloat16`` tensors, which NumPy cannot hold, as
+their raw bytes under the dtype name ``bfloat16``.
+
 Nothing here imports ``flwr`` at import time: the ``flower`` extra is optional, and
 :func:`import_flwr` turns its absence into one line that says what to install.
 """
@@ -97,14 +100,34 @@ def from_bytes(data: bytes, *, trusted: bool) -> Any:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=not trusted)
 
 
+_BFLOAT16 = "bfloat16"  # NumPy has no bfloat16: such a tensor travels as its raw bytes, under this dtype name
+
+
 def weights_record(weights: Mapping[str, torch.Tensor]) -> Any:
-    """``weights`` as a Flower ArrayRecord (NumPy arrays by name, bit for bit)."""
-    return import_flwr().ArrayRecord({name: t.detach().cpu() for name, t in weights.items()})
+    """``weights`` as a Flower ArrayRecord (NumPy arrays by name, bit for bit; ``bfloat16`` as raw bytes)."""
+    flwr = import_flwr()
+    record = flwr.ArrayRecord()
+    for name, tensor in weights.items():
+        tensor = tensor.detach().cpu()
+        if tensor.dtype == torch.bfloat16:
+            raw = tensor.contiguous().view(torch.int16).numpy().tobytes()
+            record[name] = flwr.Array(dtype=_BFLOAT16, shape=tuple(tensor.shape), stype="raw", data=raw)
+        else:
+            record[name] = flwr.Array(tensor)
+    return record
 
 
 def read_weights(record: Any) -> dict[str, torch.Tensor]:
     """The inverse of :func:`weights_record`: CPU tensors by name."""
-    return {name: torch.from_numpy(array.numpy().copy()) for name, array in record.items()}
+    return {name: _tensor(array) for name, array in record.items()}
+
+
+def _tensor(array: Any) -> torch.Tensor:
+    if array.dtype != _BFLOAT16:
+        return torch.from_numpy(array.numpy().copy())
+    if not array.data:  # torch.frombuffer refuses an empty buffer
+        return torch.empty(array.shape, dtype=torch.bfloat16)
+    return torch.frombuffer(bytearray(array.data), dtype=torch.bfloat16).reshape(array.shape)
 
 
 def round_record(
