@@ -1,4 +1,4 @@
-"""Callbacks and a data function the Flower tests name in their YAML (copied into each test's app directory).
+"""Callbacks and data functions the Flower tests name in their YAML (copied into each test's app directory).
 
 The ServerApp and the ClientApps import this module from the app directory ``flwr run`` sends;
 the test process imports it from there too, for the sequential run it compares with.
@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader, Dataset
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from callbacks import Callback
 from federated.backends import SequentialBackend
@@ -166,6 +168,21 @@ def touched_digits(
         for i, entry in enumerate(data.client_loaders, start=first)
     ]
     return data
+
+
+def site_records(batch_size: int, calls: str, node_config: Any = None) -> Any:
+    """The records of the site whose SuperNode's node config names their CSV file (``data-path``); none on the
+    server. Each call leaves ``call-<program>-<pid>-<site>`` in ``calls``, as :func:`touched_digits` does."""
+    site = "all" if node_config is None else f"client{node_config['partition-id']}" if (
+        "partition-id" in node_config) else "server"
+    Path(calls).mkdir(parents=True, exist_ok=True)
+    Path(calls, f"call-{process_kind()}-{os.getpid()}-{site}").touch()
+    if node_config is None or "partition-id" not in node_config:
+        return None
+    table = np.loadtxt(node_config["data-path"], delimiter=",", ndmin=2)
+    features = torch.as_tensor(table[:, :-1], dtype=torch.float32)
+    labels = torch.as_tensor(table[:, -1], dtype=torch.int64)
+    return DataLoader(TensorDataset(features, labels), batch_size=batch_size, shuffle=True)
 
 
 class SequentialWithout(SequentialBackend):

@@ -105,12 +105,15 @@ def make_certs(out: Path) -> dict[str, Path]:
 
 
 class Federation:
-    """A SuperLink and ``nodes`` SuperNodes (node ``i`` has ``partition-id=i``) under ``root``."""
+    """A SuperLink and ``nodes`` SuperNodes under ``root``; node ``i`` has ``partition-id=i`` and ``node_config(i)``."""
 
-    def __init__(self, root: Path, *, nodes: int = 2, tls: bool = False) -> None:
+    def __init__(
+        self, root: Path, *, nodes: int = 2, tls: bool = False, node_config: Callable[[int], str] | None = None
+    ) -> None:
         self.root = root
         self.tls = tls
         self.num_nodes = nodes
+        self.node_config = node_config  # more of node i's --node-config, after its partition-id and num-partitions
         self.tag = uuid.uuid4().hex
         self.link_port, *self.node_ports = free_ports(1 + nodes)
         self.started: list[subprocess.Popen] = []
@@ -177,7 +180,9 @@ class Federation:
         self.nodes[i] = self._start(name, [
             str(BIN / "flower-supernode"), *security, "--superlink", f"127.0.0.1:{self.link_port}",
             "--host", "127.0.0.1", "--port", str(self.node_ports[i]),
-            "--node-config", f"partition-id={i} num-partitions={self.num_nodes}", "--max-wait-time", str(STARTUP_S),
+            "--node-config", " ".join([f"partition-id={i} num-partitions={self.num_nodes}",
+                                       *([self.node_config(i)] if self.node_config else [])]),
+            "--max-wait-time", str(STARTUP_S),
         ])
         return self.wait_registered(i) if wait else None
 
