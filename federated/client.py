@@ -91,13 +91,16 @@ class Client:
         adapter = self.adapter
         return adapter.callbacks if adapter is not None else []
 
-    def fresh(self) -> Client:
-        """A new client with this one's id, data and callback template, and none of its state.
+    def fresh(self, state: dict[str, Any] | None = None) -> Client:
+        """A new client with this one's id, data and callback template, holding ``state`` (none of this one's).
 
-        What a remote worker rebuilds the client from: it then loads the driver's state with
-        :meth:`load_state_dict`, so a fit does not depend on which worker ran the client before.
+        What a remote worker rebuilds the client from, with the driver's :meth:`state_dict` as
+        ``state``, so a fit does not depend on which worker ran the client before.
         """
-        return Client(self.client_id, self.data, self._template, on_error=self.on_error, val_data=self.val_data)
+        client = Client(self.client_id, self.data, self._template, on_error=self.on_error, val_data=self.val_data)
+        if state is not None:
+            client.load_state_dict(state)
+        return client
 
     def state_dict(self) -> dict[str, Any]:
         """What the client keeps between fits: ``callbacks``, ``optimizer``, ``local_weights`` (those it has)."""

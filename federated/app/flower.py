@@ -159,8 +159,7 @@ def train(message: Any, context: Any) -> Any:
         site = _request_site(request, context.node_config)
     except Exception as exc:
         return _reply(message, messages.fit_reply(_unbuilt(request, exc), {}))
-    client = site.client.fresh()
-    client.load_state_dict(request.state)
+    client = site.client.fresh(request.state)
     with quiet_lightning():
         outcome = site.runner.fit(
             client, request.weights, round_num=request.round_num, seed=request.seed, lr_scale=request.lr_scale,
@@ -176,8 +175,7 @@ def evaluate(message: Any, context: Any) -> Any:
         site = _request_site(request, context.node_config)
     except Exception as exc:
         return _reply(message, messages.evaluate_reply(_unbuilt(request, exc)))
-    client = site.client.fresh()
-    client.load_state_dict(request.state)
+    client = site.client.fresh(request.state)
     with quiet_lightning():
         outcome = site.runner.evaluate(client, request.weights, seed=request.seed)
     return _reply(message, messages.evaluate_reply(outcome))
@@ -248,14 +246,7 @@ def _site(config_text: str, setup: Mapping[str, Any], node_config: Mapping[str, 
     [(train_data, val_data)] = _checks.client_loaders(data.client_loaders, config["data"]["batch_size"])
     template = build_callbacks_at(config["client_callbacks"], "client_callbacks")
     client = Client(partition, train_data, template, on_error=config["on_error"], val_data=val_data)
-    runner = ClientRunner(
-        model,
-        local_epochs=setup["local_epochs"],
-        trainer_kwargs=setup["trainer_kwargs"],
-        reuse_trainer=setup["reuse_trainer"],
-        keep_optimizer_state=setup["keep_optimizer_state"],
-        local_keys=setup["local_keys"],
-    )
+    runner = ClientRunner(model, **setup)
     _built[:] = [_Site(key, client, runner)]
     return _built[0]
 

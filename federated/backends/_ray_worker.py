@@ -135,30 +135,15 @@ class ClientWorker:
     round's weights and strategy callbacks; the driver sends each once.
     """
 
-    def __init__(
-        self,
-        model: LightningModule,
-        local_epochs: int,
-        trainer_kwargs: dict[str, Any],
-        reuse_trainer: bool,
-        keep_optimizer_state: bool,
-        local_keys: tuple[str, ...],
-        threads: int,
-    ) -> None:
+    def __init__(self, model: LightningModule, settings: dict[str, Any], threads: int) -> None:
+        """``settings``: the runner's keyword arguments (:meth:`~federated.backends.FitSetup.runner_settings`)."""
         # quiet for the worker's life (held: a collected context manager would undo it); setting logger levels
         # at each call would flush the level cache of Ray's many loggers each time
         self._quiet = quiet_lightning()
         self._quiet.__enter__()
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # Lightning vs torch 2.13
         torch.set_num_threads(threads)
-        self.runner = ClientRunner(
-            model,
-            local_epochs=local_epochs,
-            trainer_kwargs=trainer_kwargs,
-            reuse_trainer=reuse_trainer,
-            keep_optimizer_state=keep_optimizer_state,
-            local_keys=local_keys,
-        )
+        self.runner = ClientRunner(model, **settings)
         self._clients: dict[int, Client] = {}
         self._round: Any = None
 
@@ -182,8 +167,7 @@ class ClientWorker:
         out: list[Result] = []
         for client_id, seed, state, _ in tasks:
             # new callback copies, then the driver's states: the fit cannot depend on this worker's past
-            client = self._clients[client_id].fresh()
-            client.load_state_dict(state)
+            client = self._clients[client_id].fresh(state)
             outcome = self.runner.fit(
                 client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale, callbacks=callbacks
             )
@@ -201,8 +185,7 @@ class ClientWorker:
         self._fetch(tasks)
         out: list[ClientEvaluation | ClientFailure] = []
         for client_id, seed, state, _ in tasks:
-            client = self._clients[client_id].fresh()
-            client.load_state_dict(state)
+            client = self._clients[client_id].fresh(state)
             out.append(self.runner.evaluate(client, weights, seed=seed))
         return out
 

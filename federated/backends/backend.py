@@ -49,6 +49,16 @@ class FitSetup:
     keep_optimizer_state: bool = False
     local_keys: tuple[str, ...] = ()
 
+    def runner_settings(self) -> dict[str, Any]:
+        """The keyword arguments of a :class:`~federated.ClientRunner` for this setup's fits (``model`` apart)."""
+        return {
+            "local_epochs": self.local_epochs,
+            "trainer_kwargs": dict(self.trainer_kwargs),
+            "reuse_trainer": self.reuse_trainer,
+            "keep_optimizer_state": self.keep_optimizer_state,
+            "local_keys": tuple(self.local_keys),
+        }
+
 
 class Backend:
     """Base of the client executors. The round loop calls, for each ``fit``::

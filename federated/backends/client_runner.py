@@ -415,10 +415,9 @@ def check_one_device(kwargs: Mapping[str, Any]) -> None:
 
 def _client_trainer(kwargs: Mapping[str, Any], argument: str) -> Trainer:
     """The ``lightning.Trainer`` of a client fit with ``kwargs``; what Lightning refuses is an error of ``argument``."""
-    user = {k: v for k, v in kwargs.items() if k != "callbacks"}
     try:
         with quiet_lightning():
-            return Trainer(**{**CLIENT_TRAINER_DEFAULTS, **user})
+            return validation_trainer(kwargs)
     except Exception as exc:
         raise ArgumentError(argument, f"lightning.Trainer refuses it: {type(exc).__name__}: {one_line(exc)}") from exc
 

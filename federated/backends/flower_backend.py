@@ -111,15 +111,7 @@ class FlowerBackend(Backend):
         """Wait (up to ``discovery_timeout``) until a SuperNode answers for every client; warn about the rest."""
         if self._grid is None:
             raise RuntimeError(messages.NOT_IN_SERVERAPP)
-        self._setup = messages.to_bytes(
-            {
-                "local_epochs": setup.local_epochs,
-                "trainer_kwargs": dict(setup.trainer_kwargs),
-                "reuse_trainer": setup.reuse_trainer,
-                "keep_optimizer_state": setup.keep_optimizer_state,
-                "local_keys": tuple(setup.local_keys),
-            }
-        )
+        self._setup = messages.to_bytes(setup.runner_settings())
         self._query = messages.query(messages.round_record(round_num=0, config=self._config, setup=self._setup))
         self._clients = {client.client_id: client for client in setup.clients}
         wanted = set(self._clients)

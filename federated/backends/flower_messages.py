@@ -25,7 +25,7 @@ message            records
 ``state`` is the client's :meth:`~federated.Client.state_dict` (callback states, kept optimizer
 states, local weights) written by ``torch.save``; the server reads what a node sends with
 ``torch.load(weights_only=True)``, as it reads its own checkpoints: a node cannot make the server
-run code. ``setup`` (the :class:`~federated.backends.FitSetup` fields a fit needs) and
+run code. ``setup`` (:meth:`~federated.backends.FitSetup.runner_settings`, what a fit needs) and
 ``callbacks`` (the strategy's Lightning callbacks, such as FedProx's proximal term) go the other
 way, from the server the node runs the code of. Metrics travel as JSON text.
 

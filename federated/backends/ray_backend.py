@@ -148,10 +148,7 @@ class RayBackend(Backend):
                 max_restarts=0,
                 max_task_retries=0,
             )
-            args = (
-                ray.put(setup.model), setup.local_epochs, kwargs, setup.reuse_trainer, setup.keep_optimizer_state,
-                setup.local_keys,
-            )
+            args = (ray.put(setup.model), {**setup.runner_settings(), "trainer_kwargs": kwargs})
             threads = max(1, int(self.num_cpus_per_client))
             self._new_worker = lambda: actor.remote(*args, threads)
             self._workers = [self._new_worker() for _ in range(self.num_workers)]
@@ -257,10 +254,7 @@ class RayBackend(Backend):
             except ray.exceptions.RayError:
                 r.calls[ref] = call  # counted with the late ones below
         for slot in sorted({call.slot for call in r.calls.values()}):
-            ray.kill(self._workers[slot])  # drops its late results; a new worker takes its place
-            self._workers[slot] = self._new_worker()
-            self._held[slot] = set()
-            r.busy[slot], r.queued[slot], r.fresh[slot] = 0, 0, True
+            self._replace(r, slot)  # drops its late results
         late_ids = []
         for call in r.calls.values():
             for position in call.positions:
@@ -284,14 +278,7 @@ class RayBackend(Backend):
         box = [ray.put(weights)]
         calls = {}
         for slot, run in enumerate(_runs([c.num_val_samples for c in clients], len(self._workers))):
-            held = self._held[slot]
-            tasks: list[Task] = []
-            for p in run:
-                client = clients[p]
-                data = None if client.client_id in held else [self._client_refs[client.client_id]]
-                held.add(client.client_id)
-                tasks.append((client.client_id, seeds[p], client.state_dict(), data))
-            calls[slot] = (run, self._workers[slot].evaluate.remote(box, tasks))
+            calls[slot] = (run, self._workers[slot].evaluate.remote(box, self._tasks(slot, clients, run, seeds)))
         outcomes: dict[int, ClientEvaluation | ClientFailure] = {}
         for slot, (run, ref) in calls.items():
             try:
@@ -311,13 +298,7 @@ class RayBackend(Backend):
         while r.todo and r.todo[0][0] < next_pos + r.window and min(r.busy) < _IN_FLIGHT:
             _, positions = heapq.heappop(r.todo)
             slot = min((s for s, b in enumerate(r.busy) if b < _IN_FLIGHT), key=lambda s: r.queued[s])
-            held = self._held[slot]
-            tasks: list[Task] = []
-            for p in positions:
-                client = r.clients[p]
-                box = None if client.client_id in held else [self._client_refs[client.client_id]]
-                held.add(client.client_id)
-                tasks.append((client.client_id, r.seeds[p], client.state_dict(), box))
+            tasks = self._tasks(slot, r.clients, positions, r.seeds)
             box = [r.round_ref] if r.fresh[slot] else None
             r.fresh[slot] = False
             ref = self._workers[slot].fit.remote(box, r.round_num, r.lr_scale, tasks)
@@ -346,10 +327,27 @@ class RayBackend(Backend):
         ids = [r.clients[p].client_id for p in lost[0].positions]
         log.warning("round %d: a Ray worker died training client(s) %s; starting a new one", r.round_num, ids)
         r.retry_or_fail(lost[0], f"the Ray worker died: {one_line(exc, lines=1)}", str(exc))
-        ray.kill(self._workers[slot])
+        self._replace(r, slot)
+
+    def _replace(self, r: _Round, slot: int) -> None:
+        """Kill the worker of ``slot`` and start a new one, holding nothing, in its place."""
+        import_ray().kill(self._workers[slot])
         self._workers[slot] = self._new_worker()
         self._held[slot] = set()
         r.busy[slot], r.queued[slot], r.fresh[slot] = 0, 0, True
+
+    def _tasks(
+        self, slot: int, clients: Sequence[Client], positions: Sequence[int], seeds: Sequence[int]
+    ) -> list[Task]:
+        """The tasks of ``clients[positions]`` for the worker of ``slot``, with the data of those it does not hold."""
+        held = self._held[slot]
+        tasks: list[Task] = []
+        for p in positions:
+            client = clients[p]
+            data = None if client.client_id in held else [self._client_refs[client.client_id]]
+            held.add(client.client_id)
+            tasks.append((client.client_id, seeds[p], client.state_dict(), data))
+        return tasks
 
 
 @dataclass

@@ -47,14 +47,7 @@ class SequentialBackend(Backend):
 
     def start(self, setup: FitSetup) -> None:
         if self._runner is None or self._setup != setup:
-            self._runner = ClientRunner(
-                setup.model,
-                local_epochs=setup.local_epochs,
-                trainer_kwargs=setup.trainer_kwargs,
-                reuse_trainer=setup.reuse_trainer,
-                keep_optimizer_state=setup.keep_optimizer_state,
-                local_keys=setup.local_keys,
-            )
+            self._runner = ClientRunner(setup.model, **setup.runner_settings())
             self._setup = setup
 
     def fit_clients(
