@@ -159,11 +159,13 @@ class FederatedTrainer:
         keep_optimizer_state: bool = False,
         round_timeout: float | None = None,
     ) -> None:
-        self.model = _checks.check_model(model, needs_validation=test_data is not None)
         self.batch_size = _checks.positive_int(batch_size, "batch_size")
         self.backend = _checks.backend(backend)
         remote = self.backend.remote_data
         loaders = _checks.client_loaders(client_data, self.batch_size, remote=remote)  # (train, val) per client
+        local_validation = any(val is not None for _, val in loaders)
+        validates = test_data is not None or local_validation or (remote and evaluate_clients is not None)
+        self.model = _checks.check_model(model, needs_validation=validates)
         self.test_data = None if test_data is None else _checks.as_loader(test_data, "test_data", 256, shuffle=False)
         self.rounds = _checks.positive_int(rounds, "rounds")
         self.clients_per_round = _checks.clients_per_round(clients_per_round, len(loaders))
@@ -180,8 +182,6 @@ class FederatedTrainer:
         self.clients = [
             Client(i, train, template, on_error=policy, val_data=val) for i, (train, val) in enumerate(loaders)
         ]
-        validates = any(c.val_data is not None for c in self.clients) or (remote and evaluate_clients is not None)
-        _checks.check_model(self.model, needs_validation=validates)
         self.evaluate_clients = _checks.evaluate_clients(evaluate_clients, self.clients, remote=remote)
         self.evaluate_every = _checks.positive_int(evaluate_every, "evaluate_every")
         self.evaluate_metrics_aggregation_fn = _checks.aggregation_fn(evaluate_metrics_aggregation_fn)

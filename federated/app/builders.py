@@ -35,7 +35,15 @@ from federated.data.datasets import FederatedData, as_federated_data, site_of
 from federated.strategies.strategy import Strategy
 from federated.trainer import FederatedTrainer
 
-__all__ = ["ARGUMENT_KEYS", "DATA_KEYWORDS", "PATH_ARGUMENTS", "build_trainer", "watched_metric", "within"]
+__all__ = [
+    "DATA_KEYWORDS",
+    "build_callbacks_at",
+    "build_data",
+    "build_model",
+    "build_trainer",
+    "watched_metric",
+    "within",
+]
 
 USER_CODE_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
 """What user code may raise while it is built, as a config error of its entry (a Ctrl-C still stops)."""
@@ -104,7 +112,7 @@ def build_trainer(config: Mapping[str, Any]) -> FederatedTrainer:
             config["data"]["num_clients"] if backend.remote_data else data.client_loaders,
             data.test_loader if config["evaluate"]["server"] else None,
             rounds=config["rounds"],
-            clients_per_round=clients["per_round"] if clients["per_round"] is not None else clients["fraction"],
+            clients_per_round=_how_many(clients),
             local_epochs=clients["local_epochs"],
             strategy=strategy,
             callbacks=callbacks,
@@ -116,7 +124,7 @@ def build_trainer(config: Mapping[str, Any]) -> FederatedTrainer:
             on_error=config["on_error"],
             batch_size=config["data"]["batch_size"],  # for client data given as a Dataset
             backend=backend,
-            evaluate_clients=evaluated["per_round"] if evaluated["per_round"] is not None else evaluated["fraction"],
+            evaluate_clients=_how_many(evaluated),
             evaluate_every=evaluated["every"],
             evaluate_metrics_aggregation_fn=_aggregation(evaluated["aggregation"]),
             keep_optimizer_state=clients["keep_optimizer_state"],
@@ -128,6 +136,11 @@ def build_trainer(config: Mapping[str, Any]) -> FederatedTrainer:
     except ConfigError as exc:  # a check of a ``trainer_kwargs`` name or type, at ``trainer_kwargs.<name>``
         root, _, rest = exc.path.partition(".")
         raise ConfigError(exc.message, f"{ARGUMENT_KEYS.get(root, root)}{'.' if rest else ''}{rest}") from exc
+
+
+def _how_many(section: Mapping[str, Any]) -> Any:
+    """A ``clients`` or ``evaluate.clients`` section's count: its ``per_round`` if set, else its ``fraction``."""
+    return section["per_round"] if section["per_round"] is not None else section["fraction"]
 
 
 def _aggregation(path: str | None) -> Any:
@@ -440,7 +453,7 @@ def watched_metric(callbacks: list[Any], config: Mapping[str, Any]) -> tuple[str
             return cb.metric, cb.mode
     evaluated = config["evaluate"]["clients"]
     server = config["evaluate"]["server"] and config["data"]["test_fraction"] > 0
-    on_clients = evaluated["per_round"] is not None or evaluated["fraction"] is not None
+    on_clients = _how_many(evaluated) is not None
     return ("accuracy" if server or not on_clients else "clients/accuracy"), "max"
 
 

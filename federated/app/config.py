@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from callbacks import ConfigError, load_yaml, read_yaml_file
-from callbacks.arguments import echo, matches, mismatch, suggest
+from callbacks.arguments import echo, matches, mismatch, span, suggest
 
 __all__ = [
     "DEFAULTS",
@@ -71,12 +71,12 @@ def _within(
         >>> _within(0, 1, low_open=True)(1.5)
         'must be in (0, 1]'
     """
-    span = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    text = span(low, high, low_open=low_open, high_open=high_open)
 
     def check(v: Any) -> str | None:
         above = v > low if low_open else v >= low
         below = v < high if high_open else v <= high
-        return None if above and below else f"must be in {span}"
+        return None if above and below else f"must be in {text}"
 
     return check
 

@@ -335,7 +335,9 @@ def digits_federation(
         ([(479, 120), (479, 120), (479, 120)], None)
     """
     data = digits(
-        num_clients, partition, alpha, shards_per_client, batch_size, test_fraction, seed, val_fraction, feature_skew
+        num_clients=num_clients, partition=partition, alpha=alpha, shards_per_client=shards_per_client,
+        batch_size=batch_size, test_fraction=test_fraction, seed=seed, val_fraction=val_fraction,
+        feature_skew=feature_skew,
     )
     return data.client_loaders, data.test_loader
 
