@@ -68,6 +68,24 @@ def run(backend: Any, loaders: Any, test: Any, rounds: int) -> tuple[float, floa
     return clock.elapsed, time.perf_counter() - start, result.weights
 
 
+def start_local_ray(num_cpus: int) -> float:
+    """Start a local Ray of ``num_cpus`` as ``RayBackend`` starts one (workers at the driver's priority).
+
+    Returns the seconds ``ray.init`` took.
+    """
+    import ray
+
+    os.environ[NICENESS] = "0"
+    started = time.perf_counter()
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    return time.perf_counter() - started
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts hold the same tensors, bit for bit."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def two_process_speedup(workers: int) -> float:
     """How much faster ``workers`` CPU-bound processes finish at once than one after the other, right now."""
 
@@ -91,10 +109,7 @@ def main() -> None:
     import ray
 
     ceiling = two_process_speedup(args.workers)
-    os.environ[NICENESS] = "0"  # as RayBackend's own local Ray: workers at the driver's priority
-    started = time.perf_counter()
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
-    ray_init = time.perf_counter() - started
+    ray_init = start_local_ray(args.workers)
     loaders, test = digits_federation(num_clients=NUM_CLIENTS, partition="iid", batch_size=32, seed=0)
     fits = NUM_CLIENTS * args.rounds
     w = args.workers
@@ -119,7 +134,7 @@ def main() -> None:
         for name, backend in setups:
             elapsed, total, weights = run(backend, loaders, test, args.rounds)
             reference = weights if reference is None else reference
-            if not all(torch.equal(reference[k], weights[k]) for k in reference):
+            if not same_weights(reference, weights):
                 raise SystemExit(f"{name}: the final weights differ from the sequential run's")
             times[name].append(elapsed)
             totals[name].append(total)

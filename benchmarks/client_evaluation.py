@@ -28,13 +28,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from backends import Clock  # benchmarks/backends.py: the rounds' wall time
+from backends import Clock, same_weights, start_local_ray  # benchmarks/backends.py
 
 from federated import MLP, FederatedTrainer, RayBackend, SequentialBackend
 from federated.data import digits_federation
 
 NUM_CLIENTS = 20
-NICENESS = "RAY_worker_niceness"  # Ray's default, 15, puts its workers behind every other process
 
 
 class TimedSequential(SequentialBackend):
@@ -85,8 +84,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     import ray
 
-    os.environ[NICENESS] = "0"  # as RayBackend's own local Ray: workers at the driver's priority
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray(2)
     loaders, _ = digits_federation(NUM_CLIENTS, "iid", val_fraction=0.2, test_fraction=0.2, seed=0)
     print(
         f"digits, {NUM_CLIENTS} IID clients (val_fraction 0.2), MLP 64-128-10, batch 32, 1 local epoch, every "
@@ -116,8 +114,8 @@ def main() -> None:
                 elapsed, result = run(backend, loaders, args.rounds, evaluate)
                 times.setdefault((name, evaluate), []).append(elapsed)
                 seen = reference.setdefault(evaluate, result)
-                same = all(torch.equal(seen.weights[k], result.weights[k]) for k in seen.weights)
-                if not same or seen.metrics.get("clients/accuracy") != result.metrics.get("clients/accuracy"):
+                accuracy = seen.metrics.get("clients/accuracy") == result.metrics.get("clients/accuracy")
+                if not (same_weights(seen.weights, result.weights) and accuracy):
                     raise SystemExit(f"{name}: the result differs from the sequential run's")
     median = {key: statistics.median(values) for key, values in times.items()}
     print(f"2. rounds' time, median of {args.repeats}, {args.rounds} rounds")

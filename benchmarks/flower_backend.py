@@ -46,13 +46,12 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from backends import Clock, two_process_speedup  # benchmarks/backends.py: the rounds' wall time, the yardstick
+from backends import Clock, same_weights, start_local_ray, two_process_speedup  # benchmarks/backends.py
 
 from federated.app import prepare_run
 
 HERE = Path(__file__).resolve().parent
 CONFTEST = HERE.parent / "tests" / "test_flower" / "conftest.py"  # Federation, write_app, write_yaml
-NICENESS = "RAY_worker_niceness"  # Ray's default, 15, puts its workers behind every other process
 CLOCK = "clock.json"  # FileClock's file, under each run's output_dir
 SEQUENTIAL = "sequential"
 
@@ -106,11 +105,6 @@ def outcome(out: Path, launched: float, returned: float) -> tuple[float, float, 
     return clock["elapsed"], clock["started"] - launched, returned - launched, weights
 
 
-def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    """Whether two state dicts hold the same tensors, bit for bit."""
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 def in_process(config: Path, out: Path, *overrides: str) -> tuple[float, float, float, dict[str, torch.Tensor]]:
     """Run ``config`` here, as the CLI does, with its outputs in ``out``."""
     launched = time.time()
@@ -133,7 +127,6 @@ def main() -> None:
 
     kit = load_kit()
     ceiling = two_process_speedup(2)
-    os.environ[NICENESS] = "0"  # as RayBackend's own local Ray: workers at the driver's priority
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
     n, fits = args.nodes, args.nodes * args.rounds
     flower = f"flower, {n} SuperNodes"
@@ -161,9 +154,7 @@ def main() -> None:
         app = kit.write_app(root / "app", configs[flower])
         fed = kit.Federation(root / "federation", nodes=n)
         try:
-            started = time.perf_counter()
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-            ray_init = time.perf_counter() - started
+            ray_init = start_local_ray(2)
             started = time.perf_counter()
             fed.start()
             fed_up = time.perf_counter() - started
@@ -182,7 +173,7 @@ def main() -> None:
                     else:
                         rounds_s, start_s, run_s, weights = in_process(configs[name], out)
                     reference = weights if reference is None else reference
-                    if not same(reference, weights):
+                    if not same_weights(reference, weights):
                         raise SystemExit(f"{name}, run {repeat + 1}: final weights differ from the sequential run's")
                     runs[name].append((rounds_s, start_s, run_s))
         finally:
