@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from typing import Any, cast
 
 import yaml
@@ -115,15 +116,26 @@ def read_yaml_file(path: str | os.PathLike[str]) -> Any:
     """Read the YAML file at ``path`` with :func:`load_yaml`.
 
     Raises:
-        ConfigError: The file is missing, unreadable, larger than :data:`MAX_FILE_BYTES` or not
-            UTF-8 text, or its YAML is malformed or too large; the error's path is the file's.
+        ConfigError: The file is missing, not a regular file (a FIFO, a directory), unreadable,
+            larger than :data:`MAX_FILE_BYTES` or not UTF-8 text, or its YAML is malformed or too
+            large; the error's path is the file's.
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            content = f.read(MAX_FILE_BYTES + 1)
+        # opened without blocking, so that a FIFO or a device is refused instead of waiting for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise ConfigError(f"cannot read the file ({exc.strerror})", path) from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ConfigError(f"{kind}; a configuration is read from a regular file", path)
+    with open(fd, "rb") as f:
+        try:
+            content = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the file ({exc.strerror})", path) from exc
     if len(content) > MAX_FILE_BYTES:
         raise ConfigError(f"larger than {MAX_FILE_BYTES} bytes; a configuration is a small text file", path)
     try:

@@ -6,32 +6,39 @@ the rest: ``federated.strategies`` (the aggregation functions too), ``federated.
 and data sets), ``federated.backends`` and ``federated.app`` (the YAML application).
 """
 
-from federated.backends.backend import Backend as Backend
-from federated.backends.client_runner import ClientRunner as ClientRunner
-from federated.backends.ray_backend import RayBackend as RayBackend
-from federated.backends.sequential import SequentialBackend as SequentialBackend
-from federated.client import Client as Client
-from federated.data import digits_federation as digits_federation
-from federated.data import partition as partition
-from federated.exceptions import CheckpointError as CheckpointError
-from federated.exceptions import FederationError as FederationError
-from federated.exceptions import NotEnoughClientsError as NotEnoughClientsError
-from federated.models import MLP as MLP
-from federated.results import ClientFailure as ClientFailure
-from federated.results import ClientUpdate as ClientUpdate
-from federated.results import FederationResult as FederationResult
-from federated.results import RoundResult as RoundResult
-from federated.strategies.fedadagrad import FedAdagrad as FedAdagrad
-from federated.strategies.fedadam import FedAdam as FedAdam
-from federated.strategies.fedavg import FedAvg as FedAvg
-from federated.strategies.fedavgm import FedAvgM as FedAvgM
-from federated.strategies.fedmedian import FedMedian as FedMedian
-from federated.strategies.fedopt import FedOpt as FedOpt
-from federated.strategies.fedprox import FedProx as FedProx
-from federated.strategies.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
-from federated.strategies.fedyogi import FedYogi as FedYogi
-from federated.strategies.strategy import Strategy as Strategy
-from federated.trainer import FederatedTrainer as FederatedTrainer
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from callbacks.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from federated.backends.backend import Backend as Backend
+    from federated.backends.client_runner import ClientRunner as ClientRunner
+    from federated.backends.ray_backend import RayBackend as RayBackend
+    from federated.backends.sequential import SequentialBackend as SequentialBackend
+    from federated.client import Client as Client
+    from federated.data import digits_federation as digits_federation
+    from federated.data import partition as partition
+    from federated.exceptions import CheckpointError as CheckpointError
+    from federated.exceptions import FederationError as FederationError
+    from federated.exceptions import NotEnoughClientsError as NotEnoughClientsError
+    from federated.models import MLP as MLP
+    from federated.results import ClientFailure as ClientFailure
+    from federated.results import ClientUpdate as ClientUpdate
+    from federated.results import FederationResult as FederationResult
+    from federated.results import RoundResult as RoundResult
+    from federated.strategies.fedadagrad import FedAdagrad as FedAdagrad
+    from federated.strategies.fedadam import FedAdam as FedAdam
+    from federated.strategies.fedavg import FedAvg as FedAvg
+    from federated.strategies.fedavgm import FedAvgM as FedAvgM
+    from federated.strategies.fedmedian import FedMedian as FedMedian
+    from federated.strategies.fedopt import FedOpt as FedOpt
+    from federated.strategies.fedprox import FedProx as FedProx
+    from federated.strategies.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
+    from federated.strategies.fedyogi import FedYogi as FedYogi
+    from federated.strategies.strategy import Strategy as Strategy
+    from federated.trainer import FederatedTrainer as FederatedTrainer
 
 __all__ = [
     "MLP",
@@ -61,3 +68,35 @@ __all__ = [
     "digits_federation",
     "partition",
 ]
+
+_LAZY = {
+    "Backend": "federated.backends.backend",
+    "CheckpointError": "federated.exceptions",
+    "Client": "federated.client",
+    "ClientFailure": "federated.results",
+    "ClientRunner": "federated.backends.client_runner",
+    "ClientUpdate": "federated.results",
+    "FedAdagrad": "federated.strategies.fedadagrad",
+    "FedAdam": "federated.strategies.fedadam",
+    "FedAvg": "federated.strategies.fedavg",
+    "FedAvgM": "federated.strategies.fedavgm",
+    "FedMedian": "federated.strategies.fedmedian",
+    "FedOpt": "federated.strategies.fedopt",
+    "FedProx": "federated.strategies.fedprox",
+    "FedTrimmedAvg": "federated.strategies.fedtrimmedavg",
+    "FedYogi": "federated.strategies.fedyogi",
+    "FederatedTrainer": "federated.trainer",
+    "FederationError": "federated.exceptions",
+    "FederationResult": "federated.results",
+    "MLP": "federated.models",
+    "NotEnoughClientsError": "federated.exceptions",
+    "RayBackend": "federated.backends.ray_backend",
+    "RoundResult": "federated.results",
+    "SequentialBackend": "federated.backends.sequential",
+    "Strategy": "federated.strategies.strategy",
+    "digits_federation": "federated.data",
+    "partition": "federated.data",
+}
+"""Public names and their modules, loaded on first access (PEP 562): ``import federated`` imports no torch."""
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

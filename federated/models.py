@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from lightning.pytorch import LightningModule
@@ -53,6 +53,11 @@ class MLP(LightningModule):
         >>> [name for name in MLP(hidden=16, batch_norm=True).state_dict() if "bn" in name]
         ['net.bn.weight', 'net.bn.bias', 'net.bn.running_mean', 'net.bn.running_var', 'net.bn.num_batches_tracked']
     """
+
+    training_metrics: ClassVar[tuple[str, ...]] = ()
+    """What ``training_step`` logs beyond ``train_loss``, which the round loop reports of every fit."""
+    validation_metrics: ClassVar[tuple[str, ...]] = ("val_loss", "accuracy")
+    """What ``validation_step`` logs: a YAML run refuses a callback watching a metric no round reports."""
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ from federated.client import Client
 from federated.evaluation import MetricsAggregation, client_metrics, evaluators, weighted_mean
 from federated.exceptions import CheckpointError, NotEnoughClientsError
 from federated.results import ClientEvaluation, ClientFailure, ClientUpdate, FederationResult, RoundResult
+from federated.seeding import check_seed
 from federated.strategies.strategy import Strategy
 from lightning_bridge.metrics import floats
 
@@ -80,7 +81,9 @@ class FederatedTrainer:
         trainer_kwargs: ``lightning.Trainer`` arguments for the clients (and the evaluation), over
             logger, checkpointing, progress bar and model summary all off. Defaults to none.
         min_clients: The fewest successful clients a round may end with. Defaults to ``1``.
-        seed: The seed of sampling and of every client fit. Defaults to ``0``.
+        seed: Seeds the client sampling, every client fit and evaluation, and the server's
+            generators from ``fit`` on, an int in ``[0, 2**32 - 1]``; not the model, built before:
+            seed its initial weights with ``lightning.seed_everything`` first. Defaults to ``0``.
         checkpoint_dir: Where ``last.ckpt`` is written after each round; ``None`` writes nothing.
             Defaults to ``None``.
         on_error: ``"warn"`` logs a failing callback hook and goes on, ``"raise"`` fails the run.
@@ -171,7 +174,7 @@ class FederatedTrainer:
         self.clients_per_round = _checks.clients_per_round(clients_per_round, len(loaders))
         self.local_epochs = _checks.positive_int(local_epochs, "local_epochs")
         self.min_clients = _checks.min_clients(min_clients, self.clients_per_round)
-        self.seed = _checks.positive_int(seed, "seed", minimum=0)
+        self.seed = check_seed(seed)
         self.checkpoint_dir = _checks.checkpoint_dir(checkpoint_dir)
         self.strategy = _checks.strategy(strategy)
         _checks.local_keys(self.strategy, self.model)

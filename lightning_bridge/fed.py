@@ -71,12 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     started = time.perf_counter()
+    overrides = list(args.overrides)
+    if args.output_dir is not None:
+        overrides.append(f"output_dir={_yaml_string(args.output_dir)}")
     try:
+        from federated.app.config import load_config
+
+        load_config(args.config, overrides)  # the schema's errors answer before torch and Lightning load
         from federated.app.run import prepare_run
 
-        overrides = list(args.overrides)
-        if args.output_dir is not None:
-            overrides.append(f"output_dir={_yaml_string(args.output_dir)}")
         run = prepare_run(args.config, overrides, resume=args.resume)
     except ConfigError as exc:
         return _fail(2, str(exc))

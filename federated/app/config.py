@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from callbacks import ConfigError, load_yaml, read_yaml_file
 from callbacks.arguments import echo, matches, mismatch, span, suggest
+from federated.seeding import SEED_MAX
 
 __all__ = [
     "DEFAULTS",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 INT64_MAX = 2**63 - 1
-"""The largest integer a config value may hold: seeds and counts reach torch and NumPy as 64-bit integers."""
+"""The largest integer a config value may hold: counts reach torch and NumPy as 64-bit integers (seeds: 32 bits)."""
 
 FLOWER_NAMES: dict[str, str] = {
     "num_rounds": "`rounds`",
@@ -91,7 +92,7 @@ def _entries(v: Any) -> str | None:
 
 _SCHEMA = _Section(
     {
-        "seed": _Field(int, 0, _within(0)),
+        "seed": _Field(int, 0, _within(0, SEED_MAX)),
         "rounds": _Field(int, 20, _within(1)),
         "output_dir": _Field(str, "runs/federation", lambda v: None if v.strip() else "must not be empty"),
         "threads": _Field(int | None, None, _within(1, 1024)),

@@ -31,6 +31,7 @@ from federated import models as _models  # noqa: F401 - registers the built-in m
 from federated import strategies as _strategies  # noqa: F401 - registers the strategies
 from federated.app.builders import DATA_KEYWORDS, build_trainer, watched_metric, within
 from federated.app.config import load_config, read_yaml
+from federated.app.monitored import check_monitored
 from federated.backends.client_runner import seed_everything
 from federated.checkpoint import HISTORY_LOG, load_checkpoint
 from federated.exceptions import CheckpointError
@@ -120,6 +121,7 @@ def prepare_run(
     _check_writable(out)
     seed_everything(config["seed"])
     trainer = build_trainer(config)
+    check_monitored(trainer, config)
     metric, mode = watched_metric(trainer.callbacks, config)
     written = [*trainer.callbacks, *trainer.client_callbacks]
     run = Run(config, trainer, out, None, None, metric, mode, outputs=_outputs(written, out))

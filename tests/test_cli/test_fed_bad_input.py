@@ -68,8 +68,8 @@ TRAINER_HINT = "a client's fit runs on one device in this process"
 
 # (id, config text or bytes, extra arguments, start of the message after "error: ", a part it must hold)
 BAD_INPUTS = [
-    ("seed-2**64", _yaml(seed=2**64), [], "seed: must be in [0, 9223372036854775807], got 18446744073709551616", ""),
-    ("seed-2**63", _yaml(seed=2**63), [], "seed: must be in [0, 9223372036854775807]", ""),
+    ("seed-2**64", _yaml(seed=2**64), [], "seed: must be in [0, 4294967295], got 18446744073709551616", ""),
+    ("seed-2**32", _yaml(seed=2**32), [], "seed: must be in [0, 4294967295], got 4294967296", ""),
     ("rounds-huge", _yaml(rounds=10**30), [], "rounds: must be in [1, 9223372036854775807]", ""),
     ("threads-huge", _yaml(threads=2**40), [], "threads: must be in [1, 1024]", ""),
     ("batch-size-huge", _yaml(data={"batch_size": 2**64}), [], "data.batch_size: must be in [1, ", ""),

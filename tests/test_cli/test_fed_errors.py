@@ -7,6 +7,8 @@ at the process level: the exit status, one stderr line, no traceback, untouched 
 
 from __future__ import annotations
 
+import ast
+import os
 import signal
 import subprocess
 import sys
@@ -154,6 +156,32 @@ MALFORMED = [
         _yaml(data={"type": "broken_data:load"}),
         [],
         "data: the data function `broken_data:load` raised FileNotFoundError: no such file: 'clients.npz'",
+    ),
+    *(
+        (
+            f"early-stopping-on-a-metric-no-round-reports-{backend}",
+            _yaml(
+                evaluate={"server": False},
+                backend={"type": backend},
+                callbacks=[{"type": "early_stopping", "args": {"metric": "accuracy", "mode": "max"}}],
+            ),
+            ["--validate"],
+            "callbacks[0].args.metric: 'accuracy': `early_stopping` watches a metric no round of this config "
+            "reports; the rounds report train_loss, lr; watch one of them",
+        )
+        for backend in ("sequential", "ray", "flower")
+    ),
+    (
+        "model-checkpoint-on-client-metrics-with-no-client-evaluation",
+        _yaml(
+            callbacks=[
+                {"type": "early_stopping", "args": {"metric": "val_loss"}},
+                {"type": "model_checkpoint", "args": {"metric": "clients/accuracy"}},
+            ]
+        ),
+        [],
+        "callbacks[1].args.metric: 'clients/accuracy': `model_checkpoint` watches a metric no round of this config "
+        "reports; the rounds report train_loss, lr, val_loss, accuracy; watch one of them",
     ),
     (
         "duplicate-callback-state",
@@ -310,3 +338,49 @@ def test_fed_help_and_usage_errors_import_no_torch(argv: list[str], status: int)
 
     # Assert
     assert proc.stdout.splitlines()[-1] == f"exit {status} []", proc.stdout + proc.stderr
+
+
+CONFIG_ERRORS_WITHOUT_TORCH = [
+    ("unknown-key", {}, ["--set", "rouns=5"], "rouns: unknown key (did you mean `rounds`?)"),
+    ("out-of-range", {"rounds": 0}, [], "rounds: must be in [1, "),
+    ("wrong-type", {"data": {"batch_size": "big"}}, [], "data.batch_size: expected int, got str 'big'"),
+    ("both-per-round-and-fraction", {"clients": {"per_round": 2, "fraction": 0.5}}, [], "clients: give `per_round`"),
+    ("bad-on-error", {"on_error": "ignore"}, ["--validate"], "on_error: can be 'warn' or 'raise'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "argv", "message"),
+    [case[1:] for case in CONFIG_ERRORS_WITHOUT_TORCH],
+    ids=[case[0] for case in CONFIG_ERRORS_WITHOUT_TORCH],
+)
+def test_fed_config_schema_errors_import_no_torch(
+    config: dict[str, object], argv: list[str], message: str, tmp_path: Path
+) -> None:
+    # Prepare
+    write_config(tmp_path / "c.yaml", small_config(**config))
+
+    # Execute: the schema's errors answer before torch and Lightning are imported
+    proc = subprocess.run(
+        [sys.executable, "-c", ANSWER_WITHOUT_TORCH, "--config", "c.yaml", *argv],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120, check=False,
+    )
+
+    # Assert
+    exit_line = proc.stdout.splitlines()[-1]
+    assert exit_line.startswith("exit 2 "), proc.stdout + proc.stderr
+    assert not {"lightning", "numpy", "torch"} & set(ast.literal_eval(exit_line[len("exit 2 "):])), exit_line
+    assert proc.stderr.startswith(f"error: {message}"), proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_fed_config_naming_a_fifo_exits_2_without_waiting(tmp_path: Path) -> None:
+    # Prepare: nothing ever writes into the FIFO, so reading it would block
+    os.mkfifo(tmp_path / "fed.yaml")
+
+    # Execute
+    proc = run_cli(tmp_path, "--config", "fed.yaml", timeout=60)
+
+    # Assert
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "error: fed.yaml: a FIFO; a configuration is read from a regular file\n"

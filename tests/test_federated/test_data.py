@@ -290,3 +290,13 @@ def test_feature_skew_out_of_range_names_it(value: Any) -> None:
         digits(num_clients=3, feature_skew=value)
     with pytest.raises(ArgumentError, match=r"`feature_skew`: must be a number in \[0, inf\)"):
         skew_features(torch.zeros(2, 2), value, client_id=0)
+
+
+def test_digits_federation_takes_the_largest_seed_and_names_a_wider_one() -> None:
+    # Execute: 2**32 - 1 is scikit-learn's largest random_state, and the largest seed
+    loaders, _ = digits_federation(num_clients=2, partition="iid", seed=2**32 - 1)
+
+    # Assert
+    assert len(loaders) == 2
+    with pytest.raises(ArgumentError, match=r"^`seed`: must be an int in \[0, 4294967295\], got 4294967296$"):
+        digits_federation(num_clients=2, partition="iid", seed=2**32)
