@@ -24,7 +24,7 @@ MAX_ERROR_LINE = 2000
 EXAMPLE = """\
 example:
   python -m lightning_bridge.fed --config examples/fed.yaml
-  python -m lightning_bridge.fed --config examples/fed.yaml --set rounds=5 --set data.partition.alpha=0.1
+  python -m lightning_bridge.fed --config examples/fed.yaml --set data.partition.alpha=0.1 --output-dir runs/alpha0.1
   python -m lightning_bridge.fed --config examples/fed.yaml --resume auto     # after a crash
   python -m lightning_bridge.fed --config examples/fed.yaml --validate        # check only
 
