@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from federated.exceptions import FederationError as FederationError
     from federated.exceptions import NotEnoughClientsError as NotEnoughClientsError
     from federated.models import MLP as MLP
+    from federated.progress import RoundProgress as RoundProgress
     from federated.results import ClientFailure as ClientFailure
     from federated.results import ClientUpdate as ClientUpdate
     from federated.results import FederationResult as FederationResult
@@ -62,6 +63,7 @@ __all__ = [
     "FederationResult",
     "NotEnoughClientsError",
     "RayBackend",
+    "RoundProgress",
     "RoundResult",
     "SequentialBackend",
     "Strategy",
@@ -91,6 +93,7 @@ _LAZY = {
     "MLP": "federated.models",
     "NotEnoughClientsError": "federated.exceptions",
     "RayBackend": "federated.backends.ray_backend",
+    "RoundProgress": "federated.progress",
     "RoundResult": "federated.results",
     "SequentialBackend": "federated.backends.sequential",
     "Strategy": "federated.strategies.strategy",

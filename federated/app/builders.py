@@ -29,9 +29,9 @@ from callbacks import (
 )
 from callbacks.arguments import check_arguments, echo, one_line, suggest
 from federated.app.config import DEFAULTS, FLOWER_NAMES, flower_hint
-from federated.app.progress import RoundProgress
 from federated.backends.backend import Backend
 from federated.data.datasets import FederatedData, as_federated_data, site_of
+from federated.progress import RoundProgress
 from federated.strategies.strategy import Strategy
 from federated.trainer import FederatedTrainer
 

@@ -28,7 +28,7 @@ from cli_helpers import (
 )
 
 from federated.app.config import load_config
-from federated.app.progress import RoundProgress
+from federated.progress import RoundProgress
 from lightning_bridge.fed import main
 
 PAUSE = '''

@@ -1,4 +1,8 @@
-"""The CLI's view of a run: a progress bar over the rounds, or one line per round."""
+"""A federation's progress: a bar over the rounds on a terminal, one line per round elsewhere.
+
+The CLI shows it on every run; from Python, pass it among the server callbacks:
+``FederatedTrainer(..., callbacks=[RoundProgress()])``.
+"""
 
 from __future__ import annotations
 
@@ -14,32 +18,40 @@ __all__ = ["RoundProgress"]
 class RoundProgress(Callback):
     """Shows the rounds: a tqdm bar with the live metric on a terminal, one line per round otherwise.
 
-    A line ends with the time the round took and the time since the run started.
+    A line ends with the time the round took and the time since the run started. In a notebook,
+    where the output is no terminal, each round prints its line as it ends.
 
     Args:
-        rounds: The number of rounds planned.
+        rounds: The number of rounds planned; ``None`` reads the trainer's ``rounds`` when the
+            run starts. Defaults to ``None``.
         metric: The metric shown first. Defaults to ``"accuracy"``.
         stream: Where to write. Defaults to ``sys.stderr``.
 
     Example:
-        >>> progress = RoundProgress(rounds=20)
-        >>> progress.metric
-        'accuracy'
+        >>> from federated import MLP, FederatedTrainer, digits_federation
+        >>> loaders, test = digits_federation(num_clients=3, partition="iid", seed=0)
+        >>> progress = RoundProgress(stream=sys.stdout)
+        >>> fed = FederatedTrainer(MLP(hidden=16), loaders, test, rounds=2, callbacks=[progress])
+        >>> _ = fed.fit()  # doctest: +ELLIPSIS
+        round   1/2  train_loss=... val_loss=... accuracy=...  clients=3  took ...s  total ...s
+        round   2/2  train_loss=... val_loss=... accuracy=...  clients=3  took ...s  total ...s
     """
 
-    def __init__(self, rounds: int, metric: str = "accuracy", stream: Any = None) -> None:
+    def __init__(self, rounds: int | None = None, metric: str = "accuracy", stream: Any = None) -> None:
         self.rounds = rounds
         self.metric = metric
         self.stream = stream if stream is not None else sys.stderr
+        self._planned = 0
         self._bar: Any = None
         self._started = self._round_started = 0.0
 
     def on_train_start(self, trainer: Any) -> None:
         self._started = self._round_started = time.perf_counter()
+        self._planned = self.rounds if self.rounds is not None else trainer.rounds
         if getattr(self.stream, "isatty", lambda: False)():
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.rounds, initial=trainer.current_round, desc="rounds", file=self.stream)
+            self._bar = tqdm(total=self._planned, initial=trainer.current_round, desc="rounds", file=self.stream)
 
     def on_round_end(self, trainer: Any, round_num: int, result: Any) -> None:
         shown = {k: v for k, v in result.metrics.items() if k in (self.metric, "accuracy", "val_loss", "train_loss")}
@@ -52,7 +64,7 @@ class RoundProgress(Callback):
         now = time.perf_counter()
         took, self._round_started = now - self._round_started, now
         print(
-            f"round {round_num:>3}/{self.rounds}  {values}  clients={len(result.updates)}{failed}  "
+            f"round {round_num:>3}/{self._planned}  {values}  clients={len(result.updates)}{failed}  "
             f"took {took:.2f}s  total {now - self._started:.1f}s",
             file=self.stream,
             flush=True,
