@@ -22,22 +22,15 @@ from federated.backends.client_runner import (
     seed_everything,
     validation_trainer,
 )
-from federated.checkpoint import (
-    HistoryLog,
-    callback_states,
-    get_rng_states,
-    lightning_fields,
-    load_callback_states,
-    load_checkpoint,
-    load_history,
-    save_checkpoint,
-    set_rng_states,
-)
+from federated.checkpoint import HistoryLog, lightning_fields, save_checkpoint
 from federated.client import Client
 from federated.evaluation import MetricsAggregation, client_metrics, evaluators, weighted_mean
-from federated.exceptions import CheckpointError, NotEnoughClientsError
+from federated.exceptions import NotEnoughClientsError
+from federated.interrupts import ctrl_c, restore_sigint
 from federated.results import ClientEvaluation, ClientFailure, ClientUpdate, FederationResult, RoundResult
+from federated.resume import LAST, restore_trainer, resume_path, trainer_checkpoint
 from federated.seeding import check_seed
+from federated.selection import sample_clients
 from federated.strategies.strategy import Strategy
 from lightning_bridge.metrics import floats
 
@@ -45,10 +38,8 @@ __all__ = ["FederatedTrainer"]
 
 log = logging.getLogger(__name__)
 
-LAST = "last.ckpt"
 # streams of the seed tree: seed -> round -> purpose (-> client)
 _GLOBAL, _SAMPLING, _CLIENT_FIT, _SERVER, _EVAL_SAMPLING, _CLIENT_EVAL = 0, 1, 2, 3, 4, 5
-
 
 
 class FederatedTrainer:
@@ -234,9 +225,9 @@ class FederatedTrainer:
         """
         sigint = signal.getsignal(signal.SIGINT)
         self._reset()
-        path = self._resume_path(resume_from)
+        path = resume_path(resume_from, self.checkpoint_dir)
         if path is not None:
-            self._restore(path)
+            self._weights = restore_trainer(self, path)
             log.info("resuming after round %d from %s", self.current_round, path)
         else:  # callbacks drawing random numbers (seed 003's adaptive selection) draw the same each run
             seed_everything(derive_seed(self.seed, 0, _GLOBAL))
@@ -248,7 +239,7 @@ class FederatedTrainer:
                     while self.current_round < self.rounds and not self.should_stop:
                         self._run_round(self.current_round + 1)
                 except BaseException as exc:
-                    error = _ctrl_c(exc) or exc
+                    error = ctrl_c(exc) or exc
                     try:
                         self.manager.call("on_exception", exception=error, trainer=self)
                     finally:
@@ -260,7 +251,7 @@ class FederatedTrainer:
                 self.manager.call("on_train_end", trainer=self, result=result)
             finally:
                 self.backend.stop()
-                _restore_sigint(sigint)
+                restore_sigint(sigint)
         return result
 
     def save_checkpoint(self, path: str | os.PathLike[str], weights_only: bool = False) -> str:
@@ -287,7 +278,7 @@ class FederatedTrainer:
             return path
         log = HistoryLog(path)
         self._history_logs.setdefault(os.path.realpath(log.path), log).write(self.history)
-        save_checkpoint(path, self._checkpoint())
+        save_checkpoint(path, trainer_checkpoint(self, self._lightning_fields))
         self.manager.call("on_save_checkpoint", round_num=self.current_round, path=path, trainer=self)
         return path
 
@@ -334,7 +325,7 @@ class FederatedTrainer:
         # the server's generators after the clients do not depend on where (in which process) they trained
         seed_everything(derive_seed(self.seed, round_num, _SERVER))
         if len(updates) < self.min_clients:
-            raise NotEnoughClientsError(_not_enough(round_num, len(selected), failures, self.min_clients))
+            raise NotEnoughClientsError(round_num, len(selected), failures, self.min_clients)
         return updates, failures
 
     def _aggregate(self, round_num: int, updates: list[ClientUpdate]) -> None:
@@ -367,19 +358,9 @@ class FederatedTrainer:
 
     def _sample(self, round_num: int) -> list[int]:
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, round_num, _SAMPLING]))
-        n, k = len(self.clients), self.clients_per_round
-        if self.client_selection_weights is None:
-            chosen = rng.choice(n, size=k, replace=False)
-        else:
-            weights = np.asarray(_checks.selection_weights(self.client_selection_weights, n))
-            positive = int(np.count_nonzero(weights))
-            if positive < k:
-                log.warning(
-                    "round %d: `client_selection_weights` gives %d client(s) a positive weight, fewer than "
-                    "clients_per_round=%d; sampling those", round_num, positive, k
-                )
-            chosen = rng.choice(n, size=min(k, positive), replace=False, p=weights / weights.sum())
-        return sorted(int(c) for c in chosen)
+        weights, n = self.client_selection_weights, len(self.clients)
+        checked = None if weights is None else _checks.selection_weights(weights, n)
+        return sample_clients(rng, n, self.clients_per_round, checked, round_num)
 
     def _learner_hooks(self, client: Client, update: ClientUpdate, round_num: int) -> None:
         manager = self.manager
@@ -456,83 +437,6 @@ class FederatedTrainer:
             history=list(self.history), weights=self._weights, stopped_early=stopped, interrupted=interrupted
         )
 
-    def _checkpoint(self) -> dict[str, Any]:
-        return {
-            "round": self.current_round,
-            "weights": self._weights,
-            "strategy": self.strategy.state_dict(),
-            "callbacks": callback_states(self.manager.callbacks),
-            "clients": {c.client_id: s for c in self.clients if (s := c.state_dict())},
-            "rng": get_rng_states(),
-            "last_round": self.history[-1].to_dict() if self.history else None,
-            "state_dict": self._weights,  # the same tensors as "weights": torch.save stores them once
-            **self._lightning_fields,
-            "trainer": {
-                "should_stop": self.should_stop,
-                "client_lr_scale": self.client_lr_scale,
-                "seed": self.seed,
-                "num_clients": len(self.clients),
-            },
-        }
-
-    def _resume_path(self, resume_from: str | os.PathLike[str] | None) -> str | None:
-        if resume_from is None:
-            return None
-        if os.fspath(resume_from) == "auto":
-            if self.checkpoint_dir is None:
-                raise ValueError("`resume_from='auto'` needs `checkpoint_dir`, where the last checkpoint is kept")
-            path = os.path.join(self.checkpoint_dir, LAST)
-            return path if os.path.isfile(path) else None
-        path = os.fspath(resume_from)
-        return os.path.join(path, LAST) if os.path.isdir(path) else path
-
-    def _restore(self, path: str) -> None:
-        ckpt = load_checkpoint(path)
-        history = load_history(path, ckpt)
-        saved = ckpt["trainer"]
-        if saved["num_clients"] != len(self.clients):
-            raise CheckpointError(
-                f"{path!r} is from a federation of {saved['num_clients']} clients, this one has {len(self.clients)}"
-            )
-        if saved["seed"] != self.seed:
-            log.warning("resuming with seed=%d from a run with seed=%d: not the same run", self.seed, saved["seed"])
-        try:
-            self.model.load_state_dict(ckpt["weights"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"the weights in {path!r} do not fit the model: {exc}") from exc
-        self._weights = dict(ckpt["weights"])
-        self.strategy.load_state_dict(ckpt["strategy"])
-        load_callback_states(self.manager.callbacks, ckpt["callbacks"])
-        for client_id, state in ckpt["clients"].items():
-            self.clients[client_id].load_state_dict(state)
-        set_rng_states(ckpt["rng"])
-        self.history = [RoundResult.from_dict(r) for r in history]
-        self.current_round = ckpt["round"]
-        self.should_stop = saved["should_stop"]
-        self.client_lr_scale = saved["client_lr_scale"]
-
-
-def _ctrl_c(exc: BaseException) -> KeyboardInterrupt | None:
-    """The Ctrl-C behind ``exc`` when it is the ``SystemExit(1)`` Lightning raises for one inside a fit."""
-    if isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt):
-        return exc.__context__
-    return None
-
-
-def _restore_sigint(handler: Any) -> None:
-    """Put ``handler`` back on SIGINT: Lightning ignores Ctrl-C from the first one in a fit on."""
-    if handler is not None and signal.getsignal(signal.SIGINT) is not handler:
-        signal.signal(signal.SIGINT, handler)
-
 
 def _weighted_metrics(updates: Sequence[ClientUpdate]) -> dict[str, float]:
     return weighted_mean([(update.num_samples, update.metrics) for update in updates])
-
-
-def _not_enough(round_num: int, selected: int, failures: Sequence[ClientFailure], minimum: int) -> str:
-    details = "; ".join(f"client {f.client_id}: {f.error}" for f in failures[:5])
-    more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
-    return (
-        f"round {round_num}: {selected - len(failures)} of {selected} selected clients succeeded, fewer than "
-        f"`min_clients={minimum}`; failures: {details}{more}"
-    )
