@@ -2,7 +2,8 @@
 
 Each page (README.md, every docs/*.md) is run on its own, in a fresh folder: its Python blocks run
 in order, each as a script, and fail when one raises or when a callback hook in it raises (which
-the dispatcher, by default, only logs). A block (Python or YAML) whose first line is a comment naming a file
+the dispatcher, by default, only logs), and a Python block directly followed by a ``text`` block must
+print exactly that text. A block (Python or YAML) whose first line is a comment naming a file
 (``# my_fed.py``) is that file: it is written into the folder for the blocks after it, or, where
 the repository has a file of that name (``# examples/fed.yaml``), it must be a copy of it.
 
@@ -12,6 +13,7 @@ heading of the page it points to.
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -32,7 +34,7 @@ INLINE_CODE = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 RUNNER = """\
-import logging, runpy, sys, traceback
+import contextlib, io, logging, runpy, sys, traceback
 
 class Record(logging.Handler):  # a hook that raises is only logged (on_error="warn"): count it a failure
     def emit(self, record):
@@ -41,11 +43,16 @@ class Record(logging.Handler):  # a hook that raises is only logged (on_error="w
 raised = []
 logging.getLogger("callbacks.manager").addHandler(Record(logging.WARNING))
 for script in sys.argv[1:]:
+    printed = io.StringIO()  # what the script prints, kept beside it as <script>.out
     try:
-        runpy.run_path(script, run_name="__main__")
+        with contextlib.redirect_stdout(printed):
+            runpy.run_path(script, run_name="__main__")
     except BaseException:
         traceback.print_exc()
         sys.exit(f"{script} failed")
+    finally:
+        with open(f"{script}.out", "w") as out:
+            out.write(printed.getvalue())
     if raised:
         print(*raised, sep="\\n", file=sys.stderr)
         sys.exit(f"{script}: a callback hook raised")
@@ -62,9 +69,24 @@ def _blocks(markdown: Path) -> list[tuple[int, str, str]]:
     return [(text.count("\n", 0, m.start()) + 1, m.group(1), m.group(2)) for m in FENCE.finditer(text)]
 
 
+def _shown_outputs(markdown: Path) -> dict[int, str]:
+    """The ``text`` block that directly follows a Python block (its printed output), by the Python block's line."""
+    text = markdown.read_text()
+    fences = list(FENCE.finditer(text))
+    return {
+        text.count("\n", 0, block.start()) + 1: shown.group(2)
+        for block, shown in itertools.pairwise(fences)
+        if block.group(1) == "python" and shown.group(1) == "text" and not text[block.end() : shown.start()].strip()
+    }
+
+
 def _run_examples(page: Path, folder: Path) -> list[str]:
-    """Writes the page's files into ``folder``, checks its copies, runs its Python blocks; their names."""
+    """Writes the page's files into ``folder``, checks its copies, runs its Python blocks; their names.
+
+    A Python block followed by a ``text`` block must print exactly that text.
+    """
     scripts: list[str] = []
+    shown = _shown_outputs(page)
     for line, language, body in _blocks(page):
         named = FILE_COMMENT.fullmatch(body.splitlines()[0]) if body.strip() else None
         content = body.split("\n", 1)[1] if named else body
@@ -83,6 +105,9 @@ def _run_examples(page: Path, folder: Path) -> list[str]:
             [sys.executable, "-c", RUNNER, *scripts], cwd=folder, capture_output=True, text=True, timeout=600
         )
         assert run.returncode == 0, f"{_name(page)}:\n{run.stderr[-4000:]}"
+    for line, expected in shown.items():
+        printed = (folder / f"{page.stem}_line_{line:04d}.py.out").read_text()
+        assert printed == expected, f"{_name(page)}:{line}: prints\n{printed}\nnot what the page shows:\n{expected}"
     return scripts
 
 
