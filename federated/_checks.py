@@ -220,13 +220,24 @@ def evaluate_clients(value: Any, clients: Sequence[Client], *, remote: bool = Fa
 
 
 def local_keys(strategy: Strategy, model: LightningModule) -> None:
-    """Refuse a ``local_keys`` pattern that matches no state-dict name of ``model`` (it would keep nothing local)."""
+    """Refuse ``local_keys`` that keep nothing local, or everything.
+
+    A pattern that matches no state-dict name of ``model`` keeps nothing; patterns that together
+    match every name leave nothing to aggregate, and the federation would train each client alone.
+    """
     names = list(model.state_dict())
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
     for pattern in strategy.local_keys:
         if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
             problem = f"{pattern!r} matches no state-dict name of the model; its names: {shown}"
             raise ArgumentError("local_keys", problem)
+    if names and all(strategy.is_local(name) for name in names):
+        patterns = ", ".join(repr(p) for p in strategy.local_keys)
+        problem = (
+            f"{patterns} match every state-dict name of the model ({shown}), so nothing would ever be aggregated "
+            "and each client would train alone; name only the layers each client keeps, e.g. ['*bn*']"
+        )
+        raise ArgumentError("local_keys", problem)
 
 
 def aggregation_fn(value: Any) -> Any:

@@ -56,7 +56,7 @@ KEYS_CHECKED_ALONE = ("accelerator", "devices", "num_nodes", "strategy")
 """``lightning.Trainer`` arguments tried one by one (each with those before it), so that a refusal names its key."""
 
 ONE_DEVICE = (
-    "a client's fit runs on one device in this process (devices: 1, [i], or \"auto\" finding one); "
+    "a client's fit runs on one device in this process (devices: 1, the default, or [i], device i); "
     "for clients in parallel use the Ray backend"
 )
 """What a client's ``lightning.Trainer`` may use, said when it is asked for more."""
@@ -267,7 +267,9 @@ def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:
     """Refuse ``lightning.Trainer`` arguments the federation sets itself, and names or types the Trainer does not take.
 
     Raises:
-        ArgumentError: ``max_epochs`` or ``min_epochs`` (set from ``local_epochs``).
+        ArgumentError: ``max_epochs`` or ``min_epochs`` (set from ``local_epochs``), a ``max_steps``
+            that is no int, a ``devices`` of ``"auto"`` or ``-1`` (one device: ``1`` or ``[i]``), or a
+            ``logger`` (``client_loggers`` gives each client its own).
         ConfigError: A name ``lightning.Trainer`` does not take, or a value not of its annotated type
             (at ``trainer_kwargs.<name>``).
     """
@@ -275,7 +277,31 @@ def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:
         if name in kwargs:
             problem = "is set by the federation from `local_epochs` (`clients.local_epochs` in YAML)"
             raise ArgumentError(f"trainer_kwargs.{name}", problem)
+    steps = kwargs.get("max_steps", -1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < -1:
+        problem = f"{echo(steps)}; accepted: an int >= 0, or -1 (no limit, the default: `local_epochs` ends the fit)"
+        raise ArgumentError("trainer_kwargs.max_steps", problem)
     check_arguments(Trainer, kwargs, "trainer_kwargs")
+    if "devices" in kwargs:
+        _check_devices(kwargs["devices"])
+    if kwargs.get("logger") not in (None, False):
+        raise ArgumentError(
+            "trainer_kwargs.logger",
+            f"{echo(kwargs['logger'])} would be one logger for every client's fit and the server's evaluation; "
+            "give `client_loggers` instead (each client gets its own copy, logging apart)",
+        )
+
+
+def _check_devices(devices: Any) -> None:
+    """Refuse a ``devices`` of a client fit that depends on the machine: ``"auto"`` or ``-1``.
+
+    Both take every device of the machine the client lands on, one on a CPU and as many as it has
+    GPUs elsewhere, so a federation that fits on one machine would not on the next. A number of
+    devices other than one is refused where the Trainer is tried (:func:`check_one_device`).
+    """
+    if isinstance(devices, (str, int)) and not isinstance(devices, bool) and str(devices).strip() in ("auto", "-1"):
+        problem = f"{echo(devices)} takes every device of the machine that runs the client; {ONE_DEVICE}"
+        raise ArgumentError("trainer_kwargs.devices", problem)
 
 
 def check_one_device(kwargs: Mapping[str, Any]) -> None:

@@ -268,6 +268,8 @@ BAD_VALUES: list[tuple[str, str, str, tuple[str, ...]]] = [
      ("[1]",)),
     ("local-keys-match-nothing", _strategy(local_keys=["*bn*"]),
      "strategy.args.local_keys: '*bn*' matches no state-dict name of the model; its names: net.0.weight", ()),
+    ("local-keys-everything", _strategy(local_keys=["*"]),
+     "strategy.args.local_keys: '*' match every state-dict name of the model", ("nothing would ever be aggregated",)),
     ("local-keys-empty-pattern", _strategy(local_keys=[""]), f"strategy.args.local_keys: {GLOBS}", ("['']",)),
     ("local-keys-fedprox", _yaml(strategy={"type": "fedprox", "args": {"local_keys": "*bn*"}}),
      "strategy.args.local_keys: expected a list of str, got str '*bn*'", ()),

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from federated import MLP, FederatedTrainer
+from callbacks import ArgumentError
+from federated import MLP, FedAvg, FederatedTrainer
 
 
 class StepLogger(MLP):
@@ -98,3 +99,21 @@ def test_ctrl_c_in_a_client_fit_still_stops_the_run(digits4: Any) -> None:
     fed = FederatedTrainer(InterruptedStep(hidden=16), loaders[:2], rounds=2)
     with pytest.raises(KeyboardInterrupt):
         fed.fit()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"trainer_kwargs": {"devices": "auto"}}, r"`trainer_kwargs.devices`: 'auto' takes every device"),
+        ({"trainer_kwargs": {"devices": -1}}, r"`trainer_kwargs.devices`: -1 takes every .*\(devices: 1, the default"),
+        ({"trainer_kwargs": {"max_steps": 1e30}}, r"`trainer_kwargs.max_steps`: 1e\+30; accepted: an int >= 0, or -1"),
+        ({"strategy": FedAvg(local_keys=["*"])}, r"`local_keys`: '\*' match every state-dict name .* aggregated"),
+        ({"strategy": FedAvg(local_keys=["net.0.*", "net.2.*"])}, r"`local_keys`: 'net.0.\*', 'net.2.\*' match every"),
+    ],
+)
+def test_client_fit_settings_that_cannot_hold_are_refused_at_construction(
+    kwargs: dict[str, Any], match: str, digits4: Any, make_model: Callable[..., MLP]
+) -> None:
+    loaders, _ = digits4
+    with pytest.raises(ArgumentError, match=match):
+        FederatedTrainer(make_model(), loaders[:2], rounds=1, **kwargs)
