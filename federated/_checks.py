@@ -21,7 +21,7 @@ from callbacks import ArgumentError, BridgeError, CallbackManager, OnError, buil
 from callbacks.arguments import check_number, one_line, span
 from callbacks.callback import stateful_callbacks
 from federated.backends.backend import Backend
-from federated.client import Client
+from federated.client import Client, client_logger, split_callbacks
 from federated.strategies.strategy import Strategy
 
 
@@ -185,16 +185,60 @@ def server_callbacks(callbacks: list[Any], policy: OnError) -> CallbackManager:
     return manager
 
 
-def client_callbacks(template: list[Any], policy: OnError) -> list[Any]:
-    """``template``, once a copy of it has been bridged into Lightning (hooks bound, state keys distinct)."""
-    if template:
+def client_callbacks(value: Any, policy: OnError) -> list[Any]:
+    """The ``client_callbacks`` (built from ``{type, args}`` entries if need be), once a copy of them can join a fit.
+
+    Its native callbacks are bridged into Lightning (hooks bound, state keys distinct); its
+    Lightning callbacks have distinct ``state_key`` values (their states are kept by key) and copy.
+    """
+    template = native_callbacks(value, "client_callbacks")
+    native, lightning = split_callbacks(template)
+    if native:
         from lightning_bridge.adapter import LightningCallbackAdapter
 
         try:
-            LightningCallbackAdapter(copy.deepcopy(template), on_error=policy)
+            LightningCallbackAdapter(copy.deepcopy(native), on_error=policy)
         except (BridgeError, TypeError, ValueError) as exc:
             raise ArgumentError("client_callbacks", one_line(exc)) from exc
+    keys: dict[str, int] = {}
+    for i, callback in enumerate(template):
+        if callback not in lightning:
+            continue
+        key = callback.state_key
+        if key in keys:
+            problem = (
+                f"[{keys[key]}] and [{i}] are Lightning callbacks with the same state_key {key!r}, so their states "
+                "would mix; give them different arguments (e.g. another `monitor`)"
+            )
+            raise ArgumentError("client_callbacks", problem)
+        keys[key] = i
+        try:
+            copy.deepcopy(callback)
+        except Exception as exc:
+            problem = f"[{i}] {type(callback).__name__} cannot be copied for each client: {one_line(exc)}"
+            raise ArgumentError("client_callbacks", problem) from exc
     return template
+
+
+def clients(loaders: Sequence[Loaders], template: list[Any], loggers: Any, policy: OnError) -> list[Client]:
+    """One :class:`~federated.Client` per ``(train, val)`` pair, with its copies of ``template`` and ``loggers``."""
+    if loggers is None:
+        loggers = []
+    if isinstance(loggers, (str, bytes, Mapping)) or not isinstance(loggers, Sequence):
+        loggers = [loggers]
+    from lightning.pytorch.loggers import Logger
+
+    for i, logger in enumerate(loggers):
+        if not isinstance(logger, Logger):
+            raise TypeError(f"`client_loggers[{i}]` must be a lightning.pytorch Logger, got {type(logger).__name__}")
+        try:
+            client_logger(logger, 0)
+        except TypeError as exc:
+            raise ArgumentError(f"client_loggers[{i}]", one_line(exc)) from exc
+    return [
+        Client(i, train, template, on_error=policy, val_data=val, loggers=loggers)
+        for i, (train, val) in enumerate(loaders)
+    ]
 
 
 def evaluate_clients(value: Any, clients: Sequence[Client], *, remote: bool = False) -> int | None:

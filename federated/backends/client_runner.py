@@ -69,8 +69,10 @@ class ClientRunner:
     starting weights with ``load_state_dict``, and one ``lightning.Trainer`` serves every fit
     (NVFlare's Lightning client keeps one trainer too): building a ``Trainer`` scans the installed
     packages' entry points, which costs more than a small client's whole epoch. Before each fit
-    the trainer gets fresh fit loops and this client's callbacks. A trainer that launches
-    processes (DDP) is built anew for each fit instead, and so is the trainer after a failed fit.
+    the trainer gets fresh fit loops and this client's callbacks (native ones through its adapter,
+    Lightning ones as they are) and loggers; the loggers' step counts on across the client's fits.
+    A trainer that launches processes (DDP) is built anew for each fit instead, and so is the
+    trainer after a failed fit.
 
     Before each fit, Python's, NumPy's and torch's random generators (and the generator of the
     client loader's sampler, if it has one) are seeded with ``seed``, so a client's training does
@@ -153,6 +155,8 @@ class ClientRunner:
             probe.start(lr_scale, keep=self.keep_optimizer_state, restore=client.optimizer_state)
             trainer = self._trainer_for(client, callbacks)
             trainer.fit(self.module, train_dataloaders=client.data, val_dataloaders=client.val_data)
+            if client.loggers:
+                client.logged_steps = trainer.fit_loop.epoch_loop._batches_that_stepped
             state = {name: t.detach().to("cpu", copy=True) for name, t in self.module.state_dict().items()}
         except (Exception, SystemExit) as exc:
             self._trainer = None  # do not reuse a trainer left in an unknown state
@@ -210,8 +214,11 @@ class ClientRunner:
         else:
             _fresh_fit_loop(trainer, self.trainer_kwargs)
         trainer.callbacks = [  # type: ignore[attr-defined]  # Lightning's callback connector sets it
-            *self._base_callbacks, *callbacks, *([adapter] if adapter is not None else [])
+            *self._base_callbacks, *callbacks, *client.lightning_callbacks, *([adapter] if adapter is not None else [])
         ]
+        # the client's own loggers, stepping on from where its previous fit left them
+        trainer.loggers = client.loggers
+        trainer.fit_loop.epoch_loop._batches_that_stepped = client.logged_steps
         return trainer
 
 
