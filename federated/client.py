@@ -29,7 +29,8 @@ class Client:
     The client's callbacks are its own deep copies of the federation's ``client_callbacks``, made
     the first time the client trains; they keep their state from one round to the next (a
     client-local schedule, a client-local early stop). They run inside the client's
-    ``lightning.Trainer.fit`` through a :class:`~lightning_bridge.LightningCallbackAdapter`. What
+    ``lightning.Trainer.fit``, the native ones through a
+    :class:`~lightning_bridge.LightningCallbackAdapter`; so do its copies of the loggers. What
     else the client keeps between its fits, when the federation asks for it, is its optimizers'
     and LR schedulers' states (``optimizer_state``) and its own values of the strategy's
     ``local_keys`` (``local_weights``). :meth:`state_dict` holds all of it, for the federation
@@ -42,10 +43,13 @@ class Client:
     Args:
         client_id: The client's id, its index in ``client_data``.
         data: The client's training ``DataLoader``, or ``None`` when its data is on its own machine.
-        callbacks: The native callbacks to copy for this client. Defaults to none.
+        callbacks: The client callbacks to copy for this client: native ones, run through a
+            :class:`~lightning_bridge.LightningCallbackAdapter`, and Lightning ones, which join the
+            fit as they are. Defaults to none.
         on_error: The policy for errors in the client's callbacks. Defaults to ``"warn"``.
         val_data: The client's own validation ``DataLoader``: its fits validate on it, and it
             evaluates the global model on it. Defaults to ``None``.
+        loggers: The Lightning loggers to copy for this client (see :func:`client_logger`). Defaults to none.
 
     Example:
         >>> import torch
