@@ -21,7 +21,7 @@ from callbacks import ArgumentError, BridgeError, CallbackManager, OnError, buil
 from callbacks.arguments import check_number, one_line, span
 from callbacks.callback import stateful_callbacks
 from federated.backends.backend import Backend
-from federated.client import Client
+from federated.client import Client, client_logger, split_callbacks
 from federated.strategies.strategy import Strategy
 
 
@@ -185,16 +185,60 @@ def server_callbacks(callbacks: list[Any], policy: OnError) -> CallbackManager:
     return manager
 
 
-def client_callbacks(template: list[Any], policy: OnError) -> list[Any]:
-    """``template``, once a copy of it has been bridged into Lightning (hooks bound, state keys distinct)."""
-    if template:
+def client_callbacks(value: Any, policy: OnError) -> list[Any]:
+    """The ``client_callbacks`` (built from ``{type, args}`` entries if need be), once a copy of them can join a fit.
+
+    Its native callbacks are bridged into Lightning (hooks bound, state keys distinct); its
+    Lightning callbacks have distinct ``state_key`` values (their states are kept by key) and copy.
+    """
+    template = native_callbacks(value, "client_callbacks")
+    native, lightning = split_callbacks(template)
+    if native:
         from lightning_bridge.adapter import LightningCallbackAdapter
 
         try:
-            LightningCallbackAdapter(copy.deepcopy(template), on_error=policy)
+            LightningCallbackAdapter(copy.deepcopy(native), on_error=policy)
         except (BridgeError, TypeError, ValueError) as exc:
             raise ArgumentError("client_callbacks", one_line(exc)) from exc
+    keys: dict[str, int] = {}
+    for i, callback in enumerate(template):
+        if callback not in lightning:
+            continue
+        key = callback.state_key
+        if key in keys:
+            problem = (
+                f"[{keys[key]}] and [{i}] are Lightning callbacks with the same state_key {key!r}, so their states "
+                "would mix; give them different arguments (e.g. another `monitor`)"
+            )
+            raise ArgumentError("client_callbacks", problem)
+        keys[key] = i
+        try:
+            copy.deepcopy(callback)
+        except Exception as exc:
+            problem = f"[{i}] {type(callback).__name__} cannot be copied for each client: {one_line(exc)}"
+            raise ArgumentError("client_callbacks", problem) from exc
     return template
+
+
+def clients(loaders: Sequence[Loaders], template: list[Any], loggers: Any, policy: OnError) -> list[Client]:
+    """One :class:`~federated.Client` per ``(train, val)`` pair, with its copies of ``template`` and ``loggers``."""
+    if loggers is None:
+        loggers = []
+    if isinstance(loggers, (str, bytes, Mapping)) or not isinstance(loggers, Sequence):
+        loggers = [loggers]
+    from lightning.pytorch.loggers import Logger
+
+    for i, logger in enumerate(loggers):
+        if not isinstance(logger, Logger):
+            raise TypeError(f"`client_loggers[{i}]` must be a lightning.pytorch Logger, got {type(logger).__name__}")
+        try:
+            client_logger(logger, 0)
+        except TypeError as exc:
+            raise ArgumentError(f"client_loggers[{i}]", one_line(exc)) from exc
+    return [
+        Client(i, train, template, on_error=policy, val_data=val, loggers=loggers)
+        for i, (train, val) in enumerate(loaders)
+    ]
 
 
 def evaluate_clients(value: Any, clients: Sequence[Client], *, remote: bool = False) -> int | None:
@@ -220,13 +264,24 @@ def evaluate_clients(value: Any, clients: Sequence[Client], *, remote: bool = Fa
 
 
 def local_keys(strategy: Strategy, model: LightningModule) -> None:
-    """Refuse a ``local_keys`` pattern that matches no state-dict name of ``model`` (it would keep nothing local)."""
+    """Refuse ``local_keys`` that keep nothing local, or everything.
+
+    A pattern that matches no state-dict name of ``model`` keeps nothing; patterns that together
+    match every name leave nothing to aggregate, and the federation would train each client alone.
+    """
     names = list(model.state_dict())
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
     for pattern in strategy.local_keys:
         if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
             problem = f"{pattern!r} matches no state-dict name of the model; its names: {shown}"
             raise ArgumentError("local_keys", problem)
+    if names and all(strategy.is_local(name) for name in names):
+        patterns = ", ".join(repr(p) for p in strategy.local_keys)
+        problem = (
+            f"{patterns} match every state-dict name of the model ({shown}), so nothing would ever be aggregated "
+            "and each client would train alone; name only the layers each client keeps, e.g. ['*bn*']"
+        )
+        raise ArgumentError("local_keys", problem)
 
 
 def aggregation_fn(value: Any) -> Any:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 
 from federated.client import Client
 from federated.results import ClientEvaluation
 from lightning_bridge.metrics import floats
 
-__all__ = ["MetricsAggregation", "client_metrics", "evaluators", "weighted_mean"]
+__all__ = ["MetricsAggregation", "aggregated_floats", "client_metrics", "evaluators", "weighted_mean"]
+
+log = logging.getLogger(__name__)
 
 MetricsAggregation = Callable[[list[tuple[int, dict[str, float]]]], Mapping[str, float]]
 """Flower's ``evaluate_metrics_aggregation_fn``: ``[(num_samples, metrics), ...]`` to the aggregate."""
@@ -29,6 +34,13 @@ def client_metrics(
 ) -> dict[str, float]:
     """The clients' evaluation metrics combined (sample-weighted, or by ``aggregation``), under ``clients/``.
 
+    The weighted mean of a metric leaves out the clients that report it NaN or infinite, with a
+    warning naming the metric and those clients; a metric no client reports finite is left out
+    whole. ``aggregation`` gets every value as reported.
+
+    Raises:
+        TypeError: ``aggregation`` returned something other than a dict of metric names to numbers.
+
     Example:
         >>> client_metrics([ClientEvaluation(0, 10, {"accuracy": 0.5}), ClientEvaluation(1, 30, {"accuracy": 0.9})])
         {'clients/accuracy': 0.8}
@@ -36,8 +48,49 @@ def client_metrics(
     if not evaluations:
         return {}
     pairs = [(e.num_samples, dict(e.metrics)) for e in evaluations]
-    combined = weighted_mean(pairs) if aggregation is None else floats(aggregation(pairs))
+    if aggregation is None:
+        _warn_non_finite(evaluations)
+        combined = weighted_mean(pairs)
+    else:
+        combined = aggregated_floats(aggregation(pairs))
     return {f"clients/{name}": value for name, value in combined.items()}
+
+
+def aggregated_floats(returned: Any) -> dict[str, float]:
+    """What an ``evaluate_metrics_aggregation_fn`` returned, as floats; anything else is refused, not dropped.
+
+    Raises:
+        TypeError: ``returned`` is not a mapping of metric names to numbers (or one-element tensors).
+
+    Example:
+        >>> aggregated_floats({"accuracy": 0.5, "n": 3})
+        {'accuracy': 0.5, 'n': 3.0}
+    """
+    what = "`evaluate_metrics_aggregation_fn` must return a dict of metric names to numbers"
+    if not isinstance(returned, Mapping):
+        raise TypeError(f"{what}, got {type(returned).__name__}: {_short(returned)}")
+    for name, value in returned.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not isinstance(name, str) or not (number or (isinstance(value, torch.Tensor) and value.numel() == 1)):
+            raise TypeError(f"{what}; its {name!r} is {type(value).__name__} {_short(value)}")
+    return floats(returned)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _warn_non_finite(evaluations: Sequence[ClientEvaluation]) -> None:
+    """Warn, once per metric, of the clients whose value of it is NaN or infinite (the mean leaves them out)."""
+    bad: dict[str, list[int]] = {}
+    for evaluation in evaluations:
+        for name, value in evaluation.metrics.items():
+            if not math.isfinite(value):
+                bad.setdefault(name, []).append(evaluation.client_id)
+    for name, clients in bad.items():
+        ids = ", ".join(str(c) for c in clients)
+        log.warning("clients/%s: client(s) %s evaluated it as NaN or infinite; left out of its mean", name, ids)
 
 
 def weighted_mean(pairs: Sequence[tuple[int, Mapping[str, float]]]) -> dict[str, float]:

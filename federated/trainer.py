@@ -68,7 +68,9 @@ class FederatedTrainer:
         local_epochs: Epochs of each client fit. Defaults to ``1``.
         strategy: A :class:`~federated.Strategy` or a registered name. Defaults to ``"fedavg"``.
         callbacks: Server (federation-level) native callbacks, or ``{type, args}`` entries. Defaults to none.
-        client_callbacks: Native callbacks copied into every client's Lightning fit. Defaults to none.
+        client_callbacks: Callbacks copied into every client's Lightning fit: native ones, or
+            Lightning's own (``lightning.pytorch.callbacks.EarlyStopping("val_loss")``). Defaults to none.
+        client_loggers: Lightning loggers copied for every client, each copy logging apart. Defaults to none.
         trainer_kwargs: ``lightning.Trainer`` arguments for the clients (and the evaluation), over
             logger, checkpointing, progress bar and model summary all off. Defaults to none.
         min_clients: The fewest successful clients a round may end with. Defaults to ``1``.
@@ -138,6 +140,7 @@ class FederatedTrainer:
         strategy: str | Strategy = "fedavg",
         callbacks: Sequence[Any] | None = None,
         client_callbacks: Sequence[Any] | None = None,
+        client_loggers: Sequence[Any] | None = None,
         trainer_kwargs: Mapping[str, Any] | None = None,
         min_clients: int = 1,
         seed: int = 0,
@@ -171,11 +174,8 @@ class FederatedTrainer:
         _checks.local_keys(self.strategy, self.model)
         policy = _checks.on_error(on_error)
         self.manager = _checks.server_callbacks(_checks.native_callbacks(callbacks, "callbacks"), policy)
-        template = _checks.client_callbacks(_checks.native_callbacks(client_callbacks, "client_callbacks"), policy)
-        self._client_callbacks = template
-        self.clients = [
-            Client(i, train, template, on_error=policy, val_data=val) for i, (train, val) in enumerate(loaders)
-        ]
+        self._client_callbacks = _checks.client_callbacks(client_callbacks, policy)
+        self.clients = _checks.clients(loaders, self._client_callbacks, client_loggers, policy)
         self.evaluate_clients = _checks.evaluate_clients(evaluate_clients, self.clients, remote=remote)
         self.evaluate_every = _checks.positive_int(evaluate_every, "evaluate_every")
         self.evaluate_metrics_aggregation_fn = _checks.aggregation_fn(evaluate_metrics_aggregation_fn)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import lightning
@@ -28,6 +28,8 @@ from callbacks import (
     resolve,
 )
 from callbacks.arguments import check_arguments, echo, one_line, suggest
+from federated.app.callback_entries import USER_CODE_ERRORS, build_callbacks_at
+from federated.app.callback_entries import raised as _raised
 from federated.app.config import DEFAULTS, FLOWER_NAMES, flower_hint
 from federated.backends.backend import Backend
 from federated.data.datasets import FederatedData, as_federated_data, site_of
@@ -44,10 +46,6 @@ __all__ = [
     "watched_metric",
     "within",
 ]
-
-USER_CODE_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
-"""What user code may raise while it is built, as a config error of its entry (a Ctrl-C still stops)."""
-
 
 DATA_KEYWORDS = {
     "num_clients": "data.num_clients",
@@ -186,10 +184,6 @@ RESERVED_TRAINER_KEYS = {
     "enable_checkpointing": "callbacks (model_checkpoint)",
 }
 """``trainer`` keys that have a config key of their own, and that key."""
-
-
-def _raised(what: str, exc: BaseException) -> str:
-    return f"{what} raised {type(exc).__name__}: {one_line(exc)}"
 
 
 def build_data(section: Mapping[str, Any], seed: int, *, node_config: Mapping[str, Any] | None = None) -> FederatedData:
@@ -349,20 +343,6 @@ def build_backend(section: Mapping[str, Any]) -> Backend:
             f"`{section['type']}` built a {type(backend).__name__}, not a federated.Backend", "backend.type"
         )
     return backend
-
-
-def build_callbacks_at(entries: Sequence[Any], path: str) -> list[Any]:
-    """Build the callback entries at ``path`` (``callbacks`` or ``client_callbacks``) in order."""
-    built = []
-    for i, entry in enumerate(entries):
-        try:
-            built.append(build("callback", entry, f"{path}[{i}]"))
-        except BridgeError:
-            raise
-        except USER_CODE_ERRORS as exc:
-            kind = entry.get("type") if isinstance(entry, Mapping) else entry
-            raise ConfigError(_raised(f"`{kind}`", exc), f"{path}[{i}].args") from exc
-    return built
 
 
 def _strategy_arguments_elsewhere() -> dict[str, str]:

@@ -20,8 +20,9 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from callbacks import ArgumentError
 from callbacks.arguments import check_arguments, echo, one_line
+from federated.backends.client_probe import ClientProbe
 from federated.results import ClientEvaluation, ClientFailure, ClientUpdate
-from lightning_bridge.metrics import StepLosses, first_lr, floats
+from lightning_bridge.metrics import floats
 
 if TYPE_CHECKING:
     from federated.client import Client
@@ -32,8 +33,8 @@ __all__ = [
     "ClientRunner",
     "check_one_device",
     "check_trainer_kwargs",
+    "client_failure",
     "derive_seed",
-    "load_optimizer_state",
     "quiet_lightning",
     "seed_everything",
     "validation_trainer",
@@ -55,7 +56,7 @@ KEYS_CHECKED_ALONE = ("accelerator", "devices", "num_nodes", "strategy")
 """``lightning.Trainer`` arguments tried one by one (each with those before it), so that a refusal names its key."""
 
 ONE_DEVICE = (
-    "a client's fit runs on one device in this process (devices: 1, [i], or \"auto\" finding one); "
+    "a client's fit runs on one device in this process (devices: 1, the default, or [i], device i); "
     "for clients in parallel use the Ray backend"
 )
 """What a client's ``lightning.Trainer`` may use, said when it is asked for more."""
@@ -68,8 +69,10 @@ class ClientRunner:
     starting weights with ``load_state_dict``, and one ``lightning.Trainer`` serves every fit
     (NVFlare's Lightning client keeps one trainer too): building a ``Trainer`` scans the installed
     packages' entry points, which costs more than a small client's whole epoch. Before each fit
-    the trainer gets fresh fit loops and this client's callbacks. A trainer that launches
-    processes (DDP) is built anew for each fit instead, and so is the trainer after a failed fit.
+    the trainer gets fresh fit loops and this client's callbacks (native ones through its adapter,
+    Lightning ones as they are) and loggers; the loggers' step counts on across the client's fits.
+    A trainer that launches processes (DDP) is built anew for each fit instead, and so is the
+    trainer after a failed fit.
 
     Before each fit, Python's, NumPy's and torch's random generators (and the generator of the
     client loader's sampler, if it has one) are seeded with ``seed``, so a client's training does
@@ -119,7 +122,7 @@ class ClientRunner:
         self._validator: Trainer | None = None
         self.extra_callbacks: list[Any] = _as_list(user.pop("callbacks", None))
         self.trainer_kwargs: dict[str, Any] = {**CLIENT_TRAINER_DEFAULTS, **user, "max_epochs": local_epochs}
-        self._probe = _ClientProbe()
+        self._probe = ClientProbe()
         self._trainer: Trainer | None = None
         self._base_callbacks: list[Any] = []
 
@@ -152,12 +155,12 @@ class ClientRunner:
             probe.start(lr_scale, keep=self.keep_optimizer_state, restore=client.optimizer_state)
             trainer = self._trainer_for(client, callbacks)
             trainer.fit(self.module, train_dataloaders=client.data, val_dataloaders=client.val_data)
+            if client.loggers:
+                client.logged_steps = trainer.fit_loop.epoch_loop._batches_that_stepped
             state = {name: t.detach().to("cpu", copy=True) for name, t in self.module.state_dict().items()}
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             self._trainer = None  # do not reuse a trainer left in an unknown state
-            return ClientFailure(
-                client_id=client.client_id, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
-            )
+            return client_failure(client.client_id, exc)
         bad = non_finite(state)
         if bad:
             names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
@@ -190,11 +193,9 @@ class ClientRunner:
             if self._validator is None:
                 self._validator = validation_trainer(self.trainer_kwargs)
             out = self._validator.validate(self.module, dataloaders=client.val_data, verbose=False)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             self._validator = None
-            return ClientFailure(
-                client_id=client.client_id, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
-            )
+            return client_failure(client.client_id, exc)
         return ClientEvaluation(client.client_id, client.num_val_samples, floats(out[0]) if out else {})
 
     def _load(self, weights: StateDict, client: Client) -> None:
@@ -213,141 +214,37 @@ class ClientRunner:
         else:
             _fresh_fit_loop(trainer, self.trainer_kwargs)
         trainer.callbacks = [  # type: ignore[attr-defined]  # Lightning's callback connector sets it
-            *self._base_callbacks, *callbacks, *([adapter] if adapter is not None else [])
+            *self._base_callbacks, *callbacks, *client.lightning_callbacks, *([adapter] if adapter is not None else [])
         ]
+        # the client's own loggers, stepping on from where its previous fit left them
+        trainer.loggers = client.loggers
+        trainer.fit_loop.epoch_loop._batches_that_stepped = client.logged_steps
         return trainer
 
 
-class _ClientProbe(LightningCallback):
-    """Scales the client's learning rates for the fit and records each epoch's metrics as floats.
+def client_failure(client_id: int, exc: BaseException) -> ClientFailure:
+    """The failure of a client whose fit or evaluation raised ``exc``, with its traceback.
 
-    An epoch's metrics are the trainer's ``callback_metrics``, its ``lr`` (first optimizer, first
-    group) and, unless the module logs its own, ``train_loss``: the mean of the step losses,
-    summed on the device (no ``self.log`` needed, no host sync per step).
-    """
-
-    def __init__(self) -> None:
-        self.lr_scale = 1.0
-        self.keep = False
-        self.restore: dict[str, Any] | None = None
-        self.optimizer_state: dict[str, Any] | None = None
-        self.epoch_metrics: list[dict[str, float]] = []
-        self._lrs: list[float] = []
-        self._losses: list[torch.Tensor] = []  # each epoch's mean step loss
-        self._steps = StepLosses()
-
-    def start(self, lr_scale: float, *, keep: bool = False, restore: dict[str, Any] | None = None) -> None:
-        """Begin a fit at ``lr_scale``; with ``keep``, start from ``restore`` and record the optimizer states."""
-        self.lr_scale = float(lr_scale)
-        self.keep = keep
-        self.restore, self.optimizer_state = (restore if keep else None), None
-        self.epoch_metrics, self._lrs, self._losses = [], [], []
-        self._steps = StepLosses()
-
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # optimizers exist from here on; before the adapter's on_fit_start, so native schedulers see the scaled LR
-        if self.restore is not None:
-            load_optimizer_state(trainer, self.restore)
-        if self.lr_scale == 1.0:
-            return
-        for optimizer in trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] *= self.lr_scale
-                if "initial_lr" in group:
-                    group["initial_lr"] *= self.lr_scale
-        for config in trainer.lr_scheduler_configs:
-            base_lrs = getattr(config.scheduler, "base_lrs", None)
-            if base_lrs is not None:
-                config.scheduler.base_lrs = [lr * self.lr_scale for lr in base_lrs]
-
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._record(trainer)  # the previous epoch, with what its end logged
-        lr = first_lr(trainer.optimizers)
-        if lr is not None:
-            self._lrs.append(lr)
-
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        self._steps.add(outputs)
-
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        mean = self._steps.mean()
-        if mean is not None:
-            self._losses.append(mean)
-        self._steps = StepLosses()
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._record(trainer)
-        if not self.keep:
-            return
-        self.optimizer_state = {
-            "optimizers": [_to_cpu(optimizer.state_dict()) for optimizer in trainer.optimizers],
-            "schedulers": [_to_cpu(config.scheduler.state_dict()) for config in trainer.lr_scheduler_configs],
-            "lr_scale": self.lr_scale,
-        }
-
-    def _record(self, trainer: Trainer) -> None:
-        # `current_epoch` counts completed epochs here; the metrics of one still stand at the next start
-        while len(self.epoch_metrics) < trainer.current_epoch:
-            index = len(self.epoch_metrics)
-            logged: dict[str, Any] = dict(trainer.callback_metrics)
-            if index < len(self._losses) and "train_loss" not in logged:
-                logged["train_loss"] = self._losses[index]
-            metrics = floats(logged)
-            if index < len(self._lrs):
-                metrics["lr"] = self._lrs[index]
-            self.epoch_metrics.append(metrics)
-
-
-def load_optimizer_state(trainer: Trainer, saved: Mapping[str, Any]) -> None:
-    """Continue the fit's optimizers and LR schedulers from a previous fit's ``saved`` states.
-
-    Moments and step counts come back as they were. Learning rates do not compound the server's
-    scale of the previous fit: an optimizer's rate is the module's (the probe then applies this
-    fit's scale), and a scheduler continues its schedule from its last rate divided by the scale
-    it ran under.
+    A ``sys.exit`` in the client's code (its dataset, its ``training_step``) is the client's failure
+    like any exception, not the end of the federation. A Ctrl-C is not: Lightning turns it into
+    ``SystemExit(1)`` raised while handling the ``KeyboardInterrupt``, which is raised again, to
+    stop the run.
 
     Raises:
-        ValueError: The module configures a different number of optimizers or schedulers now.
+        SystemExit: ``exc``, when it stands for a Ctrl-C.
     """
-    optimizers, configs = trainer.optimizers, trainer.lr_scheduler_configs
-    if len(optimizers) != len(saved["optimizers"]) or len(configs) != len(saved["schedulers"]):
-        raise ValueError(
-            f"the client's kept optimizer state holds {len(saved['optimizers'])} optimizer(s) and "
-            f"{len(saved['schedulers'])} scheduler(s), the module configures {len(optimizers)} and {len(configs)}"
-        )
-    for optimizer, state in zip(optimizers, saved["optimizers"], strict=True):
-        groups = optimizer.param_groups
-        rates: list[dict[str, Any]] = [{k: g[k] for k in ("lr", "initial_lr") if k in g} for g in groups]
-        optimizer.load_state_dict(state)
-        for group, rate in zip(optimizer.param_groups, rates, strict=True):
-            group.update(rate)
-    for config, state in zip(configs, saved["schedulers"], strict=True):
-        scheduler = config.scheduler
-        base_lrs = getattr(scheduler, "base_lrs", None)
-        scheduler.load_state_dict(state)
-        if base_lrs is not None:
-            scheduler.base_lrs = base_lrs
-        for group, lr in zip(scheduler.optimizer.param_groups, state.get("_last_lr") or [], strict=False):
-            group["lr"] = lr / saved["lr_scale"]
+    error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SystemExit):
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise exc
+        error += " (the client's code called sys.exit)"
+    return ClientFailure(client_id=client_id, error=error, traceback=traceback.format_exc())
 
 
 def validation_trainer(trainer_kwargs: Mapping[str, Any]) -> Trainer:
     """A ``lightning.Trainer`` for ``validate`` with the clients' arguments, less their callbacks."""
     kwargs = {k: v for k, v in trainer_kwargs.items() if k != "callbacks"}
     return Trainer(**{**CLIENT_TRAINER_DEFAULTS, **kwargs})
-
-
-def _to_cpu(value: Any) -> Any:
-    """``value`` with every tensor in it copied to the CPU (optimizer states hold them in dicts and lists)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
 
 
 def seed_everything(seed: int, loader: Any = None) -> None:
@@ -377,7 +274,9 @@ def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:
     """Refuse ``lightning.Trainer`` arguments the federation sets itself, and names or types the Trainer does not take.
 
     Raises:
-        ArgumentError: ``max_epochs`` or ``min_epochs`` (set from ``local_epochs``).
+        ArgumentError: ``max_epochs`` or ``min_epochs`` (set from ``local_epochs``), a ``max_steps``
+            that is no int, a ``devices`` of ``"auto"`` or ``-1`` (one device: ``1`` or ``[i]``), or a
+            ``logger`` (``client_loggers`` gives each client its own).
         ConfigError: A name ``lightning.Trainer`` does not take, or a value not of its annotated type
             (at ``trainer_kwargs.<name>``).
     """
@@ -385,7 +284,31 @@ def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:
         if name in kwargs:
             problem = "is set by the federation from `local_epochs` (`clients.local_epochs` in YAML)"
             raise ArgumentError(f"trainer_kwargs.{name}", problem)
+    steps = kwargs.get("max_steps", -1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < -1:
+        problem = f"{echo(steps)}; accepted: an int >= 0, or -1 (no limit, the default: `local_epochs` ends the fit)"
+        raise ArgumentError("trainer_kwargs.max_steps", problem)
     check_arguments(Trainer, kwargs, "trainer_kwargs")
+    if "devices" in kwargs:
+        _check_devices(kwargs["devices"])
+    if kwargs.get("logger") not in (None, False):
+        raise ArgumentError(
+            "trainer_kwargs.logger",
+            f"{echo(kwargs['logger'])} would be one logger for every client's fit and the server's evaluation; "
+            "give `client_loggers` instead (each client gets its own copy, logging apart)",
+        )
+
+
+def _check_devices(devices: Any) -> None:
+    """Refuse a ``devices`` of a client fit that depends on the machine: ``"auto"`` or ``-1``.
+
+    Both take every device of the machine the client lands on, one on a CPU and as many as it has
+    GPUs elsewhere, so a federation that fits on one machine would not on the next. A number of
+    devices other than one is refused where the Trainer is tried (:func:`check_one_device`).
+    """
+    if isinstance(devices, (str, int)) and not isinstance(devices, bool) and str(devices).strip() in ("auto", "-1"):
+        problem = f"{echo(devices)} takes every device of the machine that runs the client; {ONE_DEVICE}"
+        raise ArgumentError("trainer_kwargs.devices", problem)
 
 
 def check_one_device(kwargs: Mapping[str, Any]) -> None:

@@ -268,6 +268,8 @@ BAD_VALUES: list[tuple[str, str, str, tuple[str, ...]]] = [
      ("[1]",)),
     ("local-keys-match-nothing", _strategy(local_keys=["*bn*"]),
      "strategy.args.local_keys: '*bn*' matches no state-dict name of the model; its names: net.0.weight", ()),
+    ("local-keys-everything", _strategy(local_keys=["*"]),
+     "strategy.args.local_keys: '*' match every state-dict name of the model", ("nothing would ever be aggregated",)),
     ("local-keys-empty-pattern", _strategy(local_keys=[""]), f"strategy.args.local_keys: {GLOBS}", ("['']",)),
     ("local-keys-fedprox", _yaml(strategy={"type": "fedprox", "args": {"local_keys": "*bn*"}}),
      "strategy.args.local_keys: expected a list of str, got str '*bn*'", ()),
@@ -299,3 +301,23 @@ def test_fed_clients_bad_value_exits_2_with_one_line_at_its_key_and_writes_nothi
     assert err.startswith(f"error: {expected}"), err
     assert all(part in err for part in parts), err
     assert snapshot(tmp_path) == before
+
+
+def test_fed_lightning_client_callback_by_import_path_keeps_each_clients_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: Lightning's EarlyStopping named by its dotted import path, watching the clients' val_loss
+    monkeypatch.chdir(tmp_path)
+    early = {"type": "lightning.pytorch.callbacks.EarlyStopping", "args": {"monitor": "val_loss", "patience": 0}}
+    config = small_config(rounds=1, client_callbacks=[early])
+    config["data"]["val_fraction"] = 0.2
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    # Execute
+    status = main(["--config", "c.yaml"])
+    # Assert: each client that trained has its own copy's state in the checkpoint
+    assert status == 0
+    clients = torch.load(tmp_path / "out" / "checkpoints" / "last.ckpt", weights_only=True)["clients"]
+    assert len(clients) == 2
+    for state in clients.values():
+        (key,) = state["lightning_callbacks"]
+        assert key.startswith("EarlyStopping{'monitor': 'val_loss'")

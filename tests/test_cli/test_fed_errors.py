@@ -43,6 +43,17 @@ class Exploding(MLP):
         raise RuntimeError("exploded on purpose")
 '''
 
+EXITING_MODEL = '''
+import sys
+
+from federated.models import MLP
+
+
+class Exiting(MLP):
+    def training_step(self, batch, batch_idx):
+        sys.exit(3)
+'''
+
 
 def _yaml(**overrides: object) -> str:
     return yaml.safe_dump(small_config(**overrides), sort_keys=False)
@@ -281,6 +292,19 @@ def test_fed_failure_in_training_exits_1_with_one_error_line(tmp_path: Path) -> 
     assert errors[0].startswith("error: training failed: round 1: 0 of 2 selected clients succeeded")
     assert "`min_clients=1`" in errors[0] and "RuntimeError: exploded on purpose" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_fed_sys_exit_in_a_client_fit_exits_1_with_one_line_naming_the_client(tmp_path: Path) -> None:
+    (tmp_path / "exiting_model.py").write_text(EXITING_MODEL)
+    write_config(tmp_path / "c.yaml", small_config(model={"type": "exiting_model:Exiting", "args": {"hidden": 8}}))
+
+    proc = run_cli(tmp_path, "--config", "c.yaml")
+
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr
+    assert len(errors) == 1 and proc.stderr.splitlines()[-1] == errors[0]
+    assert errors[0].startswith("error: training failed: round 1: 0 of 2 selected clients succeeded")
+    assert "SystemExit: 3 (the client's code called sys.exit)" in errors[0]
 
 
 def test_fed_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import lightning
 import pytest
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from callbacks import ArgumentError, Callback, EarlyStopping, MetricsLogger, TensorBoard
 from federated import MLP, FederatedTrainer
@@ -132,6 +133,38 @@ def test_a_users_aggregation_function_replaces_the_weighted_mean(
     assert last.metrics["clients/accuracy"] == min(e.metrics["accuracy"] for e in last.evaluations)
     assert "clients/val_loss" not in last.metrics
     assert [n for n, _ in seen[0]] == [e.num_samples for e in last.evaluations]
+
+
+def test_a_nan_evaluation_is_left_out_of_the_mean_with_a_warning_naming_it(
+    pairs4: Pairs, make_model: Callable[..., MLP], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: client 1 validates on NaN features, so its val_loss is NaN
+    (train0, val0), (train1, _) = pairs4[:2]
+    nan_val = DataLoader(TensorDataset(torch.full((8, 64), float("nan")), torch.zeros(8, dtype=torch.long)))
+    fed = FederatedTrainer(make_model(), [(train0, val0), (train1, nan_val)], rounds=1, evaluate_clients=1.0, seed=0)
+    # Execute
+    with caplog.at_level(logging.WARNING, logger="federated"):
+        last = fed.fit().history[-1]
+    # Assert: the mean is client 0's, and the warning names the metric and client 1
+    assert last.metrics["clients/val_loss"] == last.evaluations[0].metrics["val_loss"]
+    assert "clients/val_loss: client(s) 1 evaluated it as NaN or infinite; left out of its mean" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("returned", "match"),
+    [
+        ({"accuracy": "high"}, r"must return a dict of metric names to numbers; its 'accuracy' is str 'high'"),
+        ([("accuracy", 0.5)], r"must return a dict of metric names to numbers, got list"),
+    ],
+)
+def test_an_aggregation_function_returning_no_numbers_is_refused_in_one_line(
+    pairs4: Pairs, make_model: Callable[..., MLP], returned: Any, match: str
+) -> None:
+    fed = FederatedTrainer(
+        make_model(), pairs4[:2], rounds=1, evaluate_clients=1.0, evaluate_metrics_aggregation_fn=lambda _: returned
+    )
+    with pytest.raises(TypeError, match=match):
+        fed.fit()
 
 
 def test_clients_accuracy_drives_early_stopping_with_no_server_data(

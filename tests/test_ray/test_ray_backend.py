@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from callbacks import Callback
@@ -366,3 +368,53 @@ def test_a_straggler_under_ray_is_a_failure_and_the_round_closes_with_the_others
         assert sorted([*failed, *(u.client_id for u in r.updates)]) == [0, 1, 2, 3, 4, 5]
     assert len(result.history) == 2  # the straggler's worker was replaced: round 2 ran on a full pool
     assert elapsed < 60  # two rounds of ~4 s, not two straggler fits of ~10 s each plus the rest
+
+
+def test_lightning_client_callbacks_and_loggers_on_ray_keep_the_sequential_states(
+    digits6: Any, tmp_path: Path
+) -> None:
+    # Prepare: Lightning's EarlyStopping and a CSVLogger in every client fit, on both backends
+    pairs = with_validation(digits6[0])[:3]
+
+    def run(backend: Any, logs: Path) -> FederatedTrainer:
+        torch.manual_seed(0)
+        fed = FederatedTrainer(
+            MLP(hidden=16), pairs, rounds=2, local_epochs=3, backend=backend, seed=0,
+            client_callbacks=[EarlyStopping("val_loss", patience=0, min_delta=10.0)],
+            client_loggers=[CSVLogger(logs)],
+        )
+        fed.fit()
+        return fed
+
+    # Execute
+    in_process = run("sequential", tmp_path / "seq")
+    on_ray = run(RayBackend(num_workers=2), tmp_path / "ray")
+    # Assert: the callbacks' states and log steps came back from the workers as the sequential ones are
+    for ray_client, seq_client in zip(on_ray.clients, in_process.clients, strict=True):
+        ray_state, seq_state = ray_client.state_dict(), seq_client.state_dict()
+        assert ray_state["logged_steps"] == seq_state["logged_steps"] > 0
+        (key,) = seq_state["lightning_callbacks"]
+        waits = [state["lightning_callbacks"][key]["wait_count"] for state in (ray_state, seq_state)]
+        assert waits[0] == waits[1]
+        assert (tmp_path / "ray" / "lightning_logs" / f"client_{ray_client.client_id}").is_dir()
+
+
+class ExitingData(Dataset):
+    """A client's data whose reading calls ``sys.exit(3)``."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> Any:
+        sys.exit(3)
+
+
+def test_sys_exit_in_a_client_on_ray_is_its_failure(digits6: Any) -> None:
+    loaders, _ = digits6
+    torch.manual_seed(0)
+    fed = FederatedTrainer(
+        MLP(hidden=16), [loaders[0], DataLoader(ExitingData(), batch_size=4)], rounds=1,
+        backend=RayBackend(num_workers=1),
+    )
+    (failure,) = fed.fit().history[0].failures
+    assert failure.client_id == 1 and failure.error.startswith("SystemExit: 3 (the client's code called sys.exit)")

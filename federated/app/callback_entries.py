@@ -1,0 +1,48 @@
+"""The ``callbacks`` and ``client_callbacks`` entries of a config, built; what user code raising there becomes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from callbacks import BridgeError, ConfigError, build, registered
+from callbacks.arguments import one_line
+
+__all__ = ["USER_CODE_ERRORS", "build_callbacks_at", "raised"]
+
+USER_CODE_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
+"""What user code may raise while it is built, as a config error of its entry (a Ctrl-C still stops)."""
+
+
+def raised(what: str, exc: BaseException) -> str:
+    """The line saying that ``what`` (user code) raised ``exc``."""
+    return f"{what} raised {type(exc).__name__}: {one_line(exc)}"
+
+
+def build_callbacks_at(entries: Sequence[Any], path: str) -> list[Any]:
+    """Build the callback entries at ``path`` (``callbacks`` or ``client_callbacks``) in order.
+
+    A ``type`` is a registered name or an import path: ``pkg.module:Class``, or, for a name that
+    is not registered, ``pkg.module.Class`` (``lightning.pytorch.callbacks.EarlyStopping``, a
+    Lightning callback for the client fits).
+    """
+    built = []
+    for i, entry in enumerate(entries):
+        try:
+            built.append(build("callback", _import_path(entry), f"{path}[{i}]"))
+        except BridgeError:
+            raise
+        except USER_CODE_ERRORS as exc:
+            kind = entry.get("type") if isinstance(entry, Mapping) else entry
+            raise ConfigError(raised(f"`{kind}`", exc), f"{path}[{i}].args") from exc
+    return built
+
+
+def _import_path(entry: Any) -> Any:
+    """``entry``, a dotted ``type`` ``pkg.module.Class`` that is no registered name written ``pkg.module:Class``."""
+    kind = entry.get("type") if isinstance(entry, Mapping) else entry
+    if not isinstance(kind, str) or ":" in kind or "." not in kind.strip(".") or kind in registered("callback"):
+        return entry
+    module, _, name = kind.rpartition(".")
+    typed = f"{module}:{name}"
+    return {**entry, "type": typed} if isinstance(entry, Mapping) else typed
