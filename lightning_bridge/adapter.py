@@ -251,8 +251,10 @@ class LightningCallbackAdapter(LightningCallback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._detach(trainer)  # Lightning calls no teardown hook after an exception
         if self._started and not self._ended:
-            self.manager.call("on_exception", exception=exception, trainer=trainer, pl_module=pl_module)
-            self._end(trainer, pl_module, None)
+            try:
+                self.manager.call("on_exception", exception=exception, trainer=trainer, pl_module=pl_module)
+            finally:  # on_train_end comes also when an on_exception hook raised (on_error="raise")
+                self._end(trainer, pl_module, None)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
