@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 OnError = Literal["warn", "raise"]
 
+_EVERY_CALLBACK_HOOKS = frozenset({"on_exception", "on_train_end"})
+"""Hooks of the end of a run: every callback gets them, also after an earlier one raised."""
+
 
 @dataclass(frozen=True)
 class _Binding:
@@ -47,8 +50,9 @@ class CallbackManager:
         callbacks: Native callbacks (subclasses of :class:`~callbacks.Callback`, or any object with
             hook methods of the same names). Defaults to no callbacks.
         on_error: ``"warn"`` logs a hook that raises (callback, hook, traceback) and goes on;
-            ``"raise"`` re-raises. ``KeyboardInterrupt`` and ``SystemExit`` always propagate.
-            Defaults to ``"warn"``.
+                ``"raise"`` re-raises; in ``on_exception`` and ``on_train_end`` only once every callback
+            has had the hook, the first error then. ``KeyboardInterrupt`` and ``SystemExit`` always
+            propagate. Defaults to ``"warn"``.
 
     Raises:
         HookSignatureError: A hook asks for an argument its event cannot supply.
@@ -97,7 +101,12 @@ class CallbackManager:
         Args:
             hook: A hook name of :data:`~callbacks.HOOK_ARGUMENTS`.
             **available: Every argument the event supplies; each callback gets those it names.
+
+        Raises:
+            Exception: With ``on_error="raise"``, the first error a hook raised: at once, or, in
+                ``on_exception`` and ``on_train_end``, after the hook has run on every callback.
         """
+        first: Exception | None = None
         for binding in self._bindings.get(hook, ()):
             try:
                 out = binding.fn(**binding.kwargs(available))
@@ -106,9 +115,24 @@ class CallbackManager:
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:
-                self._handle(binding, available, exc)
+                error = self._handle(binding, available, exc)
+                if error is exc and hook not in _EVERY_CALLBACK_HOOKS:
+                    raise
+                if error is not None and hook not in _EVERY_CALLBACK_HOOKS:
+                    raise error from exc
+                if error is not None and first is not None:
+                    log.warning(
+                        "Callback %s raised in %s too; the first error is raised once every callback has had it",
+                        type(binding.callback).__name__,
+                        hook,
+                        exc_info=error,
+                    )
+                first = first or error
+        if first is not None:
+            raise first
 
-    def _handle(self, binding: _Binding, available: dict[str, Any], exc: Exception) -> None:
+    def _handle(self, binding: _Binding, available: dict[str, Any], exc: Exception) -> Exception | None:
+        """The error to raise (``on_error="raise"``), or ``None`` once it is logged."""
         name = type(binding.callback).__name__
         if isinstance(exc, TypeError) and binding.names is not None:
             missing = _missing(binding, available)
@@ -118,13 +142,14 @@ class CallbackManager:
                     f"event does not supply; it supplies: {', '.join(sorted(available)) or 'nothing'}"
                 )
         if self.on_error == "raise":
-            raise exc
+            return exc
         log.warning(
             "Callback %s raised in %s; training goes on (on_error='raise' makes this fatal)",
             name,
             binding.hook,
             exc_info=exc,
         )
+        return None
 
 
 def _overridden(callback: Any, hook: str) -> Callable[..., Any] | None:

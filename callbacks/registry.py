@@ -21,9 +21,17 @@ MAX_TYPE_NAME = 200
 
 _IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
-_DEFERRED: dict[str, list[str]] = {"callback": ["callbacks.lr_scheduler", "callbacks.tensorboard"]}
-"""Modules of built-ins that import torch, registered at the first look-up of their kind: ``import
-callbacks`` stays light, and ``python -m lightning_bridge.fed --help`` answers at once."""
+_BUILT_INS: dict[str, str] = {
+    "callback.early_stopping": "callbacks.early_stopping.EarlyStopping",
+    "callback.lr_scheduler": "callbacks.lr_scheduler.LRScheduler",
+    "callback.metrics_logger": "callbacks.metrics_logger.MetricsLogger",
+    "callback.model_checkpoint": "callbacks.model_checkpoint.ModelCheckpoint",
+    "callback.tensorboard": "callbacks.tensorboard.TensorBoard",
+}
+"""The built-in callbacks' names and classes. The names are reserved from the start, whatever the import
+order: the modules that import torch (``LRScheduler``, ``TensorBoard``) load only at the first look-up of
+their kind, so that ``import callbacks`` stays light and ``python -m lightning_bridge.fed --help``
+answers at once."""
 
 
 def register(name: str) -> Callable[[T], T]:
@@ -32,8 +40,8 @@ def register(name: str) -> Callable[[T], T]:
     Configuration then refers to it by the short name within its kind (``type: early_stopping``).
 
     Raises:
-        RegistryError: The name has no kind prefix, is taken by another object, or the object is not
-            callable.
+        RegistryError: The name has no kind prefix, is a built-in's or taken by another object, or the
+            object is not callable.
 
     Example:
         >>> from callbacks import Callback
@@ -50,6 +58,12 @@ def register(name: str) -> Callable[[T], T]:
     def decorator(obj: T) -> T:
         if not callable(obj):
             raise RegistryError(f"only classes and factories can be registered, got {obj!r} for {name!r}")
+        built_in = _BUILT_INS.get(name)
+        if built_in is not None and _qualname(obj) != built_in:
+            raise RegistryError(
+                f"{name!r} is the name of the built-in {built_in}; register {_qualname(obj)} under another "
+                f"name, e.g. '{kind}.my_{short}'"
+            )
         names = _REGISTRY.setdefault(kind, {})
         existing = names.get(short)
         if existing is not None and _qualname(existing) != _qualname(obj):
@@ -66,9 +80,12 @@ def registered(kind: str) -> list[str]:
 
 
 def _names(kind: str) -> dict[str, Any]:
-    """The objects registered under ``kind``, after importing its deferred built-ins."""
-    for module in _DEFERRED.pop(kind, []):
-        importlib.import_module(module)
+    """The objects registered under ``kind``, after importing the modules of its built-ins not loaded yet."""
+    names = _REGISTRY.get(kind, {})
+    for name, built_in in _BUILT_INS.items():
+        built_in_kind, _, short = name.partition(".")
+        if built_in_kind == kind and short not in names:
+            importlib.import_module(built_in.rpartition(".")[0])
     return _REGISTRY.get(kind, {})
 
 

@@ -16,7 +16,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from callbacks import CallbackManager, OnError
+from callbacks import ModelCheckpoint as NativeModelCheckpoint
 from callbacks.callback import stateful_callbacks
+from lightning_bridge import _last_checkpoint
 from lightning_bridge._epoch_record import EpochRecord
 from lightning_bridge._sources import CallbackSource, load_natives
 from lightning_bridge.checkpoint_io import RecordingCheckpointIO
@@ -42,7 +44,8 @@ class LightningCallbackAdapter(LightningCallback):
     ``trainer.should_stop = True`` in a native hook stops the run, on every rank under DDP (every
     rank sees global rank 0's ``logs``). Native callbacks' states go into Lightning checkpoints and
     come back with ``fit(ckpt_path=...)``, together with the end hooks still due in the epoch the
-    checkpoint was written in. ``docs/lightning.md`` has the details.
+    checkpoint was written in; ``fit(ckpt_path="last")`` finds a native ``ModelCheckpoint``'s
+    ``last.ckpt``. ``docs/lightning.md`` has the details.
 
     Args:
         callbacks: Native callbacks; or ``{type, args}`` entries to build; or the path of a YAML file
@@ -110,6 +113,14 @@ class LightningCallbackAdapter(LightningCallback):
     def callbacks(self) -> list[Any]:
         """The native callbacks, in dispatch order."""
         return self.manager.callbacks
+
+    def last_checkpoints(self) -> list[str]:
+        """The ``last.ckpt`` files of the native ``ModelCheckpoint`` callbacks that are on disk.
+
+        ``trainer.fit(ckpt_path="last")`` chooses the newest of these and Lightning's own last checkpoints.
+        """
+        paths = [os.path.join(cb.save_dir, "last.ckpt") for cb in self.callbacks if _keeps_last(cb)]
+        return [path for path in paths if os.path.isfile(path)]
 
     @property
     @override
@@ -251,8 +262,10 @@ class LightningCallbackAdapter(LightningCallback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._detach(trainer)  # Lightning calls no teardown hook after an exception
         if self._started and not self._ended:
-            self.manager.call("on_exception", exception=exception, trainer=trainer, pl_module=pl_module)
-            self._end(trainer, pl_module, None)
+            try:
+                self.manager.call("on_exception", exception=exception, trainer=trainer, pl_module=pl_module)
+            finally:  # on_train_end comes also when an on_exception hook raised (on_error="raise")
+                self._end(trainer, pl_module, None)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -385,6 +398,12 @@ class _NativeEpochEnd(Checkpoint):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.adapter._end_training_epoch(trainer, pl_module)
 
+
+def _keeps_last(callback: Any) -> bool:
+    return isinstance(callback, NativeModelCheckpoint) and callback.save_last
+
+
+_last_checkpoint.install()
 
 _PER_BATCH_HOOKS = (
     "on_before_backward",

@@ -14,6 +14,7 @@ from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 from typing_extensions import override
 
 from callbacks.files import atomic_write
+from lightning_bridge._federation_checkpoint import as_lightning_checkpoint
 
 __all__ = ["RecordingCheckpointIO"]
 
@@ -21,7 +22,9 @@ __all__ = ["RecordingCheckpointIO"]
 class RecordingCheckpointIO(_WrappingCheckpointIO):
     """Wraps the strategy's checkpoint IO: local files are written to a temporary name and renamed
     into place (a crash never leaves a half-written file under the final name), and each path is
-    recorded as soon as its file is on disk.
+    recorded as soon as its file is on disk. A federation checkpoint read back (``Trainer.fit(ckpt_path=...)``)
+    gives its global weights and hyper-parameters only: the fit starts from them with a fresh optimizer,
+    fresh schedulers and fresh loops, and says so in a warning.
 
     A save handed to Lightning's ``AsyncCheckpointIO`` is written in a background thread: its path
     is recorded when :meth:`wait` (or ``teardown``) has seen it finish.
@@ -63,6 +66,11 @@ class RecordingCheckpointIO(_WrappingCheckpointIO):
         else:
             inner.save_checkpoint(checkpoint, path, storage_options)
         self._record([target])
+
+    @override
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Read ``path`` through the wrapped IO; a federation checkpoint gives its global weights only."""
+        return as_lightning_checkpoint(super().load_checkpoint(path, *args, **kwargs), path)
 
     def wait(self) -> None:
         """Block until the saves running in the background are on disk, and record them.

@@ -153,6 +153,30 @@ class AsyncBoom(Callback):
         raise RuntimeError("async boom")
 
 
+class FailingEnd(Callback):
+    """Raises ``RuntimeError(message)`` in ``on_exception`` and ``on_train_end``."""
+
+    def __init__(self, message):
+        self.message = message
+
+    def on_exception(self, exception):
+        raise RuntimeError(f"{self.message} in on_exception")
+
+    def on_train_end(self):
+        raise RuntimeError(f"{self.message} in on_train_end")
+
+
+class EndRecorder(Callback):
+    def __init__(self, record):
+        self.record = record
+
+    def on_exception(self, exception):
+        self.record.append("on_exception")
+
+    def on_train_end(self):
+        self.record.append("on_train_end")
+
+
 class Interrupting(Callback):
     def __init__(self, exc_type):
         self.exc_type = exc_type
@@ -524,6 +548,25 @@ def test_manager_raise_reraises_and_stops_the_hook(failing):
 
     # Assert
     assert record == []
+
+
+@pytest.mark.parametrize("hook", ["on_exception", "on_train_end"])
+def test_manager_raise_runs_an_end_hook_on_every_callback_then_raises_the_first_error(hook, caplog):
+    # Prepare
+    record = []
+    manager = CallbackManager(
+        [FailingEnd("first"), EndRecorder(record), FailingEnd("second"), EndRecorder(record)], on_error="raise"
+    )
+
+    # Execute
+    with pytest.raises(RuntimeError, match=rf"^first in {hook}$"):
+        manager.call(hook, exception=ValueError("fit failed"), trainer=SERVER, result=RESULT)
+
+    # Assert: the callbacks after each failing one still had the hook, the later error is logged
+    assert record == [hook, hook]
+    (entry,) = caplog.records
+    assert entry.getMessage().startswith(f"Callback FailingEnd raised in {hook} too")
+    assert "second in" in caplog.text
 
 
 @pytest.mark.parametrize("runner", ["no running loop", "asyncio.run"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 
@@ -106,6 +107,40 @@ def test_register_refuses_a_duplicate_name():
 
     # Assert: the first registration stands
     assert resolve("callback", "test_registry_duplicate") is First
+
+
+BUILT_IN_NAME_TAKEN = """\
+from callbacks import Callback, RegistryError, register
+
+for name in ("callback.tensorboard", "callback.early_stopping"):
+    try:
+        @register(name)
+        class Mine(Callback):
+            pass
+    except RegistryError as exc:
+        print(exc)
+
+from callbacks import TensorBoard, build_callbacks, resolve
+
+assert resolve("callback", "tensorboard") is TensorBoard
+assert type(build_callbacks(["tensorboard"])[0]) is TensorBoard
+"""
+
+
+def test_register_refuses_a_built_in_name_before_and_after_its_module_loads():
+    # Execute: a fresh process, where callbacks.tensorboard is not imported yet
+    completed = subprocess.run(
+        [sys.executable, "-c", BUILT_IN_NAME_TAKEN], capture_output=True, text=True, timeout=120
+    )
+
+    # Assert: one line each, naming the built-in; the built-in still imports and builds
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == [
+        "'callback.tensorboard' is the name of the built-in callbacks.tensorboard.TensorBoard; register "
+        "__main__.Mine under another name, e.g. 'callback.my_tensorboard'",
+        "'callback.early_stopping' is the name of the built-in callbacks.early_stopping.EarlyStopping; register "
+        "__main__.Mine under another name, e.g. 'callback.my_early_stopping'",
+    ]
 
 
 def test_register_accepts_the_same_class_again():

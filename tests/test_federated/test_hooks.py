@@ -89,3 +89,27 @@ def test_failure_fires_on_exception_then_train_end_once(make_model: Callable[...
     with pytest.raises(NotEnoughClientsError, match="round 1: 0 of 1 selected clients succeeded"):
         fed.fit()
     assert recorder.events == ["exception:NotEnoughClientsError", "train_end:interrupted=True"]
+
+
+class FailingTrainEnd(Callback):
+    def on_train_end(self, trainer: Any, result: FederationResult) -> None:
+        raise RuntimeError("failing on_train_end")
+
+
+def test_raise_gives_every_callback_on_train_end_then_raises_the_first_error(
+    digits4: Any, make_model: Callable[..., MLP]
+) -> None:
+    # Prepare
+    loaders, test = digits4
+    recorder = ExceptionRecorder()
+    fed = FederatedTrainer(
+        make_model(), loaders[:1], test, rounds=1, local_epochs=1, callbacks=[FailingTrainEnd(), recorder],
+        on_error="raise",
+    )
+
+    # Execute
+    with pytest.raises(RuntimeError, match=r"^failing on_train_end$"):
+        fed.fit()
+
+    # Assert: the callback after the failing one still ended, once
+    assert recorder.events.count("train_end:interrupted=False") == 1

@@ -7,6 +7,7 @@ import torch
 from bridge_helpers import QUIET, Seed000Recorder, TinyRegression, epoch_events, hooks, loader
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
 from callbacks import Callback, EarlyStopping, LRScheduler, MetricsLogger, ModelCheckpoint, TensorBoard
 from lightning_bridge import LightningCallbackAdapter, RecordingCheckpointIO
@@ -135,6 +136,37 @@ def test_resume_from_last_checkpoint_trains_only_the_remaining_epochs(tmp_path):
     # Assert
     assert [e[1] for e in hooks(recorder.events, "on_epoch_start")] == [2]
     assert [e[1] for e in hooks(recorder.events, "on_epoch_end")] == [1, 2]
+
+
+def test_resume_from_last_finds_the_native_model_checkpoints_last_file(tmp_path, recwarn):
+    # Prepare: enable_checkpointing=False, the native ModelCheckpoint keeps last.ckpt
+    fit(five_builtins(tmp_path), max_epochs=2)
+    recorder = Seed000Recorder()
+
+    # Execute
+    trainer = fit([*five_builtins(tmp_path), recorder], max_epochs=3, ckpt_path="last")
+
+    # Assert: Lightning restored that file, and only the remaining epoch trained
+    assert trainer.ckpt_path == str(tmp_path / "ckpt" / "last.ckpt")
+    assert [e[1] for e in hooks(recorder.events, "on_epoch_start")] == [2]
+    assert not [w for w in recwarn if "no last checkpoint" in str(w.message)]
+
+
+def test_resume_from_last_takes_the_newest_of_native_and_lightning_last_files(tmp_path):
+    # Prepare: a native last.ckpt, then a newer one of Lightning's ModelCheckpoint
+    fit(five_builtins(tmp_path / "native"), max_epochs=1)
+    lightning_checkpoint = LightningModelCheckpoint(dirpath=tmp_path / "lightning", save_last=True)
+    quiet = {**QUIET, "enable_checkpointing": True}
+    Trainer(max_epochs=2, callbacks=[lightning_checkpoint], **quiet).fit(TinyRegression(), loader(), loader())
+    adapter = LightningCallbackAdapter(five_builtins(tmp_path / "native"))
+    lightning_checkpoint = LightningModelCheckpoint(dirpath=tmp_path / "lightning", save_last=True)
+    trainer = Trainer(max_epochs=3, callbacks=[adapter, lightning_checkpoint], **quiet)
+
+    # Execute
+    trainer.fit(TinyRegression(scores=SCORES), loader(), loader(), ckpt_path="last")
+
+    # Assert: the newer file, Lightning's, after 2 epochs
+    assert trainer.ckpt_path == str(tmp_path / "lightning" / "last.ckpt")
 
 
 def test_resume_without_validation_finishes_the_epoch_end_hooks_that_were_still_due(tmp_path):

@@ -103,6 +103,48 @@ def test_adapter_on_exception_then_on_train_end_once_last_and_the_error_propagat
     assert str(recorder.exceptions[0]) == "boom in epoch 1"
 
 
+class FailingEnd(Callback):
+    """Raises in ``on_exception`` and ``on_train_end``."""
+
+    def on_exception(self, exception):
+        raise RuntimeError("failing on_exception")
+
+    def on_train_end(self):
+        raise RuntimeError("failing on_train_end")
+
+
+def test_adapter_raise_gives_every_callback_on_train_end_then_raises_the_first_error():
+    # Prepare
+    first, last = Seed000Recorder(), Seed000Recorder()
+    adapter = LightningCallbackAdapter([first, FailingEnd(), last], on_error="raise")
+    trainer = Trainer(max_epochs=1, callbacks=[adapter], **QUIET)
+
+    # Execute
+    with pytest.raises(RuntimeError, match=r"^failing on_train_end$"):
+        trainer.fit(TinyRegression(), loader(), loader())
+
+    # Assert: the callback after the failing one still ended, once
+    assert [e for e in last.events if e[0] in ("on_exception", "on_train_end")] == [("on_train_end",)]
+    assert first.events[-1] == last.events[-1] == ("on_train_end",)
+
+
+def test_adapter_raise_in_on_exception_still_gives_every_callback_both_end_hooks():
+    # Prepare
+    last = Seed000Recorder()
+    adapter = LightningCallbackAdapter([FailingEnd(), last], on_error="raise")
+    trainer = Trainer(max_epochs=2, callbacks=[adapter], **QUIET)
+
+    # Execute
+    with pytest.raises(RuntimeError, match=r"^failing on_train_end$") as caught:
+        trainer.fit(TinyRegression(fail_at_epoch=0), loader(), loader())
+
+    # Assert: the end hooks' errors come chained, the on_exception one first, after the training error
+    assert last.events[-2:] == [("on_exception", "RuntimeError"), ("on_train_end",)]
+    on_exception_error = caught.value.__context__
+    assert str(on_exception_error) == "failing on_exception"
+    assert str(on_exception_error.__context__) == "boom in epoch 0"
+
+
 class AsyncSeed003(Callback):
     """A seed-003 callback: ``async def`` hooks with the seed's signatures, awaiting inside."""
 
