@@ -34,7 +34,7 @@ from federated.app.builders import DATA_KEYWORDS, build_trainer, watched_metric
 from federated.app.config import load_config, read_yaml
 from federated.app.writer_paths import check_claims, claims, within
 from federated.backends.client_runner import seed_everything
-from federated.checkpoint import load_checkpoint
+from federated.checkpoint import load_checkpoint, load_history
 from federated.exceptions import CheckpointError
 from federated.trainer import FederatedTrainer
 
@@ -243,7 +243,8 @@ def _resume_checkpoint(
     ``auto`` looks at this run's checkpoint folders, a directory at every ``*.ckpt`` under it; the
     checkpoint of the latest round wins (the round stored in it, not the file's time), the round
     loop's own ``last.ckpt`` on a tie. A damaged ``last.ckpt`` may hold a later round than any valid
-    checkpoint, so it is refused, naming those that ``--resume PATH`` could take instead.
+    checkpoint, so it is refused, naming those that ``--resume PATH`` could take instead; so is a
+    whole checkpoint whose history log is missing or damaged.
     """
     if resume == "auto":
         files = [f for d in checkpoint_dirs for f in glob.glob(os.path.join(glob.escape(d), "*.ckpt"))]
@@ -258,11 +259,13 @@ def _resume_checkpoint(
     if explicit and damaged:
         siblings = glob.glob(os.path.join(glob.escape(os.path.dirname(resume) or "."), "*.ckpt"))
         valid, _ = _rounds([f for f in siblings if not os.path.samefile(f, resume)], own="")
-    lost = [why for path, why in damaged if explicit or os.path.basename(path) == LAST]
-    if lost and (valid or resume != "auto"):
+    # a whole checkpoint whose history log is lost is refused even by auto: starting afresh would lose the run
+    lost = [why for path, why, whole in sorted(damaged, key=lambda d: os.path.basename(d[0]) != LAST)
+            if explicit or whole or os.path.basename(path) == LAST]
+    if lost and (valid or resume != "auto" or any(whole for _, _, whole in damaged)):
         older = ", ".join(f"{echo(p)} (round {r})" for r, _, p, _ in sorted(valid, reverse=True)) or "none"
         raise ConfigError(f"{lost[0]}; valid checkpoints that `--resume PATH` can take: {older}", "--resume")
-    skipped = [why for _, why in damaged]
+    skipped = [why for _, why, _ in damaged]
     if valid:
         _, _, path, checkpoint = max(valid, key=lambda v: v[:3])
         return path, checkpoint, skipped
@@ -273,10 +276,12 @@ def _resume_checkpoint(
 
 def _rounds(
     files: Sequence[str], own: str
-) -> tuple[list[tuple[int, int, str, dict[str, Any]]], list[tuple[str, str]]]:
-    """``(round, rank, path, checkpoint)`` of the valid federation checkpoints of ``files``; ``(path, why)`` of others.
+) -> tuple[list[tuple[int, int, str, dict[str, Any]]], list[tuple[str, str, bool]]]:
+    """``(round, rank, path, checkpoint)`` of the valid federation checkpoints of ``files``; of others
+    ``(path, why, whether the file itself is whole)``.
 
-    Each is read once, memory-mapped: its tensors are not read until used.
+    Each is read once, memory-mapped: its tensors are not read until used. A checkpoint whose
+    history log (``history.jsonl`` beside it) is missing, damaged or another run's is not valid.
     The rank breaks a tie of rounds: 2 for ``own`` (the round loop's ``last.ckpt``), 1 for another
     ``last.ckpt``, 0 for the rest.
     """
@@ -286,7 +291,12 @@ def _rounds(
             checkpoint = load_checkpoint(path, mmap=True)
             round_num = int(checkpoint["round"])
         except (CheckpointError, OSError, KeyError, TypeError, ValueError) as exc:
-            damaged.append((path, one_line(exc)))
+            damaged.append((path, one_line(exc), False))
+            continue
+        try:
+            load_history(path, checkpoint)  # a resume needs the rounds' log beside the checkpoint
+        except (CheckpointError, OSError) as exc:
+            damaged.append((path, one_line(exc), True))
             continue
         rank = 2 if os.path.abspath(path) == os.path.abspath(own) else int(os.path.basename(path) == LAST)
         valid.append((round_num, rank, path, checkpoint))
