@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from callbacks.arguments import check_number
+from callbacks.arguments import check_number, key_path
 from callbacks.monitor import Mode, MonitorCallback
 from callbacks.registry import register
 from callbacks.trainer import FederatedTrainerLike, TrainerLike
@@ -65,18 +65,20 @@ class ModelCheckpoint(MonitorCallback):
         self.save_every = save_every
         self.save_last = save_last
         self.best_path: str | None = None
+        self.state_root: str | None = None  # the folder `best_path` is kept relative to (callbacks.arguments.key_path)
         self._saved_epoch: int | None = None
         self._unseen_in: list[str] | None = None  # the epoch logs that lacked `metric`, if any did
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {**super().state_dict(), "best_path": self.best_path}
+        state: dict[str, Any] = {**super().state_dict(), "best_path": key_path(self.state_root, self.best_path)}
         if self._saved_epoch is not None:  # centralised: a resumed epoch end must not write again
             state["saved_epoch"] = self._saved_epoch
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self.best_path = state_dict["best_path"]
+        best = state_dict["best_path"]
+        self.best_path = os.path.join(self.state_root, best) if self.state_root and best else best
         self._saved_epoch = state_dict.get("saved_epoch")
 
     def on_train_start(self, **kwargs: Any) -> None:

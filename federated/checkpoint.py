@@ -118,7 +118,47 @@ def load_checkpoint(path: str | os.PathLike[str], mmap: bool = False) -> dict[st
         raise CheckpointError(
             f"{path!r} is not a federation checkpoint of this version (format {repr(found)[:40]}, expected {FORMAT!r})"
         )
+    _check_contents(path, checkpoint)
     return checkpoint
+
+
+_CONTENTS: dict[str, type | tuple[type, ...]] = {
+    "round": int,
+    "weights": dict,
+    "strategy": dict,
+    "callbacks": dict,
+    "clients": dict,
+    "rng": dict,
+    "last_round": (dict, type(None)),
+    "trainer": dict,
+}
+"""The top-level fields of a federation checkpoint and their types (see the module docstring)."""
+
+_TRAINER_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "should_stop": bool,
+    "client_lr_scale": (int, float),
+    "seed": int,
+    "num_clients": int,
+}
+
+
+def _check_contents(path: str, checkpoint: dict[str, Any]) -> None:
+    """Refuse a checkpoint that lacks a field, or holds one of another type, naming the file and the field."""
+    _check_fields(path, checkpoint, _CONTENTS, "")
+    _check_fields(path, checkpoint["trainer"], _TRAINER_FIELDS, "trainer.")
+    if checkpoint["round"] < 0 or not all(isinstance(t, torch.Tensor) for t in checkpoint["weights"].values()):
+        raise CheckpointError(f"{path!r} is not a federation checkpoint: its `round` or `weights` is not one")
+
+
+def _check_fields(path: str, record: dict[str, Any], fields: dict[str, type | tuple[type, ...]], prefix: str) -> None:
+    for name, kind in fields.items():
+        if name not in record:
+            raise CheckpointError(f"{path!r} is not a whole federation checkpoint: it has no `{prefix}{name}`")
+        value = record[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CheckpointError(
+                f"{path!r} is not a federation checkpoint: its `{prefix}{name}` is a {type(value).__name__}"
+            )
 
 
 class HistoryLog:

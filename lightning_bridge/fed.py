@@ -62,6 +62,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--resume", metavar="auto|PATH", help="resume from a federation checkpoint; auto: the newest")
     parser.add_argument("--output-dir", help="where outputs go (overrides output_dir in the config)")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="let a new run write into an output directory holding files it did not write (same names are replaced)",
+    )
     parser.add_argument("--validate", action="store_true", help="check the config, build everything, and exit")
     return parser.parse_args(argv)
 
@@ -80,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_config(args.config, overrides)  # the schema's errors answer before torch and Lightning load
         from federated.app.run import prepare_run
 
-        run = prepare_run(args.config, overrides, resume=args.resume)
+        run = prepare_run(args.config, overrides, resume=args.resume, overwrite=args.overwrite)
     except ConfigError as exc:
         return _fail(2, str(exc))
     except KeyboardInterrupt:
@@ -106,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run.execute()
     except KeyboardInterrupt:  # also inside a client's fit: FederatedTrainer raises it, not Lightning's exit
         return _fail(130, interrupted)
+    except ConfigError as exc:  # the output directory, checked again once locked: nothing written
+        return _fail(2, str(exc))
     except BridgeError as exc:
         return _fail(1, f"training failed: {exc}")
     except Exception as exc:

@@ -22,6 +22,7 @@ from callbacks import (
     BridgeError,
     ConfigError,
     MetricsLogger,
+    ModelCheckpoint,
     TensorBoard,
     build,
     registered,
@@ -31,6 +32,7 @@ from callbacks.arguments import check_arguments, echo, one_line, suggest
 from federated.app.callback_entries import USER_CODE_ERRORS, build_callbacks_at
 from federated.app.callback_entries import raised as _raised
 from federated.app.config import DEFAULTS, FLOWER_NAMES, flower_hint
+from federated.app.writer_paths import PATH_ARGUMENTS, place_defaults, resolve_writer_path, within
 from federated.backends.backend import Backend
 from federated.data.datasets import FederatedData, as_federated_data, site_of
 from federated.progress import RoundProgress
@@ -44,7 +46,6 @@ __all__ = [
     "build_model",
     "build_trainer",
     "watched_metric",
-    "within",
 ]
 
 DATA_KEYWORDS = {
@@ -365,37 +366,29 @@ def build_run_callbacks(config: Mapping[str, Any]) -> tuple[list[Any], list[Any]
     """
     out = config["output_dir"]
     callbacks = build_callbacks_at(_under(config["callbacks"], out, "callbacks"), "callbacks")
+    place_defaults(callbacks, config["callbacks"], out, "callbacks")
     client_entries = _under(config["client_callbacks"], out, "client_callbacks")
     client_callbacks = build_callbacks_at(client_entries, "client_callbacks")
+    place_defaults(client_callbacks, config["client_callbacks"], out, "client_callbacks")
     callbacks += _own_outputs(callbacks, out)
     _key_by_output_dir([*callbacks, *client_callbacks], out)
     callbacks.append(RoundProgress(config["rounds"], watched_metric(callbacks, config)[0]))
     return callbacks, client_callbacks
 
 
-PATH_ARGUMENTS = ("save_dir", "log_dir", "path")
-"""Callback arguments that name files; relative ones resolve under ``output_dir``."""
-
-
 def _under(entries: list[Any], out: str, path: str) -> list[Any]:
-    """A copy of callback entries whose relative path arguments point under ``out``.
+    """A copy of callback entries whose path arguments resolve under ``out`` (:func:`resolve_writer_path`).
 
     Raises:
-        ConfigError: A relative path leads outside ``out`` (``../x``).
+        ConfigError: A path that names nothing or leads outside ``out``.
     """
     resolved = []
     for i, entry in enumerate(entries):
         if isinstance(entry, Mapping) and isinstance(entry.get("args"), Mapping):
             args = dict(entry["args"])
             for key, value in args.items():
-                if key in PATH_ARGUMENTS and isinstance(value, str) and not os.path.isabs(value):
-                    if os.path.normpath(value).split(os.sep)[0] == os.pardir:
-                        raise ConfigError(
-                            f"{echo(value)} leads outside output_dir, under which relative paths resolve; "
-                            "write a path below it, or an absolute path",
-                            f"{path}[{i}].args.{key}",
-                        )
-                    args[key] = os.path.join(out, value)
+                if key in PATH_ARGUMENTS and isinstance(value, str):
+                    args[key] = resolve_writer_path(value, out, f"{path}[{i}].args.{key}")
             entry = {**entry, "args": args}
         resolved.append(entry)
     return resolved
@@ -419,7 +412,8 @@ def _key_by_output_dir(callbacks: list[Any], out: str) -> None:
     a copied or moved run directory resumes.
     """
     for callback in callbacks:
-        if any(within(p, out) for p in _paths_of(callback)) and isinstance(callback, (MetricsLogger, TensorBoard)):
+        writer = isinstance(callback, (MetricsLogger, ModelCheckpoint, TensorBoard))
+        if writer and any(within(p, out) for p in _paths_of(callback)):
             callback.state_root = out
 
 
@@ -443,11 +437,5 @@ def _paths_of(callback: Any) -> list[str]:
 
 def _same(a: str | None, b: str) -> bool:
     return a is not None and os.path.realpath(a) == os.path.realpath(b)
-
-
-def within(path: str, directory: str) -> bool:
-    """Whether ``path`` is ``directory`` or lies inside it."""
-    path, directory = os.path.realpath(path), os.path.realpath(directory)
-    return os.path.commonpath([path, directory]) == directory
 
 

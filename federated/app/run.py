@@ -6,15 +6,15 @@ before anything is written; :meth:`Run.execute` then trains and writes, under ``
 ``config.yaml`` (the resolved config), ``metrics.csv`` (one row per round, written as each round
 ends), ``tensorboard/``, ``checkpoints/last.ckpt`` (after every round: ``--resume auto``
 continues from the checkpoint of the latest round), the checkpoints of a configured
-``model_checkpoint``, and ``final_weights.pt``. A new run removes the files an earlier one wrote
-there, by name, and nothing else.
+``model_checkpoint``, and ``final_weights.pt``. The directory's rules (the run's manifest of its
+files, its lock, where writers may write) are in :mod:`federated.app.run_dir` and
+:mod:`federated.app.writer_paths`.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,11 +29,13 @@ from callbacks.files import atomic_write
 from federated import data as _data  # noqa: F401 - registers the built-in data sets
 from federated import models as _models  # noqa: F401 - registers the built-in models
 from federated import strategies as _strategies  # noqa: F401 - registers the strategies
-from federated.app.builders import DATA_KEYWORDS, build_trainer, watched_metric, within
+from federated.app import run_dir
+from federated.app.builders import DATA_KEYWORDS, build_trainer, watched_metric
 from federated.app.config import load_config, read_yaml
 from federated.app.monitored import check_monitored
+from federated.app.writer_paths import check_claims, claims, within
 from federated.backends.client_runner import seed_everything
-from federated.checkpoint import HISTORY_LOG, load_checkpoint
+from federated.checkpoint import load_checkpoint, load_history
 from federated.exceptions import CheckpointError
 from federated.trainer import FederatedTrainer
 
@@ -44,10 +46,6 @@ LAST = "last.ckpt"
 
 DATA_KEYS = ("data.type", "data.args", *(key for key in DATA_KEYWORDS.values() if key != "data.batch_size"))
 """Config keys that decide each client's data (the batch size does not): a resume cannot change them."""
-
-_EVENTS = r"events\.out\.tfevents\.\d+\..+"
-"""The names of the event files torch's ``SummaryWriter`` writes."""
-
 
 @dataclass
 class Run:
@@ -61,7 +59,9 @@ class Run:
     metric: str
     mode: str
     outputs: dict[str, list[str]] = field(default_factory=dict)
-    """The files this run writes: name patterns (regular expressions) by directory."""
+    """The files this run writes: name patterns (regular expressions) by directory relative to ``output_dir``."""
+    overwrite: bool = False
+    """Whether a fresh run may write where files it did not write lie (``--overwrite``)."""
     warnings: list[str] = field(default_factory=list)
     """What a resume changes from the run it continues, one line each."""
 
@@ -80,15 +80,53 @@ class Run:
         if self.config["threads"] is not None:
             torch.set_num_threads(self.config["threads"])
         os.makedirs(self.output_dir, exist_ok=True)
-        if self.resume is None:
-            for stale in _files(self.outputs):
-                os.remove(stale)
-        with atomic_write(os.path.join(self.output_dir, "config.yaml")) as f:
-            f.write(dump_yaml(self.config))
-        result = self.trainer.fit(resume_from=self.resume)
-        with atomic_write(os.path.join(self.output_dir, "final_weights.pt"), "wb") as f:
-            torch.save(result.weights, f)
+        with run_dir.locked(self.output_dir):
+            self.check_output_dir(locked=True)  # again, now that no other run can write there
+            run_dir.write_manifest(self.output_dir, self.outputs)
+            if self.resume is None:
+                run_dir.remove_earlier(self.output_dir, self.outputs)
+            with atomic_write(os.path.join(self.output_dir, "config.yaml")) as f:
+                f.write(dump_yaml(self.config))
+            result = self.trainer.fit(resume_from=self.resume)
+            with atomic_write(os.path.join(self.output_dir, "final_weights.pt"), "wb") as f:
+                torch.save(result.weights, f)
+            self._check_written(result)
         return self._summary(result)
+
+    def check_output_dir(self, locked: bool = False) -> None:
+        """Refuse an output directory this run may not write in as it is, before anything is written.
+
+        Args:
+            locked: Whether this process holds the directory's lock already.
+
+        Raises:
+            ConfigError: Another run holds it, a writer's file or folder is in the way, or a fresh
+                run would write beside files no run of this project wrote there.
+        """
+        out = self.output_dir
+        if not locked:
+            run_dir.check_unlocked(out)
+        configured = len(self.config["callbacks"])
+        check_claims(claims(self.trainer.callbacks, self.trainer.client_callbacks, configured, out), out)
+        run_dir.check_owned(out, self.outputs, fresh=self.resume is None, overwrite=self.overwrite)
+
+    def _check_written(self, result: Any) -> None:
+        """Fail the run where a writer did not write its file (its errors were logged as warnings)."""
+        if not result.history:
+            return
+        for callback in self.trainer.callbacks:
+            missing = None
+            if isinstance(callback, MetricsLogger) and callback.path is not None and not os.path.isfile(callback.path):
+                missing = callback.path
+            elif isinstance(callback, TensorBoard) and not glob.glob(
+                os.path.join(glob.escape(callback.log_dir), "events.out.tfevents.*")
+            ):
+                missing = callback.log_dir
+            if missing is not None:
+                raise RuntimeError(
+                    f"{type(callback).__name__} did not write {echo(missing)} (its errors are logged above); "
+                    "the run's outputs are incomplete"
+                )
 
     def _summary(self, result: Any) -> dict[str, Any]:
         scored = [(r.metrics[self.metric], r.round_num) for r in result.history if self.metric in r.metrics]
@@ -106,9 +144,19 @@ class Run:
 
 
 def prepare_run(
-    config_path: str | os.PathLike[str] | None, overrides: Sequence[str] = (), resume: str | None = None
+    config_path: str | os.PathLike[str] | None,
+    overrides: Sequence[str] = (),
+    resume: str | None = None,
+    overwrite: bool = False,
 ) -> Run:
     """Load and check the config, build data, model, strategy and callbacks, check a resume; write nothing.
+
+    Args:
+        config_path: The YAML config, or ``None`` for the defaults.
+        overrides: ``key.path=value`` overrides of the config (``--set``).
+        resume: ``"auto"`` or a checkpoint path to continue (``--resume``), or ``None`` for a fresh run.
+        overwrite: Let a fresh run write into a directory holding files no run of this project wrote
+            (``--overwrite``).
 
     The config's ``seed`` seeds Python's, NumPy's and torch's generators first, so the data split
     and the model's initial weights are the same in every run with that seed.
@@ -124,9 +172,10 @@ def prepare_run(
     check_monitored(trainer, config)
     metric, mode = watched_metric(trainer.callbacks, config)
     written = [*trainer.callbacks, *trainer.client_callbacks]
-    run = Run(config, trainer, out, None, None, metric, mode, outputs=_outputs(written, out))
+    run = Run(config, trainer, out, None, None, metric, mode, run_dir.outputs(written, out), overwrite=overwrite)
     if resume is not None:
         _prepare_resume(run, resume, _checkpoint_dirs(written, out))
+    run.check_output_dir()
     return run
 
 
@@ -196,7 +245,8 @@ def _resume_checkpoint(
     ``auto`` looks at this run's checkpoint folders, a directory at every ``*.ckpt`` under it; the
     checkpoint of the latest round wins (the round stored in it, not the file's time), the round
     loop's own ``last.ckpt`` on a tie. A damaged ``last.ckpt`` may hold a later round than any valid
-    checkpoint, so it is refused, naming those that ``--resume PATH`` could take instead.
+    checkpoint, so it is refused, naming those that ``--resume PATH`` could take instead; so is a
+    whole checkpoint whose history log is missing or damaged.
     """
     if resume == "auto":
         files = [f for d in checkpoint_dirs for f in glob.glob(os.path.join(glob.escape(d), "*.ckpt"))]
@@ -211,11 +261,13 @@ def _resume_checkpoint(
     if explicit and damaged:
         siblings = glob.glob(os.path.join(glob.escape(os.path.dirname(resume) or "."), "*.ckpt"))
         valid, _ = _rounds([f for f in siblings if not os.path.samefile(f, resume)], own="")
-    lost = [why for path, why in damaged if explicit or os.path.basename(path) == LAST]
-    if lost and (valid or resume != "auto"):
+    # a whole checkpoint whose history log is lost is refused even by auto: starting afresh would lose the run
+    lost = [why for path, why, whole in sorted(damaged, key=lambda d: os.path.basename(d[0]) != LAST)
+            if explicit or whole or os.path.basename(path) == LAST]
+    if lost and (valid or resume != "auto" or any(whole for _, _, whole in damaged)):
         older = ", ".join(f"{echo(p)} (round {r})" for r, _, p, _ in sorted(valid, reverse=True)) or "none"
         raise ConfigError(f"{lost[0]}; valid checkpoints that `--resume PATH` can take: {older}", "--resume")
-    skipped = [why for _, why in damaged]
+    skipped = [why for _, why, _ in damaged]
     if valid:
         _, _, path, checkpoint = max(valid, key=lambda v: v[:3])
         return path, checkpoint, skipped
@@ -226,10 +278,12 @@ def _resume_checkpoint(
 
 def _rounds(
     files: Sequence[str], own: str
-) -> tuple[list[tuple[int, int, str, dict[str, Any]]], list[tuple[str, str]]]:
-    """``(round, rank, path, checkpoint)`` of the valid federation checkpoints of ``files``; ``(path, why)`` of others.
+) -> tuple[list[tuple[int, int, str, dict[str, Any]]], list[tuple[str, str, bool]]]:
+    """``(round, rank, path, checkpoint)`` of the valid federation checkpoints of ``files``; of others
+    ``(path, why, whether the file itself is whole)``.
 
-    Each is read once, memory-mapped: its tensors are not read until used.
+    Each is read once, memory-mapped: its tensors are not read until used. A checkpoint whose
+    history log (``history.jsonl`` beside it) is missing, damaged or another run's is not valid.
     The rank breaks a tie of rounds: 2 for ``own`` (the round loop's ``last.ckpt``), 1 for another
     ``last.ckpt``, 0 for the rest.
     """
@@ -239,7 +293,12 @@ def _rounds(
             checkpoint = load_checkpoint(path, mmap=True)
             round_num = int(checkpoint["round"])
         except (CheckpointError, OSError, KeyError, TypeError, ValueError) as exc:
-            damaged.append((path, one_line(exc)))
+            damaged.append((path, one_line(exc), False))
+            continue
+        try:
+            load_history(path, checkpoint)  # a resume needs the rounds' log beside the checkpoint
+        except (CheckpointError, OSError) as exc:
+            damaged.append((path, one_line(exc), True))
             continue
         rank = 2 if os.path.abspath(path) == os.path.abspath(own) else int(os.path.basename(path) == LAST)
         valid.append((round_num, rank, path, checkpoint))
@@ -300,39 +359,6 @@ def _check_fits(checkpoint: Mapping[str, Any], path: str, trainer: FederatedTrai
                 "of the run that wrote it",
                 "callbacks",
             )
-
-
-def _outputs(callbacks: list[Any], out: str) -> dict[str, list[str]]:
-    """The files the run writes under ``out``, as file-name patterns by directory (see :func:`_files`)."""
-    history = rf"{re.escape(HISTORY_LOG)}(\.tmp\d*)?"
-    outputs: dict[str, list[str]] = {
-        out: [r"config\.yaml(\.tmp\d*)?", r"final_weights\.pt(\.tmp\d*)?"],
-        os.path.join(out, "checkpoints"): [r"last\.ckpt(\.tmp\d*)?", history],
-    }
-    for callback in callbacks:
-        if isinstance(callback, MetricsLogger) and callback.path is not None:
-            where, names = os.path.dirname(callback.path), [rf"{re.escape(os.path.basename(callback.path))}(\.tmp\d*)?"]
-        elif isinstance(callback, TensorBoard):
-            where, names = callback.log_dir, [_EVENTS]
-        elif isinstance(callback, ModelCheckpoint):
-            where, names = callback.save_dir, [r"(last|best|round=\d+)\.ckpt(\.tmp\d*)?", history]
-        else:
-            continue
-        if within(where or ".", out):
-            outputs.setdefault(where, []).extend(names)
-    return outputs
-
-
-def _files(outputs: Mapping[str, list[str]]) -> list[str]:
-    """The files (not folders) there are now whose names match ``outputs``' patterns in their directory."""
-    found = []
-    for directory, names in outputs.items():
-        if not os.path.isdir(directory):
-            continue
-        pattern = re.compile("|".join(f"(?:{n})" for n in names))
-        with os.scandir(directory) as entries:
-            found += [e.path for e in entries if not e.is_dir(follow_symlinks=False) and pattern.fullmatch(e.name)]
-    return sorted(set(found))
 
 
 def _checkpoint_dirs(callbacks: list[Any], out: str) -> list[str]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from federated.app.run_dir import write_manifest
+
 CLI = [sys.executable, "-m", "lightning_bridge.fed"]
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,12 +86,20 @@ EARLIER_EVENTS = "events.out.tfevents.1700000000.host.1.0"
 """The name of an event file of an earlier run, as torch's SummaryWriter names them."""
 
 
+EARLIER_OUTPUTS = {
+    ".": [r"config\.yaml", r"final_weights\.pt", r"metrics\.csv"],
+    "checkpoints": [r"last\.ckpt", r"history\.jsonl"],
+    "tensorboard": [r"events\.out\.tfevents\..+"],
+}
+"""The files an earlier run's manifest names (see :mod:`federated.app.run_dir`)."""
+
+
 def populate(directory: Path) -> None:
-    """Fill ``directory`` as an earlier run left it: metrics, a checkpoint, events, and a file of the user's."""
+    """Fill ``directory`` as an earlier run left it: its manifest, metrics, a checkpoint, events."""
     (directory / "checkpoints").mkdir(parents=True)
-    (directory / "tensorboard").mkdir()
+    write_manifest(str(directory), EARLIER_OUTPUTS)
     (directory / "metrics.csv").write_text("round,accuracy\n1,0.5\n2,0.6\n")
+    (directory / "tensorboard").mkdir()
     (directory / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run's checkpoint")
     (directory / "tensorboard" / EARLIER_EVENTS).write_bytes(b"events")
     (directory / "final_weights.pt").write_bytes(b"weights")
-    (directory / "sentinel.txt").write_text("keep me")

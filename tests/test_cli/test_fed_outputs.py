@@ -169,11 +169,12 @@ def test_fed_runs_with_different_output_directories_never_mix(
         assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) >= 1
 
 
-def test_fed_new_run_keeps_what_it_did_not_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fed_new_run_with_overwrite_keeps_what_it_did_not_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Prepare: an earlier run's outputs, a folder of the user's where a callback logs, older experiments
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "runs" / "digits"
     populate(out)
+    (out / "sentinel.txt").write_text("keep me")
     (out / "mydata").mkdir()
     (out / "mydata" / "important.txt").write_text("the user's")
     (out / "mydata" / EARLIER_EVENTS).write_bytes(b"an earlier run's events")
@@ -186,7 +187,7 @@ def test_fed_new_run_keeps_what_it_did_not_write(tmp_path: Path, monkeypatch: py
     write_config(tmp_path / "fed.yaml", config)
 
     # Execute
-    status = main(["--config", "fed.yaml"])
+    status = main(["--config", "fed.yaml", "--overwrite"])
 
     # Assert: the project's files are this run's; everything else is there as it was
     assert status == 0
@@ -200,7 +201,7 @@ def test_fed_new_run_keeps_what_it_did_not_write(tmp_path: Path, monkeypatch: py
     assert [step for step, _ in scalars(out / "mydata", "accuracy")] == [1]
 
 
-def test_fed_new_run_in_the_working_directory_keeps_older_experiments(
+def test_fed_new_run_with_overwrite_in_the_working_directory_keeps_older_experiments(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: `output_dir: .` and `log_dir: runs`, with earlier experiments under ./runs
@@ -213,7 +214,7 @@ def test_fed_new_run_in_the_working_directory_keeps_older_experiments(
     write_config(tmp_path / "fed.yaml", config)
 
     # Execute
-    status = main(["--config", "fed.yaml"])
+    status = main(["--config", "fed.yaml", "--overwrite"])
 
     # Assert
     assert status == 0

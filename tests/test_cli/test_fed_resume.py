@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import read_metrics, scalars, small_config, snapshot, write_config
+from cli_helpers import EARLIER_OUTPUTS, read_metrics, scalars, small_config, snapshot, write_config
 
+from federated.app.run_dir import write_manifest
 from lightning_bridge.fed import main
 
 CONFIG = small_config(
@@ -95,6 +96,7 @@ def test_fed_resume_auto_starts_afresh_without_a_valid_checkpoint(
     out = tmp_path / "runs" / "x"
     if left != "nothing":
         out.mkdir(parents=True)
+        write_manifest(str(out), EARLIER_OUTPUTS)  # a run writes its manifest first
         write_config(out / "config.yaml", CONFIG)
     if left == "a damaged last.ckpt only":
         (out / "checkpoints").mkdir()
