@@ -28,7 +28,7 @@ from callbacks import (
     registered,
     resolve,
 )
-from callbacks.arguments import check_arguments, echo, one_line, suggest
+from callbacks.arguments import check_arguments, one_line, suggest
 from federated.app.callback_entries import USER_CODE_ERRORS, build_callbacks_at
 from federated.app.callback_entries import raised as _raised
 from federated.app.config import DEFAULTS, FLOWER_NAMES, flower_hint
