@@ -176,7 +176,19 @@ def on_error(value: Any) -> OnError:
 
 
 def server_callbacks(callbacks: list[Any], policy: OnError) -> CallbackManager:
-    """The dispatcher of the server callbacks: their hooks bind and their state keys are distinct."""
+    """The dispatcher of the server callbacks: their hooks bind and their state keys are distinct.
+
+    Raises:
+        ArgumentError: A callback whose hooks do not bind, or a Lightning callback (a client fit's).
+    """
+    lightning = split_callbacks(callbacks)[1]
+    if lightning:
+        index = next(i for i, callback in enumerate(callbacks) if callback is lightning[0])
+        raise ArgumentError(
+            f"callbacks[{index}]",
+            f"{type(lightning[0]).__name__} is a Lightning callback, which runs inside a Lightning fit, and the server "
+            "runs none; put it in `client_callbacks` to run it in every client's fit",
+        )
     try:
         manager = CallbackManager(callbacks, on_error=policy)
         stateful_callbacks(manager.callbacks)  # refuse shared state keys now, not at the first save

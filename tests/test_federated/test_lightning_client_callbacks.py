@@ -117,6 +117,8 @@ def test_a_clients_lightning_callbacks_survive_pickling_with_their_state(
         ({"client_loggers": [NoPlaceLogger()]}, ArgumentError,
          r"`client_loggers\[0\]`: client logger NoPlaceLogger has no folder name or metric prefix"),
         ({"client_loggers": ["csv"]}, TypeError, r"`client_loggers\[0\]` must be a lightning.pytorch Logger, got str"),
+        ({"callbacks": [EarlyStopping("val_loss")]}, ArgumentError,
+         r"`callbacks\[0\]`: EarlyStopping is a Lightning callback, .* put it in `client_callbacks`"),
         ({"trainer_kwargs": {"logger": CSVLogger("logs")}}, ArgumentError,
          r"`trainer_kwargs.logger`: .* give `client_loggers` instead"),
     ],
