@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from torch.optim.lr_scheduler import LRScheduler as TorchLRScheduler
 from callbacks.arguments import check_number
 from callbacks.callback import Callback
 from callbacks.monitor import Mode
+from callbacks.rank_zero import is_global_zero
 from callbacks.registry import register
 from callbacks.trainer import FederatedTrainerLike, TrainerLike
 
@@ -26,12 +28,13 @@ class LRScheduler(Callback):
     """Steps a torch learning-rate scheduler once per epoch (centralised) or per round (federated).
 
     Centralised it schedules the optimizers of the ``lightning.Trainer`` and steps at each
-    ``on_epoch_end``. In the federated round loop the schedule is the server's: it runs on a
-    learning rate of 1.0 and sets ``trainer.client_lr_scale`` at each ``on_round_start``, so every
-    client of the round trains with its own base learning rate times that scale; it steps at
-    ``on_round_end``. The value in use is added to the event's dict before the step, for the
-    callbacks after this one: ``lr`` (of the first optimizer) in the epoch logs, ``lr_scale`` in
-    the round metrics.
+    ``on_epoch_end``; a fit whose LightningModule returns schedulers of its own from
+    ``configure_optimizers`` is warned at its start, naming them, as both would step the learning rate.
+    In the federated round loop the schedule is the server's: it runs on a learning rate of 1.0 and sets
+    ``trainer.client_lr_scale`` at each ``on_round_start``, so every client of the round trains with its
+    own base learning rate times that scale; it steps at ``on_round_end``. The value in use is added to
+    the event's dict before the step, for the callbacks after this one: ``lr`` (of the first optimizer)
+    in the epoch logs, ``lr_scale`` in the round metrics.
 
     Args:
         scheduler_type: One of ``step``, ``multistep``, ``exponential``, ``cosine``, ``plateau``.
@@ -126,8 +129,22 @@ class LRScheduler(Callback):
     def on_train_start(self, trainer: TrainerLike, **kwargs: Any) -> None:
         optimizers = getattr(trainer, "optimizers", None)
         if optimizers:  # centralised: the trainer's own optimizers
+            self._warn_of_own_schedulers(trainer)
             self.schedulers = [self.make(opt) for opt in optimizers]
             self._load_pending()
+
+    def _warn_of_own_schedulers(self, trainer: TrainerLike) -> None:
+        """Warn, once per fit, when the model's ``configure_optimizers`` returned schedulers of its own."""
+        own = [type(config.scheduler).__name__ for config in getattr(trainer, "lr_scheduler_configs", None) or ()]
+        if own and is_global_zero(trainer):
+            warnings.warn(
+                f"LRScheduler(scheduler_type={self.scheduler_type!r}) and the LightningModule's own "
+                f"{', '.join(own)} from `configure_optimizers` both step the learning rate of the same optimizers: "
+                "every decay is applied twice. HINT: return no scheduler from `configure_optimizers`, or leave "
+                "out the LRScheduler callback",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def on_epoch_end(
         self, epoch: int, logs: Mapping[str, float], round_num: int | None = None, **kwargs: Any

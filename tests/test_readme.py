@@ -5,7 +5,9 @@ in order, each as a script, and fail when one raises or when a callback hook in 
 the dispatcher, by default, only logs), and a Python block directly followed by a ``text`` block must
 print exactly that text. A block (Python or YAML) whose first line is a comment naming a file
 (``# my_fed.py``) is that file: it is written into the folder for the blocks after it, or, where
-the repository has a file of that name (``# examples/fed.yaml``), it must be a copy of it.
+the repository has a file of that name (``# examples/fed.yaml``), it must be a copy of it. A shell
+block whose first line enters an example folder (``cd examples/lightning_cli``) runs too, in a copy of
+``examples/``, and fails when a command fails or a callback hook in it raises.
 
 Every relative link of these pages must name an existing file, and its ``#anchor``, if any, a
 heading of the page it points to.
@@ -14,7 +16,9 @@ heading of the page it points to.
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +139,39 @@ def test_readme_python_examples_run_in_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize("page", DOCS_WITH_PYTHON, ids=lambda page: page.name)
 def test_docs_page_examples_run_in_order(page: Path, tmp_path: Path) -> None:
     assert _run_examples(page, tmp_path), f"{_name(page)}: no Python block ran"
+
+
+SHELL_EXAMPLES = [
+    (page, line, body)
+    for page in PAGES
+    for line, language, body in _blocks(page)
+    if language == "bash" and body.startswith("cd examples/")
+]
+"""The shell blocks that run: those that start in an example folder of the repository."""
+HOOK_RAISED = "; training goes on"
+"""How the dispatcher's log line of a hook that raised (``on_error="warn"``) ends."""
+
+
+@pytest.mark.parametrize(
+    ("page", "line", "body"), SHELL_EXAMPLES, ids=[f"{_name(page)}:{line}" for page, line, _ in SHELL_EXAMPLES]
+)
+def test_docs_shell_examples_run_as_written(page: Path, line: int, body: str, tmp_path: Path) -> None:
+    # Prepare: the commands run in a copy of the examples, with this interpreter as `python`
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+
+    # Execute
+    run = subprocess.run(
+        ["bash", "-e", "-c", body], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+
+    # Assert
+    assert run.returncode == 0, f"{_name(page)}:{line}:\n{run.stderr[-4000:]}"
+    assert HOOK_RAISED not in run.stderr, f"{_name(page)}:{line}: a callback hook raised:\n{run.stderr[-4000:]}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=_name)

@@ -139,3 +139,38 @@ def test_lr_scheduler_steps_the_trainer_optimizer_per_epoch_as_torch_would(kind,
     assert [metrics["lr"] for metrics in recorder.step_metrics] == pytest.approx(per_step)
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(final)
     assert len(set(expected)) > 1
+
+
+class WithOwnScheduler(TinyRegression):
+    """Returns a StepLR of its own beside its optimizer."""
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5)}
+
+
+def test_lr_scheduler_beside_the_modules_own_scheduler_warns_once_naming_both():
+    # Prepare
+    adapter = LightningCallbackAdapter([LRScheduler(scheduler_type="step", step_size=1, gamma=0.5)], on_error="raise")
+    trainer = Trainer(max_epochs=2, callbacks=[adapter], **QUIET)
+
+    # Execute
+    with pytest.warns(UserWarning) as caught:
+        trainer.fit(WithOwnScheduler(), loader(), loader())
+
+    # Assert
+    messages = [str(w.message) for w in caught if "LRScheduler(" in str(w.message)]
+    assert len(messages) == 1
+    assert messages[0].startswith(
+        "LRScheduler(scheduler_type='step') and the LightningModule's own StepLR from `configure_optimizers` both "
+        "step the learning rate of the same optimizers"
+    )
+
+
+def test_lr_scheduler_alone_does_not_warn_of_other_schedulers(recwarn):
+    # Execute
+    adapter = LightningCallbackAdapter([LRScheduler(scheduler_type="step", step_size=1)], on_error="raise")
+    Trainer(max_epochs=1, callbacks=[adapter], **QUIET).fit(TinyRegression(), loader(), loader())
+
+    # Assert
+    assert not [w for w in recwarn if "LRScheduler(" in str(w.message)]
