@@ -108,6 +108,7 @@ class RayBackend(Backend):
         self._workers: list[Any] = []
         self._held: list[set[int]] = []  # per worker, the clients whose data it holds
         self._client_refs: list[Any] = []
+        self._starting: list[Any] = []  # the start-up of workers started in place of others, not yet waited for
 
     def __repr__(self) -> str:
         return (
@@ -148,13 +149,8 @@ class RayBackend(Backend):
             self._new_worker = lambda: actor.remote(*args, threads)
             self._workers = [self._new_worker() for _ in range(self.num_workers)]
             self._held = [set() for _ in self._workers]
-            try:
-                ray.get([w.ready.remote() for w in self._workers], timeout=self.start_timeout)
-            except ray.exceptions.GetTimeoutError as exc:
-                raise RuntimeError(
-                    f"{self.num_workers} Ray workers did not start within {self.start_timeout:g} s; "
-                    f"the cluster has {ray.available_resources()} available"
-                ) from exc
+            self._starting = [w.ready.remote() for w in self._workers]
+            self._await_workers()
         except BaseException:
             self.stop()
             raise
@@ -165,9 +161,22 @@ class RayBackend(Backend):
             for worker in self._workers:
                 ray.kill(worker)
         self._workers, self._client_refs, self._held, self._new_worker = [], [], [], None
+        self._starting = []
         if self._started_ray:
             self._started_ray = False
             ray.shutdown()
+
+    def _await_workers(self) -> None:
+        """Wait for the workers still starting: their start-up (importing torch and Lightning) is no round's time."""
+        ray = import_ray()
+        starting, self._starting = self._starting, []
+        try:
+            ray.get(starting, timeout=self.start_timeout)
+        except ray.exceptions.GetTimeoutError as exc:
+            raise RuntimeError(
+                f"{len(starting)} Ray worker(s) did not start within {self.start_timeout:g} s; "
+                f"the cluster has {ray.available_resources()} available"
+            ) from exc
 
     def _check_resources(self, ray: Any) -> None:
         total = ray.cluster_resources()
@@ -197,6 +206,7 @@ class RayBackend(Backend):
         ray = import_ray()
         if not self._workers:
             raise RuntimeError("RayBackend.fit_clients before start(setup)")
+        self._await_workers()  # those replaced in the last round
         deadline = None if timeout is None else time.monotonic() + timeout
         n = len(clients)
         size = self.clients_per_call or auto_size(n, self.num_workers, weights)
@@ -321,6 +331,7 @@ class RayBackend(Backend):
         """Kill the worker of ``slot`` and start a new one, holding nothing, in its place."""
         import_ray().kill(self._workers[slot])
         self._workers[slot] = self._new_worker()
+        self._starting.append(self._workers[slot].ready.remote())
         self._held[slot] = set()
         r.busy[slot], r.queued[slot], r.fresh[slot] = 0, 0, True
 
