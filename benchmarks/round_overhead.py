@@ -9,6 +9,10 @@ A second table splits one client fit: the raw PyTorch epoch, a bare ``lightning.
 
     python benchmarks/round_overhead.py [--repeats 5] [--threads 1]
 
+``--big-clients`` runs instead 10 clients of 2000 samples against a naive loop of a fresh
+``lightning.Trainer(...).fit`` per client, with and without server evaluation
+(``benchmarks/big_clients.py``); ``--threads-report`` prints the threads each loop runs.
+
 Small models on few cores run faster with one intra-op thread, and timings vary less; both loops
 use the same setting.
 """
@@ -120,11 +124,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: leave as is)")
+    parser.add_argument("--big-clients", action="store_true", help="10 clients x 2000 samples against naive Lightning")
+    parser.add_argument("--threads-report", action="store_true", help="the threads alive during each loop's fits")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.getLogger("federated").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
+    if args.threads_report or args.big_clients:
+        from big_clients import big_clients, threads_report
+
+        threads_report() if args.threads_report else big_clients(args.repeats)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {args.repeats} repeats")
     print(f"{'clients':>7} {'rounds':>6} {'raw s':>8} {'federated s':>12} {'ratio':>6} {'overhead/fit ms':>16}")
     splits: list[tuple[int, float, float, float]] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -151,12 +151,17 @@ class ClientWorker:
         """The worker's process id, once it is built."""
         return os.getpid()
 
-    def fit(self, round_box: list[Any] | None, round_num: int, lr_scale: float, tasks: list[Task]) -> list[Result]:
-        """Train ``tasks`` in order; per client its outcome, packed weights and callbacks' new states.
+    def fit(
+        self, round_box: list[Any] | None, round_num: int, lr_scale: float, tasks: list[Task]
+    ) -> Iterator[Result]:
+        """Train ``tasks`` in order, yielding per client its outcome, packed weights and callbacks' new states.
 
-        ``round_box`` holds the ref of the round's weights and strategy callbacks in the first call
-        of a round to this worker, ``None`` in the next ones (refs in a list: Ray does not resolve
-        nested refs, so the worker fetches only what it lacks).
+        Called as a Ray streaming generator: each client's result reaches the driver as soon as it
+        is trained, so at a deadline or a crash the driver knows which clients finished, which one
+        was training and which had not started. ``round_box`` holds the ref of the round's weights
+        and strategy callbacks in the first call of a round to this worker, ``None`` in the next
+        ones (refs in a list: Ray does not resolve nested refs, so the worker fetches only what it
+        lacks).
         """
         import ray
 
@@ -164,7 +169,6 @@ class ClientWorker:
             self._round = ray.get(round_box[0])
         weights, callbacks = self._round
         self._fetch(tasks)
-        out: list[Result] = []
         for client_id, seed, state, _ in tasks:
             # new callback copies, then the driver's states: the fit cannot depend on this worker's past
             client = self._clients[client_id].fresh(state)
@@ -174,8 +178,7 @@ class ClientWorker:
             packed = None
             if isinstance(outcome, ClientUpdate) and outcome.weights is not None:
                 packed, outcome.weights = pack(outcome.weights), None
-            out.append((outcome, packed, client.state_dict()))
-        return out
+            yield outcome, packed, client.state_dict()
 
     def evaluate(self, weights_box: list[Any], tasks: list[Task]) -> list[ClientEvaluation | ClientFailure]:
         """Evaluate ``weights_box[0]``'s weights on each task's client, in order."""

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from callbacks import register
 from callbacks.arguments import check_number, one_line
+from federated.backends._ray_round import IN_FLIGHT, Call, Round, auto_size, runs
 from federated.backends._ray_worker import (
     ClientWorker,
-    Result,
     Task,
     import_ray,
     init_local,
-    unpack,
     worker_env,
     worker_trainer_kwargs,
 )
@@ -36,8 +33,6 @@ __all__ = ["RayBackend"]
 
 log = logging.getLogger(__name__)
 
-_IN_FLIGHT = 2  # calls queued per worker: the next one waits in the worker while the driver reads a result
-_PENDING_BYTES = 256 * 2**20  # default batching: as many clients per call as keep the waiting updates below this
 _SETTLE_S = 30.0  # how long the calls of a dead worker may take to report that they ended
 
 
@@ -113,6 +108,7 @@ class RayBackend(Backend):
         self._workers: list[Any] = []
         self._held: list[set[int]] = []  # per worker, the clients whose data it holds
         self._client_refs: list[Any] = []
+        self._starting: list[Any] = []  # the start-up of workers started in place of others, not yet waited for
 
     def __repr__(self) -> str:
         return (
@@ -153,13 +149,8 @@ class RayBackend(Backend):
             self._new_worker = lambda: actor.remote(*args, threads)
             self._workers = [self._new_worker() for _ in range(self.num_workers)]
             self._held = [set() for _ in self._workers]
-            try:
-                ray.get([w.ready.remote() for w in self._workers], timeout=self.start_timeout)
-            except ray.exceptions.GetTimeoutError as exc:
-                raise RuntimeError(
-                    f"{self.num_workers} Ray workers did not start within {self.start_timeout:g} s; "
-                    f"the cluster has {ray.available_resources()} available"
-                ) from exc
+            self._starting = [w.ready.remote() for w in self._workers]
+            self._await_workers()
         except BaseException:
             self.stop()
             raise
@@ -170,9 +161,22 @@ class RayBackend(Backend):
             for worker in self._workers:
                 ray.kill(worker)
         self._workers, self._client_refs, self._held, self._new_worker = [], [], [], None
+        self._starting = []
         if self._started_ray:
             self._started_ray = False
             ray.shutdown()
+
+    def _await_workers(self) -> None:
+        """Wait for the workers still starting: their start-up (importing torch and Lightning) is no round's time."""
+        ray = import_ray()
+        starting, self._starting = self._starting, []
+        try:
+            ray.get(starting, timeout=self.start_timeout)
+        except ray.exceptions.GetTimeoutError as exc:
+            raise RuntimeError(
+                f"{len(starting)} Ray worker(s) did not start within {self.start_timeout:g} s; "
+                f"the cluster has {ray.available_resources()} available"
+            ) from exc
 
     def _check_resources(self, ray: Any) -> None:
         total = ray.cluster_resources()
@@ -202,14 +206,15 @@ class RayBackend(Backend):
         ray = import_ray()
         if not self._workers:
             raise RuntimeError("RayBackend.fit_clients before start(setup)")
+        self._await_workers()  # those replaced in the last round
         deadline = None if timeout is None else time.monotonic() + timeout
         n = len(clients)
-        size = self.clients_per_call or _auto_size(n, self.num_workers, weights)
-        r = _Round(
+        size = self.clients_per_call or auto_size(n, self.num_workers, weights)
+        r = Round(
             clients, seeds, round_num, lr_scale, ray.put((weights, list(callbacks))),
-            window=(_IN_FLIGHT + 1) * self.num_workers * size, workers=len(self._workers),
+            window=(IN_FLIGHT + 1) * self.num_workers * size, workers=len(self._workers),
         )
-        for run in _runs([c.num_samples for c in clients], math.ceil(n / size)):
+        for run in runs([c.num_samples for c in clients], math.ceil(n / size)):
             r.requeue(run)
         next_pos = 0
         while True:
@@ -228,44 +233,39 @@ class RayBackend(Backend):
             if not ready:
                 self._expire(r, timeout)
                 continue
-            call = r.calls.pop(ready[0])
+            call = r.calls[ready[0]]
             try:
-                results = ray.get(call.ref)
+                r.take_next(call)
             except ray.exceptions.RayActorError as exc:
                 self._worker_died(r, call, exc)
-                continue
             except ray.exceptions.RayError as exc:  # the worker lives; what it holds is uncertain
                 r.end(call)
                 self._held[call.slot], r.fresh[call.slot] = set(), True
                 r.retry_or_fail(call, f"the Ray call failed: {one_line(exc, lines=1)}", str(exc))
-                continue
-            r.end(call)
-            r.take(call, results)
 
-    def _expire(self, r: _Round, timeout: float | None) -> None:
-        """The round's deadline passed: what finished counts, the rest fail, and busy workers are replaced."""
-        ray = import_ray()
-        finished, _ = ray.wait(list(r.calls), num_returns=len(r.calls), timeout=0)
-        for ref in finished:
-            call = r.calls.pop(ref)
-            r.end(call)
-            try:
-                r.take(call, ray.get(ref))
-            except ray.exceptions.RayError:
-                r.calls[ref] = call  # counted with the late ones below
-        for slot in sorted({call.slot for call in r.calls.values()}):
-            self._replace(r, slot)  # drops its late results
-        late_ids = []
-        for call in r.calls.values():
-            for position in call.positions:
-                r.done[position] = (late(r.clients[position], timeout), None)
-                late_ids.append(r.clients[position].client_id)
+    def _expire(self, r: Round, timeout: float | None) -> None:
+        """The round's deadline passed: what finished counts, the rest fail, and busy workers are replaced.
+
+        A worker trains its requests in the order sent and reports each client as it ends: on each
+        busy worker, the first client not back was training, and those after it had not started.
+        """
+        for call in sorted(r.calls.values(), key=lambda c: c.order):
+            r.drain(call, timeout=0)
+        running: dict[int, int] = {}  # per busy worker, the client it was training
+        for call in sorted(r.calls.values(), key=lambda c: c.order):
+            running.setdefault(call.slot, call.positions[call.taken])
+            for position in call.positions[call.taken :]:
+                started = running[call.slot] == position
+                r.done[position] = (late(r.clients[position], timeout, started=started), None)
         for _, positions in r.todo:
             for position in positions:
                 r.done[position] = (late(r.clients[position], timeout, started=False), None)
+        for slot in sorted(running):
+            self._replace(r, slot)  # drops its late results
         r.calls.clear()
         r.todo.clear()
-        if late_ids:
+        if running:
+            late_ids = [r.clients[p].client_id for p in running.values()]
             log.warning("round %d: client(s) %s missed the deadline; their workers are replaced", r.round_num, late_ids)
 
     def evaluate_clients(
@@ -277,7 +277,7 @@ class RayBackend(Backend):
             raise RuntimeError("RayBackend.evaluate_clients before start(setup)")
         box = [ray.put(weights)]
         calls = {}
-        for slot, run in enumerate(_runs([c.num_val_samples for c in clients], len(self._workers))):
+        for slot, run in enumerate(runs([c.num_val_samples for c in clients], len(self._workers))):
             calls[slot] = (run, self._workers[slot].evaluate.remote(box, self._tasks(slot, clients, run, seeds)))
         outcomes: dict[int, ClientEvaluation | ClientFailure] = {}
         for slot, (run, ref) in calls.items():
@@ -293,46 +293,45 @@ class RayBackend(Backend):
         for position in range(len(clients)):
             yield outcomes[position]
 
-    def _send(self, r: _Round, next_pos: int) -> None:
+    def _send(self, r: Round, next_pos: int) -> None:
         """Send queued runs to the least loaded workers, within ``r.window`` positions of ``next_pos``."""
-        while r.todo and r.todo[0][0] < next_pos + r.window and min(r.busy) < _IN_FLIGHT:
+        while r.todo and r.todo[0][0] < next_pos + r.window and min(r.busy) < IN_FLIGHT:
             _, positions = heapq.heappop(r.todo)
-            slot = min((s for s, b in enumerate(r.busy) if b < _IN_FLIGHT), key=lambda s: r.queued[s])
+            slot = min((s for s, b in enumerate(r.busy) if b < IN_FLIGHT), key=lambda s: r.queued[s])
             tasks = self._tasks(slot, r.clients, positions, r.seeds)
             box = [r.round_ref] if r.fresh[slot] else None
             r.fresh[slot] = False
-            ref = self._workers[slot].fit.remote(box, r.round_num, r.lr_scale, tasks)
-            r.calls[ref] = _Call(ref, slot, positions, next(r.sent))
+            ref = self._workers[slot].fit.options(num_returns="streaming").remote(box, r.round_num, r.lr_scale, tasks)
+            r.calls[ref] = Call(ref, slot, positions, next(r.sent))
             r.busy[slot] += 1
             r.queued[slot] += len(positions)
 
-    def _worker_died(self, r: _Round, call: _Call, exc: BaseException) -> None:
-        """``call``'s worker died: keep what it finished, blame what it ran, resend the rest, replace it."""
-        ray = import_ray()
+    def _worker_died(self, r: Round, call: Call, exc: BaseException) -> None:
+        """``call``'s worker died: keep what it finished, blame the client it was training, resend the rest."""
         slot = call.slot
-        others = [c for c in r.calls.values() if c.slot == slot]
-        for other in others:
+        lost = sorted((c for c in r.calls.values() if c.slot == slot), key=lambda c: c.order)
+        for other in lost:
             del r.calls[other.ref]
-        if others:  # they end too, now that their worker is gone
-            ray.wait([c.ref for c in others], num_returns=len(others), timeout=_SETTLE_S)
-        lost = [call]
-        for other in others:
-            try:
-                r.take(other, ray.get(other.ref, timeout=0))  # finished before the worker died
-            except ray.exceptions.RayError:
-                lost.append(other)
-        lost.sort(key=lambda c: c.order)  # a worker runs its calls in the order sent: the first lost one was running
-        for queued in lost[1:]:
-            r.requeue(queued.positions)
-        ids = [r.clients[p].client_id for p in lost[0].positions]
-        log.warning("round %d: a Ray worker died training client(s) %s; starting a new one", r.round_num, ids)
-        r.retry_or_fail(lost[0], f"the Ray worker died: {one_line(exc, lines=1)}", str(exc))
+            if other is not call:  # they end too, now that their worker is gone
+                r.drain(other, timeout=_SETTLE_S)
+        # a worker trains its requests in the order sent, each client after the other: the first one not back was
+        # training when the worker died
+        left = [c.positions[c.taken :] for c in lost if c.taken < len(c.positions)]
+        first, rest = left[0][0], [left[0][1:], *left[1:]]
+        for positions in rest:
+            if positions:
+                r.requeue(positions)
+        culprit = r.clients[first]
+        log.warning("round %d: a Ray worker died training client %d; starting again", r.round_num, culprit.client_id)
+        error = f"the Ray worker died: {one_line(exc, lines=1)}"
+        r.done[first] = (ClientFailure(client_id=culprit.client_id, error=error, traceback=str(exc)), None)
         self._replace(r, slot)
 
-    def _replace(self, r: _Round, slot: int) -> None:
+    def _replace(self, r: Round, slot: int) -> None:
         """Kill the worker of ``slot`` and start a new one, holding nothing, in its place."""
         import_ray().kill(self._workers[slot])
         self._workers[slot] = self._new_worker()
+        self._starting.append(self._workers[slot].ready.remote())
         self._held[slot] = set()
         r.busy[slot], r.queued[slot], r.fresh[slot] = 0, 0, True
 
@@ -348,93 +347,3 @@ class RayBackend(Backend):
             held.add(client.client_id)
             tasks.append((client.client_id, seeds[p], client.state_dict(), data))
         return tasks
-
-
-@dataclass
-class _Call:
-    """One request in flight: its result's ref, its worker, the positions of its clients in the round."""
-
-    ref: Any
-    slot: int
-    positions: tuple[int, ...]
-    order: int
-
-
-@dataclass
-class _Round:
-    """The bookkeeping of one round: runs to send, requests in flight, outcomes not yet yielded."""
-
-    clients: Sequence[Client]
-    seeds: Sequence[int]
-    round_num: int
-    lr_scale: float
-    round_ref: Any
-    window: int
-    workers: int
-    todo: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # a heap of (first position, run)
-    calls: dict[Any, _Call] = field(default_factory=dict)
-    done: dict[int, tuple[ClientUpdate | ClientFailure, dict[str, Any] | None]] = field(default_factory=dict)
-    sent: Iterator[int] = field(default_factory=itertools.count)
-
-    def __post_init__(self) -> None:
-        self.busy = [0] * self.workers  # requests in flight per worker
-        self.queued = [0] * self.workers  # clients in flight per worker
-        self.fresh = [True] * self.workers  # a worker's next request carries the round's inputs
-
-    def requeue(self, positions: tuple[int, ...]) -> None:
-        heapq.heappush(self.todo, (positions[0], positions))
-
-    def end(self, call: _Call) -> None:
-        self.busy[call.slot] -= 1
-        self.queued[call.slot] -= len(call.positions)
-
-    def take(self, call: _Call, results: list[Result]) -> None:
-        for position, (outcome, packed, state) in zip(call.positions, results, strict=True):
-            if packed is not None and isinstance(outcome, ClientUpdate):
-                outcome.weights = unpack(packed)
-            self.done[position] = (outcome, state)
-
-    def retry_or_fail(self, call: _Call, error: str, details: str) -> None:
-        """The clients of a failed request of several are sent again one per request; a lone one is a failure."""
-        if len(call.positions) > 1:
-            for position in call.positions:
-                self.requeue((position,))
-            return
-        position = call.positions[0]
-        failure = ClientFailure(client_id=self.clients[position].client_id, error=error, traceback=details)
-        self.done[position] = (failure, None)
-
-
-def _auto_size(n: int, workers: int, weights: StateDict) -> int:
-    """A worker's whole share of the round, unless the updates that may wait in the driver pass ``_PENDING_BYTES``."""
-    update = sum(t.numel() * t.element_size() for t in weights.values()) or 1
-    return max(1, min(math.ceil(n / workers), _PENDING_BYTES // ((_IN_FLIGHT + 1) * workers * update)))
-
-
-def _runs(sizes: Sequence[int], count: int) -> list[tuple[int, ...]]:
-    """Positions ``0..len(sizes)-1`` cut into ``count`` consecutive non-empty runs of about equal total size.
-
-    Example:
-        >>> _runs([10, 10, 10, 30, 5, 5], 2)
-        [(0, 1, 2), (3, 4, 5)]
-        >>> _runs([1] * 5, 2)
-        [(0, 1, 2), (3, 4)]
-    """
-    n = len(sizes)
-    count = max(1, min(count, n))
-    total = sum(sizes)
-    runs: list[tuple[int, ...]] = []
-    start, acc = 0, 0
-    for i, size in enumerate(sizes):
-        target = total * (len(runs) + 1) / count
-        if len(runs) < count - 1 and i > start and acc + size - target > target - acc:
-            runs.append(tuple(range(start, i)))  # cutting before this one comes closer to the target
-            start = i
-            target = total * (len(runs) + 1) / count
-        acc += size
-        left = count - len(runs) - 1  # runs still to cut after this one
-        if left and n - i - 1 >= left and (acc >= target or n - i - 1 == left):
-            runs.append(tuple(range(start, i + 1)))
-            start = i + 1
-    runs.append(tuple(range(start, n)))
-    return runs
