@@ -79,7 +79,7 @@ class FlowerBackend(Backend):
         self.poll_interval = check_number("poll_interval", poll_interval, low=0, low_open=True)
         self._grid: Any = None
         self._config = ""
-        self._setup: bytes | None = None
+        self._setup: str | None = None
         self._query: Any = None  # the content of every query message: the config and the setup
         self._clients: dict[int, Client] = {}
         self._partitions: dict[int, int] = {}  # node id -> partition id, in the order the nodes answered
@@ -111,7 +111,7 @@ class FlowerBackend(Backend):
         """Wait (up to ``discovery_timeout``) until a SuperNode answers for every client; warn about the rest."""
         if self._grid is None:
             raise RuntimeError(messages.NOT_IN_SERVERAPP)
-        self._setup = messages.to_bytes(setup.runner_settings())
+        self._setup = messages.setup_text(setup.runner_settings())
         self._query = messages.query(messages.round_record(round_num=0, config=self._config, setup=self._setup))
         self._clients = {client.client_id: client for client in setup.clients}
         wanted = set(self._clients)
@@ -319,7 +319,7 @@ class FlowerBackend(Backend):
         self._partitions.pop(node, None)
         self._gone.add(node)
 
-    def _require_setup(self) -> bytes:
+    def _require_setup(self) -> str:
         if self._setup is None:
             raise RuntimeError("FlowerBackend: fit_clients or evaluate_clients before start(setup)")
         return self._setup

@@ -171,10 +171,10 @@ def test_flower_backend_takes_the_number_of_clients_not_their_data() -> None:
         FederatedTrainer(MLP(hidden=8), loaders, backend=FlowerBackend())
 
 
-def test_client_app_refuses_a_node_config_that_does_not_fit(tmp_path: Path) -> None:
+def test_client_app_refuses_a_node_config_that_does_not_fit(kit: SimpleNamespace, tmp_path: Path) -> None:
     # Prepare
     config = dump_yaml({**yaml.safe_load(write_config(tmp_path).read_text()), "client_callbacks": []})
-    shared = messages.round_record(round_num=1, config=config, setup=messages.to_bytes({}))
+    shared = messages.round_record(round_num=1, config=config, setup=messages.setup_text(kit.runner_settings))
     weights = messages.weights_record({"w": torch.zeros(1)})
     content = messages.request(weights, shared, client_id=1, seed=0, state={})
     query, fit = Message(messages.query(shared), 5, "query"), Message(content, 5, "train")
