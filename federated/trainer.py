@@ -420,6 +420,7 @@ class FederatedTrainer:
             self.reuse_trainer,
             keep_optimizer_state=self.keep_optimizer_state,
             local_keys=self.strategy.local_keys,
+            evaluate_clients=self.evaluate_clients is not None,
         )
 
     def _reset(self) -> None:

@@ -32,6 +32,7 @@ from callbacks.arguments import check_arguments, one_line, suggest
 from federated.app.callback_entries import USER_CODE_ERRORS, build_callbacks_at
 from federated.app.callback_entries import raised as _raised
 from federated.app.config import DEFAULTS, FLOWER_NAMES, flower_hint
+from federated.app.flower_aggregation import as_aggregation
 from federated.app.writer_paths import PATH_ARGUMENTS, place_defaults, resolve_writer_path, within
 from federated.backends.backend import Backend
 from federated.data.datasets import FederatedData, as_federated_data, site_of
@@ -143,13 +144,13 @@ def _how_many(section: Mapping[str, Any]) -> Any:
 
 
 def _aggregation(path: str | None) -> Any:
-    """The function ``evaluate.clients.aggregation`` names, or ``None``."""
+    """The function ``evaluate.clients.aggregation`` names (in this project's or Flower 1.41's form), or ``None``."""
     if path is None:
         return None
     fn = resolve("aggregation", path, "evaluate.clients.aggregation")
     if not callable(fn):
         raise ConfigError(f"`{path}` is a {type(fn).__name__}, not a function", "evaluate.clients.aggregation")
-    return fn
+    return as_aggregation(fn)
 
 
 def _config_key(argument: str, config: Mapping[str, Any]) -> tuple[str, bool]:

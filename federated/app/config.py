@@ -42,8 +42,14 @@ FLOWER_NAMES: dict[str, str] = {
     "fraction_evaluate": "`evaluate.clients.fraction`",
     "min_evaluate_clients": "`evaluate.clients.per_round`",
     "evaluate_metrics_aggregation_fn": "`evaluate.clients.aggregation`, an import path `pkg.module:function`",
+    "fraction_train": "`clients.fraction`",
+    "min_train_nodes": "`clients.per_round`",
+    "min_evaluate_nodes": "`evaluate.clients.per_round`",
+    "min_available_nodes": "`data.num_clients`, every client being available in every round",
+    "train_metrics_aggr_fn": "the clients' sample-weighted mean, which no key changes",
+    "evaluate_metrics_aggr_fn": "`evaluate.clients.aggregation`, an import path `pkg.module:function`",
 }
-"""Flower's names of strategy and server settings, and the key to use here."""
+"""Flower's names of strategy and server settings (the legacy strategies' and 1.41's), and the key to use here."""
 
 
 @dataclass(frozen=True)

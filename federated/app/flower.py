@@ -17,8 +17,10 @@ then :meth:`~federated.app.Run.execute`: the outputs are written on the server's
 the config's ``backend: {type: flower}`` attached to Flower's ``Grid``. :data:`client_app` runs on
 each SuperNode, one process per message: it builds that node's client from the config the server
 sends (the data from the same ``data`` section, its function given the node's ``--node-config``, so
-that it builds this node's share alone; the model; the client callbacks) and trains or evaluates it
-with a :class:`~federated.ClientRunner`. The server builds only its own share (its node config is
+that it builds this node's share alone; the model; the client callbacks; the strategy, whose client
+callbacks it adds to each fit) and trains or evaluates it with a :class:`~federated.ClientRunner`.
+A node builds all of it from its own installed code and unpickles nothing it is sent
+(:mod:`federated.backends.flower_messages`). The server builds only its own share (its node config is
 Flower's empty one), so no client's data is ever on the server. ``docs/flower.md`` has the commands.
 """
 
@@ -38,7 +40,7 @@ import torch
 from callbacks import ConfigError, dump_yaml, load_yaml
 from callbacks.arguments import echo, one_line
 from federated import _checks
-from federated.app.builders import build_callbacks_at, build_data, build_model
+from federated.app.builders import build_callbacks_at, build_data, build_model, build_strategy
 from federated.app.config import validate_config
 from federated.app.run import prepare_run
 from federated.backends import flower_messages as messages
@@ -46,6 +48,7 @@ from federated.backends.client_runner import ClientRunner, quiet_lightning, seed
 from federated.backends.flower_backend import FlowerBackend
 from federated.client import Client
 from federated.results import ClientFailure
+from federated.strategies import Strategy
 
 __all__ = ["answer_query", "client_app", "evaluate", "serve", "server_app", "train"]
 
@@ -142,8 +145,8 @@ def answer_query(message: Any, context: Any) -> Any:
             Flower's error, and the server cannot route this node's client to it).
     """
     partition, count = _partition(context.node_config)
-    config, setup = messages.read_query(message.content)
     try:
+        config, setup = messages.read_query(message.content)
         client = _site(config, setup, context.node_config).client
     except Exception as exc:
         site = messages.Site(partition, count, error=f"{type(exc).__name__}: {one_line(exc)}")
@@ -154,23 +157,30 @@ def answer_query(message: Any, context: Any) -> Any:
 
 def train(message: Any, context: Any) -> Any:
     """Train this node's client from the message's weights and state; reply with its update and new state."""
-    request = messages.read_request(message.content)
+    try:
+        request = messages.read_request(message.content)
+    except Exception as exc:
+        return _reply(message, messages.fit_reply(_refused(context.node_config, exc), {}))
     try:
         site = _request_site(request, context.node_config)
+        callbacks = messages.read_callbacks(request.callbacks, site.strategy_callbacks(request))
     except Exception as exc:
         return _reply(message, messages.fit_reply(_unbuilt(request, exc), {}))
     client = site.client.fresh(request.state)
     with quiet_lightning():
         outcome = site.runner.fit(
             client, request.weights, round_num=request.round_num, seed=request.seed, lr_scale=request.lr_scale,
-            callbacks=request.callbacks,
+            callbacks=callbacks,
         )
     return _reply(message, messages.fit_reply(outcome, client.state_dict()))
 
 
 def evaluate(message: Any, context: Any) -> Any:
     """Evaluate the message's weights on this node's validation data; reply with the metrics."""
-    request = messages.read_request(message.content)
+    try:
+        request = messages.read_request(message.content)
+    except Exception as exc:
+        return _reply(message, messages.evaluate_reply(_refused(context.node_config, exc)))
     try:
         site = _request_site(request, context.node_config)
     except Exception as exc:
@@ -191,11 +201,23 @@ if server_app is not None:
 
 @dataclass
 class _Site:
-    """What one SuperNode builds once per process: its client (data, callback template) and its runner."""
+    """What one SuperNode builds once per process: its client (data, callback template), runner and strategy."""
 
     key: tuple[str, str, int]
     client: Client
     runner: ClientRunner
+    strategy: Strategy
+
+    def strategy_callbacks(self, request: messages.Request) -> list[Any]:
+        """The Lightning callbacks this node's strategy adds to the fits of the request's round.
+
+        They are built here, from the config's ``strategy`` section, as the server's strategy
+        builds them: :meth:`~federated.Strategy.begin_round` and
+        :meth:`~federated.Strategy.client_callbacks` with the round's shared weights.
+        """
+        shared = {name: t for name, t in request.weights.items() if not self.strategy.is_local(name)}
+        self.strategy.begin_round(request.round_num, shared)
+        return self.strategy.client_callbacks(shared)
 
 
 _built: list[_Site] = []  # Flower starts a process per message; should it reuse one, the build is kept
@@ -247,7 +269,7 @@ def _site(config_text: str, setup: Mapping[str, Any], node_config: Mapping[str, 
     template = build_callbacks_at(config["client_callbacks"], "client_callbacks")
     client = Client(partition, train_data, template, on_error=config["on_error"], val_data=val_data)
     runner = ClientRunner(model, **setup)
-    _built[:] = [_Site(key, client, runner)]
+    _built[:] = [_Site(key, client, runner, build_strategy(config["strategy"]))]
     return _built[0]
 
 
@@ -271,6 +293,15 @@ def _partition(node_config: Mapping[str, Any]) -> tuple[int, int]:
     if partition >= count:
         raise ConfigError(f"{partition}, but num-partitions is {count}: ids run from 0 to {count - 1}", "partition-id")
     return partition, count
+
+
+def _refused(node_config: Mapping[str, Any], exc: BaseException) -> ClientFailure:
+    """The failure of a message this node would not read: nothing in it was loaded or run."""
+    partition, _ = _partition(node_config)
+    return ClientFailure(
+        partition, f"the SuperNode refused the server's message: {type(exc).__name__}: {one_line(exc)}",
+        traceback.format_exc(),
+    )
 
 
 def _unbuilt(request: messages.Request, exc: BaseException) -> ClientFailure:

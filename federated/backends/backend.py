@@ -39,6 +39,8 @@ class FitSetup:
         local_keys: Patterns of the state-dict names each client keeps for itself (the
             strategy's ``local_keys``): its fit starts from its own values of them, and its
             update's weights leave them out.
+        evaluate_clients: The rounds run federated evaluation: a backend whose clients hold their
+            own data refuses the federation when every client reports no validation data.
     """
 
     model: LightningModule
@@ -48,6 +50,7 @@ class FitSetup:
     reuse_trainer: bool = True
     keep_optimizer_state: bool = False
     local_keys: tuple[str, ...] = ()
+    evaluate_clients: bool = False
 
     def runner_settings(self) -> dict[str, Any]:
         """The keyword arguments of a :class:`~federated.ClientRunner` for this setup's fits (``model`` apart)."""

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from callbacks import register
+from callbacks import ArgumentError, register
 from callbacks.arguments import check_number, one_line
 from federated.backends import flower_messages as messages
 from federated.backends.backend import Backend, FitSetup
@@ -79,7 +79,7 @@ class FlowerBackend(Backend):
         self.poll_interval = check_number("poll_interval", poll_interval, low=0, low_open=True)
         self._grid: Any = None
         self._config = ""
-        self._setup: bytes | None = None
+        self._setup: str | None = None
         self._query: Any = None  # the content of every query message: the config and the setup
         self._clients: dict[int, Client] = {}
         self._partitions: dict[int, int] = {}  # node id -> partition id, in the order the nodes answered
@@ -108,10 +108,15 @@ class FlowerBackend(Backend):
     # ------------------------------------------------------------------ the federation
 
     def start(self, setup: FitSetup) -> None:
-        """Wait (up to ``discovery_timeout``) until a SuperNode answers for every client; warn about the rest."""
+        """Wait (up to ``discovery_timeout``) until a SuperNode answers for every client; warn about the rest.
+
+        Raises:
+            ArgumentError: The rounds run federated evaluation, and every SuperNode reported its
+                client without validation data (as the other backends refuse it at the start).
+        """
         if self._grid is None:
             raise RuntimeError(messages.NOT_IN_SERVERAPP)
-        self._setup = messages.to_bytes(setup.runner_settings())
+        self._setup = messages.setup_text(setup.runner_settings())
         self._query = messages.query(messages.round_record(round_num=0, config=self._config, setup=self._setup))
         self._clients = {client.client_id: client for client in setup.clients}
         wanted = set(self._clients)
@@ -122,6 +127,12 @@ class FlowerBackend(Backend):
             if not missing or time.monotonic() >= deadline:
                 break
             time.sleep(self.poll_interval)
+        if setup.evaluate_clients and not missing and not any(c.num_val_samples for c in setup.clients):
+            raise ArgumentError(
+                "evaluate_clients",
+                f"needs clients with validation data, and none of the {len(wanted)} SuperNodes' clients has any: "
+                "hold some out (`data.val_fraction` in YAML), or have the data function give (train, val) pairs",
+            )
         if missing:
             log.warning(
                 "no SuperNode answered for partition-id(s) %s after %gs; those clients fail until one connects",
@@ -195,12 +206,13 @@ class FlowerBackend(Backend):
         started = time.monotonic()
         self._discover(self.discovery_timeout)
         routes = self._routes()
+        claims = self._claims()
         arrays = messages.weights_record(weights)
         sent: list[Any] = []
         nodes: dict[int, int] = {}  # position -> node id
         for position, (client, seed) in enumerate(zip(clients, seeds, strict=True)):
             node = routes.get(client.client_id)
-            if node is None:
+            if node is None or len(claims[client.client_id]) > 1:
                 continue
             content = messages.request(arrays, shared, client_id=client.client_id, seed=seed, state=client.state_dict())
             sent.append(
@@ -214,6 +226,9 @@ class FlowerBackend(Backend):
         deadline = None if wait is None else started + wait
         for position in range(len(clients)):
             client = clients[position]
+            if len(claims.get(client.client_id, ())) > 1:
+                yield None, _claimed(client, claims[client.client_id])
+                continue
             if position not in nodes:
                 yield None, _no_node(client, self._known())
                 continue
@@ -302,15 +317,25 @@ class FlowerBackend(Backend):
         if site.error:  # its fits fail with this error, which says what to fix there
             log.warning("SuperNode %d (partition-id=%d) cannot build its client: %s", node, site.partition_id,
                         site.error)
-        self._partitions.pop(node, None)
-        self._partitions[node] = site.partition_id  # the newest node of a partition wins
+        rivals = [n for n, partition in self._partitions.items() if partition == site.partition_id and n != node]
+        if rivals:
+            log.warning("SuperNodes %s and %d all claim partition-id=%d: its client fails until only one is "
+                        "connected", ", ".join(map(str, rivals)), node, site.partition_id)
+        self._partitions[node] = site.partition_id
         client.num_samples, client.num_val_samples = site.num_samples, site.num_val_samples
         log.info("SuperNode %d is partition-id=%d (num-partitions=%d): %d training and %d validation samples",
                  node, site.partition_id, site.num_partitions, site.num_samples, site.num_val_samples)
 
     def _routes(self) -> dict[int, int]:
-        """Partition id -> node id; of two nodes with one partition id, the one that answered last."""
+        """Partition id -> node id (of nodes claiming one partition id, the last to answer: see :meth:`_claims`)."""
         return {partition: node for node, partition in self._partitions.items()}
+
+    def _claims(self) -> dict[int, list[int]]:
+        """Partition id -> the connected node ids that claim it; more than one, and that client cannot train."""
+        claims: dict[int, list[int]] = {}
+        for node, partition in self._partitions.items():
+            claims.setdefault(partition, []).append(node)
+        return {partition: sorted(nodes) for partition, nodes in claims.items()}
 
     def _known(self) -> list[int]:
         return sorted(set(self._partitions.values()))
@@ -319,7 +344,7 @@ class FlowerBackend(Backend):
         self._partitions.pop(node, None)
         self._gone.add(node)
 
-    def _require_setup(self) -> bytes:
+    def _require_setup(self) -> str:
         if self._setup is None:
             raise RuntimeError("FlowerBackend: fit_clients or evaluate_clients before start(setup)")
         return self._setup
@@ -335,6 +360,15 @@ def _no_node(client: Client, known: list[int]) -> ClientFailure:
         client.client_id,
         f"no SuperNode with partition-id={client.client_id} is connected (partition ids connected: {seen}); "
         f"start one with --node-config \"partition-id={client.client_id} num-partitions=<data.num_clients>\"",
+    )
+
+
+def _claimed(client: Client, nodes: list[int]) -> ClientFailure:
+    shown = " and ".join(map(str, nodes))
+    return ClientFailure(
+        client.client_id,
+        f"SuperNodes {shown} all claim partition-id={client.client_id}, and a client trains on one site: stop "
+        "all but one, or restart the others with their own --node-config \"partition-id=<client id> ...\"",
     )
 
 

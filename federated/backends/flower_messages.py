@@ -22,12 +22,16 @@ message            records
                    has ``kind`` ``evaluation`` or ``failure``
 =================  =========================================================================
 
-``state`` is the client's :meth:`~federated.Client.state_dict` (callback states, kept optimizer
-states, local weights) written by ``torch.save``; the server reads what a node sends with
-``torch.load(weights_only=True)``, as it reads its own checkpoints: a node cannot make the server
-run code. ``setup`` (:meth:`~federated.backends.FitSetup.runner_settings`, what a fit needs) and
-``callbacks`` (the strategy's Lightning callbacks, such as FedProx's proximal term) go the other
-way, from the server the node runs the code of. Metrics travel as JSON text.
+Nothing that crosses the wire is unpickled with code execution, in either direction. ``state`` is
+the client's :meth:`~federated.Client.state_dict` (callback states, kept optimizer states, local
+weights: tensors and primitives) written by ``torch.save`` and read with
+``torch.load(weights_only=True)`` on both sides, as checkpoints are read. ``setup``
+(:meth:`~federated.backends.FitSetup.runner_settings`, what a fit needs) is JSON text whose keys and
+types the node checks. ``callbacks`` is JSON too: the import names of the strategy's Lightning
+callbacks for the round (such as FedProx's proximal term); the node builds them itself, from its own
+installed code, with the strategy of the config's ``strategy`` section (:func:`read_callbacks`), and
+refuses a round whose names are not what that strategy builds. A message that breaks these rules is
+answered with an error that names the field, and nothing in it runs. Metrics travel as JSON text.
 
 Weights travel as NumPy arrays, bit for bit; ``bfloat16`` tensors, which NumPy cannot hold, as
 their raw bytes under the dtype name ``bfloat16``.
@@ -46,6 +50,7 @@ from typing import Any
 
 import torch
 
+from callbacks.arguments import one_line
 from federated.results import ClientEvaluation, ClientFailure, ClientUpdate
 
 __all__ = [
@@ -53,20 +58,24 @@ __all__ = [
     "NOT_IN_SERVERAPP",
     "Request",
     "Site",
+    "callback_names",
     "evaluate_reply",
     "fit_reply",
     "from_bytes",
     "import_flwr",
     "query",
     "query_reply",
+    "read_callbacks",
     "read_evaluate_reply",
     "read_fit_reply",
     "read_query",
     "read_query_reply",
     "read_request",
+    "read_setup",
     "read_weights",
     "request",
     "round_record",
+    "setup_text",
     "to_bytes",
     "weights_record",
 ]
@@ -95,9 +104,100 @@ def to_bytes(value: Any) -> bytes:
     return buffer.getvalue()
 
 
-def from_bytes(data: bytes, *, trusted: bool) -> Any:
-    """The inverse of :func:`to_bytes`; only ``trusted`` bytes (from the server) may hold objects beyond tensors."""
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=not trusted)
+def from_bytes(data: Any, field: str = "state") -> Any:
+    """The inverse of :func:`to_bytes`, loading tensors and primitives only (``weights_only``: no code runs).
+
+    Raises:
+        ValueError: ``data`` is not bytes, or holds anything beyond tensors and primitives.
+    """
+    if not isinstance(data, bytes):
+        raise ValueError(f"`{field}` must be bytes written by torch.save, got {type(data).__name__}")
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"`{field}` holds more than tensors and primitives, refused unread: {one_line(exc)}") from exc
+
+
+_SETUP_TYPES: dict[str, type] = {
+    "local_epochs": int,
+    "trainer_kwargs": dict,
+    "reuse_trainer": bool,
+    "keep_optimizer_state": bool,
+    "local_keys": list,
+}
+
+
+def setup_text(settings: Mapping[str, Any]) -> str:
+    """``settings`` (:meth:`~federated.backends.FitSetup.runner_settings`) as the JSON text a message carries.
+
+    Raises:
+        ValueError: A setting is not JSON data (a ``trainer_kwargs`` value that is an object, say).
+    """
+    try:
+        return json.dumps(dict(settings), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"FlowerBackend: the client fits' settings must be JSON data to travel to the SuperNodes ({exc}); "
+            "pass trainer settings as numbers, strings, booleans, lists and mappings"
+        ) from exc
+
+
+def read_setup(text: Any) -> dict[str, Any]:
+    """The inverse of :func:`setup_text`: the keyword arguments of a :class:`~federated.ClientRunner`.
+
+    Raises:
+        ValueError: ``text`` is not that JSON text (another type, other keys, a value of another type).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"`setup` must be JSON text (a SuperNode unpickles nothing it is sent), got "
+                         f"{type(text).__name__}")
+    try:
+        settings = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"`setup` is not JSON: {one_line(exc)}") from exc
+    if not isinstance(settings, dict) or set(settings) != set(_SETUP_TYPES):
+        found = sorted(settings) if isinstance(settings, dict) else type(settings).__name__
+        raise ValueError(f"`setup` must have the keys {sorted(_SETUP_TYPES)}, got {found}")
+    for key, kind in _SETUP_TYPES.items():
+        if not isinstance(settings[key], kind) or (kind is int and isinstance(settings[key], bool)):
+            raise ValueError(f"`setup.{key}` must be {kind.__name__}, got {type(settings[key]).__name__}")
+    if not all(isinstance(key, str) for key in settings["local_keys"]):
+        raise ValueError("`setup.local_keys` must be a list of strings")
+    settings["local_keys"] = tuple(settings["local_keys"])
+    return settings
+
+
+def callback_names(callbacks: Sequence[Any]) -> list[str]:
+    """The import names (``module:qualname``) of the classes of ``callbacks``, in order."""
+    return [f"{type(cb).__module__}:{type(cb).__qualname__}" for cb in callbacks]
+
+
+def read_callbacks(names: Sequence[str], built: Sequence[Any]) -> list[Any]:
+    """``built`` (the node's own strategy callbacks for the round), when ``names`` are exactly their classes'.
+
+    Raises:
+        ValueError: ``names`` (a :class:`Request`'s) name other callbacks than the node built.
+    """
+    if list(names) != callback_names(built):
+        raise ValueError(
+            f"the server's strategy adds the client callbacks {list(names)!r}, but the config's `strategy` builds "
+            f"{callback_names(built)!r} on this SuperNode: a Flower federation's strategy must be its config's"
+        )
+    return list(built)
+
+
+def _names(text: Any) -> list[str]:
+    """The callback names of a round record's ``callbacks`` (JSON text)."""
+    if not isinstance(text, str):
+        raise ValueError(f"`callbacks` must be JSON text naming callback classes (a SuperNode unpickles "
+                         f"nothing it is sent), got {type(text).__name__}")
+    try:
+        names = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"`callbacks` is not JSON: {one_line(exc)}") from exc
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"`callbacks` must be a JSON list of callback class names, got {one_line(text)}")
+    return names
 
 
 _BFLOAT16 = "bfloat16"  # NumPy has no bfloat16: such a tensor travels as its raw bytes, under this dtype name
@@ -131,16 +231,16 @@ def _tensor(array: Any) -> torch.Tensor:
 
 
 def round_record(
-    *, round_num: int, config: str, setup: bytes, lr_scale: float = 1.0, callbacks: Sequence[Any] = ()
+    *, round_num: int, config: str, setup: str, lr_scale: float = 1.0, callbacks: Sequence[Any] = ()
 ) -> Any:
-    """The ConfigRecord every message of a round shares (``callbacks`` pickled here, once per round)."""
+    """The ConfigRecord every message of a round shares (``setup``: :func:`setup_text`; ``callbacks`` by name)."""
     return import_flwr().ConfigRecord(
         {
             "round": int(round_num),
             "lr-scale": float(lr_scale),
             "config": config,
             "setup": setup,
-            "callbacks": to_bytes(list(callbacks)),
+            "callbacks": json.dumps(callback_names(callbacks)),
         }
     )
 
@@ -154,32 +254,36 @@ def request(weights: Any, shared: Any, *, client_id: int, seed: int, state: Mapp
 
 @dataclass
 class Request:
-    """A ``train`` or ``evaluate`` message as the node reads it."""
+    """A ``train`` or ``evaluate`` message as the node reads it (``callbacks``: names, for :func:`read_callbacks`)."""
 
     weights: dict[str, torch.Tensor]
     round_num: int
     lr_scale: float
     config: str
     setup: dict[str, Any]
-    callbacks: list[Any]
+    callbacks: list[str]
     client_id: int
     seed: int
     state: dict[str, Any]
 
 
 def read_request(content: Any) -> Request:
-    """The :class:`Request` in a message's content (on the node, which trusts the server's pickles)."""
+    """The :class:`Request` in a message's content (on the node: nothing but data is loaded).
+
+    Raises:
+        ValueError: A field is not what :func:`request` writes (a pickle where JSON belongs, say).
+    """
     shared, client = content["round"], content["client"]
     return Request(
         weights=read_weights(content["arrays"]),
         round_num=int(shared["round"]),
         lr_scale=float(shared["lr-scale"]),
         config=str(shared["config"]),
-        setup=from_bytes(shared["setup"], trusted=True),
-        callbacks=from_bytes(shared["callbacks"], trusted=True),
+        setup=read_setup(shared["setup"]),
+        callbacks=_names(shared["callbacks"]),
         client_id=int(client["client-id"]),
         seed=int(client["seed"]),
-        state=from_bytes(client["state"], trusted=True),
+        state=from_bytes(client["state"]),
     )
 
 
@@ -197,7 +301,7 @@ def fit_reply(outcome: ClientUpdate | ClientFailure, state: Mapping[str, Any]) -
 def read_fit_reply(content: Any) -> tuple[ClientUpdate | ClientFailure, dict[str, Any]]:
     """The outcome and the client's new state in a ``train`` reply (on the server: nothing but data is loaded)."""
     fields = content["outcome"]
-    state = from_bytes(fields["state"], trusted=False)
+    state = from_bytes(fields["state"])
     if fields["kind"] == "failure":
         return _failure(fields), state
     update = ClientUpdate(
@@ -231,9 +335,13 @@ def query(shared: Any) -> Any:
 
 
 def read_query(content: Any) -> tuple[str, dict[str, Any]]:
-    """The config and the setup a ``query`` message carries (on the node)."""
+    """The config and the setup a ``query`` message carries (on the node: nothing but data is loaded).
+
+    Raises:
+        ValueError: ``setup`` is not what :func:`setup_text` writes.
+    """
     shared = content["round"]
-    return str(shared["config"]), from_bytes(shared["setup"], trusted=True)
+    return str(shared["config"]), read_setup(shared["setup"])
 
 
 @dataclass

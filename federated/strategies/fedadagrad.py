@@ -18,12 +18,13 @@ class FedAdagrad(FedOpt):
 
     ``v = v + delta**2``: the step of each coordinate shrinks with the sum of its squared changes.
     The rest as :class:`~federated.FedOpt`; ``beta_1 = 0`` (the default, as Flower's) uses the
-    round's ``delta`` itself instead of a momentum. Defaults are Flower's.
+    round's ``delta`` itself instead of a momentum. Defaults are Flower 1.41's
+    (``flwr.serverapp.strategy``; the legacy ``flwr.server.strategy`` had ``tau=1e-9``).
 
     Args:
         eta: The server learning rate, ``> 0``. Defaults to ``0.1``.
         beta_1: The first-moment decay, in ``[0, 1)``. Defaults to ``0.0``.
-        tau: The adaptivity constant, ``> 0``. Defaults to ``1e-9``.
+        tau: The adaptivity constant, ``> 0``. Defaults to ``1e-3``.
 
         local_keys: State-dict names (glob patterns) never aggregated; see :class:`~federated.Strategy`.
             Defaults to none.
@@ -43,6 +44,6 @@ class FedAdagrad(FedOpt):
     rule: ClassVar[SecondMoment] = "adagrad"
 
     def __init__(
-        self, *, eta: float = 1e-1, beta_1: float = 0.0, tau: float = 1e-9, local_keys: Sequence[str] = ()
+        self, *, eta: float = 1e-1, beta_1: float = 0.0, tau: float = 1e-3, local_keys: Sequence[str] = ()
     ) -> None:
         super().__init__(eta=eta, beta_1=beta_1, beta_2=0.0, tau=tau, local_keys=local_keys)

@@ -17,13 +17,13 @@ class FedAdam(FedOpt):
     """FedAdam (Reddi et al., 2021): the server steps with Adam on ``delta = mean - w_global``.
 
     ``v = beta_2 * v + (1 - beta_2) * delta**2``; the rest as :class:`~federated.FedOpt`.
-    Defaults are Flower's.
+    Defaults are Flower 1.41's (``flwr.serverapp.strategy``; the legacy ``flwr.server.strategy`` had ``tau=1e-9``).
 
     Args:
         eta: The server learning rate, ``> 0``. Defaults to ``0.1``.
         beta_1: The first-moment decay, in ``[0, 1)``. Defaults to ``0.9``.
         beta_2: The second-moment decay, in ``[0, 1)``. Defaults to ``0.99``.
-        tau: The adaptivity constant, ``> 0``. Defaults to ``1e-9``.
+        tau: The adaptivity constant, ``> 0``. Defaults to ``1e-3``.
 
         local_keys: State-dict names (glob patterns) never aggregated; see :class:`~federated.Strategy`.
             Defaults to none.
@@ -48,7 +48,7 @@ class FedAdam(FedOpt):
         eta: float = 1e-1,
         beta_1: float = 0.9,
         beta_2: float = 0.99,
-        tau: float = 1e-9,
+        tau: float = 1e-3,
         local_keys: Sequence[str] = (),
     ) -> None:
         super().__init__(eta=eta, beta_1=beta_1, beta_2=beta_2, tau=tau, local_keys=local_keys)

@@ -18,7 +18,7 @@ class FedYogi(FedOpt):
 
     ``v = v - (1 - beta_2) * delta**2 * sign(v - delta**2)``: ``v`` moves towards ``delta**2`` by
     an additive step, so it grows and shrinks more slowly than Adam's. The rest as
-    :class:`~federated.FedOpt`. Defaults are Flower's.
+    :class:`~federated.FedOpt`. Defaults are Flower 1.41's (``flwr.serverapp.strategy``).
 
     Args:
         eta: The server learning rate, ``> 0``. Defaults to ``0.01``.

@@ -328,6 +328,12 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         fed.stop()
 
 
+RUNNER_SETTINGS = {
+    "local_epochs": 1, "trainer_kwargs": {}, "reuse_trainer": True, "keep_optimizer_state": False, "local_keys": []
+}
+"""A message's ``setup`` (FitSetup.runner_settings), for messages a test builds by hand."""
+
+
 def federation_config(out: Path, touched: Path) -> dict[str, Any]:
     """The tests' federation: digits over 2 clients, 3 rounds of FedProx, a recording server and client callback."""
     return {
@@ -403,4 +409,5 @@ def kit() -> SimpleNamespace:
     return SimpleNamespace(
         Federation=Federation, config=federation_config, write_yaml=write_yaml, write_app=write_app,
         run_sequential=run_sequential, hooks=hooks, touched_by=touched_by, data_calls=data_calls, wait_for=wait_for,
+        runner_settings=RUNNER_SETTINGS,
     )

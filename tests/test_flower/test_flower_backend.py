@@ -164,6 +164,42 @@ def test_flower_clients_hold_their_data_report_its_size_and_evaluate_on_their_no
     assert 0.0 < rounds[-1]["metrics"]["clients/accuracy"] <= 1.0
 
 
+def test_flower_backend_reports_two_supernodes_claiming_one_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: nodes 22 and 33 both start with partition-id=1
+    (tmp_path / "test_flower_backend_parts.py").write_text(PARTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    grid = FakeGrid(lambda r: {11: node(0), 22: node(1), 33: node(1)}, {})
+
+    # Execute
+    flower.serve(grid, SimpleNamespace(run_config={"config": str(write_config(tmp_path, rounds=1))}))
+
+    # Assert: client 1's fit is a recorded failure naming both nodes; neither node was sent it
+    [round_1] = history(tmp_path / "out")
+    assert [u["client_id"] for u in round_1["updates"]] == [0]
+    assert [(f["client_id"], f["error"].split(", and")[0]) for f in round_1["failures"]] == [
+        (1, "SuperNodes 22 and 33 all claim partition-id=1")
+    ]
+    assert [n for kind, _, n in grid.sent if kind == "train"] == [11]
+
+
+def test_flower_backend_refuses_federated_evaluation_without_validation_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: federated evaluation asked for, and no client holds validation samples
+    (tmp_path / "test_flower_backend_parts.py").write_text(PARTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    grid = FakeGrid(lambda r: {11: node(0), 22: node(1)}, {})
+    config = write_config(tmp_path, evaluate={"server": False, "clients": {"per_round": 2}})
+
+    # Execute / Assert: refused as the sequential backend refuses it, before any client trains
+    with pytest.raises(ArgumentError, match=r"^`evaluate_clients`: needs clients with validation data, and none of "
+                                            r"the 2 SuperNodes' clients has any: hold some out"):
+        flower.serve(grid, SimpleNamespace(run_config={"config": str(config)}))
+    assert [kind for kind, _, _ in grid.sent] == ["query", "query"]
+
+
 def test_flower_backend_takes_the_number_of_clients_not_their_data() -> None:
     loaders, _ = digits_federation(num_clients=2, partition="iid", seed=0)
     with pytest.raises(ArgumentError, match=r"^`client_data`: must be the number of clients \(an int\), got list: "
@@ -171,10 +207,10 @@ def test_flower_backend_takes_the_number_of_clients_not_their_data() -> None:
         FederatedTrainer(MLP(hidden=8), loaders, backend=FlowerBackend())
 
 
-def test_client_app_refuses_a_node_config_that_does_not_fit(tmp_path: Path) -> None:
+def test_client_app_refuses_a_node_config_that_does_not_fit(kit: SimpleNamespace, tmp_path: Path) -> None:
     # Prepare
     config = dump_yaml({**yaml.safe_load(write_config(tmp_path).read_text()), "client_callbacks": []})
-    shared = messages.round_record(round_num=1, config=config, setup=messages.to_bytes({}))
+    shared = messages.round_record(round_num=1, config=config, setup=messages.setup_text(kit.runner_settings))
     weights = messages.weights_record({"w": torch.zeros(1)})
     content = messages.request(weights, shared, client_id=1, seed=0, state={})
     query, fit = Message(messages.query(shared), 5, "query"), Message(content, 5, "train")

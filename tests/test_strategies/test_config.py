@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
 
 import federated
 from callbacks import ConfigError, build, registered
+from federated.app.builders import build_strategy
+from federated.app.config import validate_config
 from federated.strategies.fedadam import FedAdam
 from federated.strategies.fedprox import FedProx
 
@@ -58,3 +61,44 @@ def test_bad_yaml_argument_is_one_line_config_error(entry: dict[str, Any], messa
 
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"clients": {"fraction_train": 0.5}}, "clients.fraction_train: unknown key (Flower's `fraction_train`; "
+                                               "here it is `clients.fraction`)"),
+        ({"clients": {"min_train_nodes": 2}}, "clients.min_train_nodes: unknown key (Flower's `min_train_nodes`; "
+                                              "here it is `clients.per_round`)"),
+        ({"evaluate": {"clients": {"min_evaluate_nodes": 2}}}, "evaluate.clients.min_evaluate_nodes: unknown key "
+         "(Flower's `min_evaluate_nodes`; here it is `evaluate.clients.per_round`)"),
+        ({"min_available_nodes": 2}, "min_available_nodes: unknown key (Flower's `min_available_nodes`; here it is "
+                                     "`data.num_clients`"),
+        ({"clients": {"train_metrics_aggr_fn": "m:f"}}, "clients.train_metrics_aggr_fn: unknown key (Flower's "
+         "`train_metrics_aggr_fn`; here it is the clients' sample-weighted mean, which no key changes)"),
+        ({"evaluate": {"clients": {"evaluate_metrics_aggr_fn": "m:f"}}}, "evaluate.clients.evaluate_metrics_aggr_fn: "
+         "unknown key (Flower's `evaluate_metrics_aggr_fn`; here it is `evaluate.clients.aggregation`"),
+    ],
+)
+def test_flower_141_names_in_the_config_name_the_key_here(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_config({"rounds": 1, **config})
+
+    assert str(info.value).startswith(message)
+
+
+def test_flower_141_names_as_strategy_arguments_name_the_key_here() -> None:
+    with pytest.raises(ConfigError, match=r"^strategy\.args\.min_train_nodes: unknown argument `min_train_nodes` "
+                                          r"\(Flower's `min_train_nodes`; here it is `clients\.per_round`\)"):
+        build_strategy({"type": "fedavg", "args": {"min_train_nodes": 2}})
+
+
+@pytest.mark.parametrize("name", ["FedAdam", "FedAdagrad", "FedYogi"])
+def test_server_optimizer_defaults_are_flower_141s(name: str) -> None:
+    flwr_strategy = pytest.importorskip("flwr.serverapp.strategy")
+    theirs = inspect.signature(getattr(flwr_strategy, name)).parameters
+    ours = inspect.signature(getattr(federated, name)).parameters
+    shared = [arg for arg in ("eta", "beta_1", "beta_2", "tau") if arg in theirs and arg in ours]
+
+    assert "tau" in shared
+    assert {arg: ours[arg].default for arg in shared} == {arg: theirs[arg].default for arg in shared}
