@@ -174,19 +174,21 @@ def test_fed_new_run_replaces_an_earlier_run_of_the_project(
 @pytest.mark.parametrize(
     ("entry", "expected", "parts"),
     [
-        ({"type": "model_checkpoint", "args": {"save_dir": "."}}, "callbacks[0].args.save_dir: '.' is output_dir itself",
-         ()),
+        ({"type": "model_checkpoint", "args": {"save_dir": "."}},
+         "callbacks[0].args.save_dir: '.' is output_dir itself", ()),
         ({"type": "model_checkpoint", "args": {"save_dir": "linked"}},
          "callbacks[0].args.save_dir: 'linked' leads outside output_dir, through a symbolic link", ()),
         ({"type": "tensorboard", "args": {"log_dir": "ABSOLUTE"}}, "callbacks[0].args.log_dir: '/",
          ("leads outside output_dir", "an absolute path is taken only under output_dir")),
-        ({"type": "metrics_logger", "args": {"path": "config.yaml"}}, "callbacks[0].args.path: 'config.yaml' is written",
+        ({"type": "metrics_logger", "args": {"path": "config.yaml"}},
+         "callbacks[0].args.path: 'config.yaml' is written",
          ("the resolved config", "`callbacks[0].args.path` (MetricsLogger)")),
         ({"type": "metrics_logger", "args": {"path": "checkpoints/history.jsonl"}}, "callbacks[0].args.path: ",
          ("the round loop's history log", "`callbacks[0].args.path` (MetricsLogger)")),
         ({"type": "metrics_logger", "args": {"path": ""}}, "callbacks[0].args.path: '' names nothing", ()),
         ({"type": "metrics_logger", "args": {"path": "."}}, "callbacks[0].args.path: '.' is output_dir itself", ()),
-        ({"type": "metrics_logger", "args": {"path": "tensorboard"}}, "callbacks[0].args.path: 'tensorboard' is written",
+        ({"type": "metrics_logger", "args": {"path": "tensorboard"}},
+         "callbacks[0].args.path: 'tensorboard' is written",
          ("the run's TensorBoard",)),
     ],
 )
@@ -239,10 +241,33 @@ def test_fed_symlinked_checkpoints_folder_is_refused(
 def test_fed_writer_that_cannot_write_fails_the_run(tmp_path: Path) -> None:
     # Prepare: a callback that puts a folder where metrics.csv goes once the checks have passed
     (tmp_path / "blocker.py").write_text(BLOCKER)
-    write_config(tmp_path / "c.yaml", small_config(rounds=1, callbacks=[{"type": "blocker:Blocker", "args": {"path": "x"}}]))
+    blocker = {"type": "blocker:Blocker", "args": {"path": "x"}}
+    write_config(tmp_path / "c.yaml", small_config(rounds=1, callbacks=[blocker]))
 
     proc = run_cli(tmp_path, "--config", "c.yaml")
 
     assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "MetricsLogger did not write" in errors[0], proc.stderr
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_fed_ray_gpus_the_machine_lacks_are_refused_before_anything_is_removed(
+    validate: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: an earlier run's outputs, and a local Ray cluster asked for a GPU per worker on a machine without one
+    monkeypatch.chdir(tmp_path)
+    populate(tmp_path / "out")
+    ray = {"type": "ray", "args": {"num_workers": 2, "num_gpus_per_client": 1}}
+    write_config(tmp_path / "c.yaml", small_config(rounds=1, backend=ray, trainer={"accelerator": "gpu"}))
+    before = snapshot(tmp_path)
+
+    # Execute
+    status = main(["--config", "c.yaml", *(["--validate"] if validate else [])])
+
+    # Assert: refused in one line naming the key and the GPUs found, every earlier file kept
+    assert status == 2
+    err = _error(capsys.readouterr().err)
+    assert err.startswith("error: backend.args.num_gpus_per_client: 1 for each of `num_workers=2` workers needs 2 GPUs")
+    assert "and this machine has 0" in err
+    assert snapshot(tmp_path) == before

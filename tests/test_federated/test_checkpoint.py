@@ -228,8 +228,8 @@ def test_load_checkpoint_names_a_hand_made_file_and_what_it_lacks(
         "last_round": None, "trainer": {"should_stop": False, "client_lr_scale": 1.0, "seed": 0, "num_clients": 1},
     }
     path = tmp_path / "hand_made.ckpt"
-    torch.save({"format": FORMAT, **(contents if "round" in contents and len(contents) == 1 else {**whole, **contents})},
-               path)
+    fields = contents if "round" in contents and len(contents) == 1 else {**whole, **contents}
+    torch.save({"format": FORMAT, **fields}, path)
 
     with pytest.raises(CheckpointError) as raised:
         load_checkpoint(path)
