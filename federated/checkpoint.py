@@ -217,14 +217,14 @@ def load_history(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> li
             for number, line in enumerate(itertools.islice(f, rounds), start=1):
                 record = json.loads(line) if line.endswith(b"\n") else None
                 if not isinstance(record, dict) or record.get("round_num") != number:
-                    raise CheckpointError(f"the history log {log!r} is damaged at line {number}")
+                    raise CheckpointError(f"the history log {log!r} of {path!r} is damaged at line {number}")
                 records.append(record)
     except FileNotFoundError:
         raise CheckpointError(
             f"{path!r} needs the history log {log!r} that is written beside it; copy the two files together"
         ) from None
     except ValueError as exc:  # invalid JSON or UTF-8
-        raise CheckpointError(f"the history log {log!r} is damaged at line {len(records) + 1}") from exc
+        raise CheckpointError(f"the history log {log!r} of {path!r} is damaged at line {len(records) + 1}") from exc
     if len(records) < rounds:
         raise CheckpointError(f"the history log {log!r} holds {len(records)} rounds, {path!r} needs {rounds}")
     if _dumps(records[-1]) != _dumps(checkpoint["last_round"]):

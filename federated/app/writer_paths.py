@@ -151,6 +151,7 @@ def check_claims(found: Sequence[Claim], out: str) -> None:
                     "write another path",
                     claim.key or other.key or "output_dir",
                 )
+    for claim in found:
         _check_on_disk(claim, out)
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from callbacks import register
 from callbacks.arguments import check_number, one_line
+from callbacks.exceptions import ArgumentError
 from federated.backends._ray_round import IN_FLIGHT, Call, Round, auto_size, runs
 from federated.backends._ray_worker import (
     ClientWorker,
@@ -67,7 +68,7 @@ class RayBackend(Backend):
 
     Raises:
         ImportError: Ray is not installed (one line naming the extra to install).
-        ValueError: An argument out of range.
+        ValueError: An argument out of range, or more GPUs asked of the local Ray than this machine has.
 
     Example:
         >>> from federated import MLP, FederatedTrainer, digits_federation
@@ -89,13 +90,15 @@ class RayBackend(Backend):
         runtime_env: dict[str, Any] | None = None,
         start_timeout: float = 300.0,
     ) -> None:
-        import_ray()
+        ray = import_ray()
         self.num_workers = check_number("num_workers", num_workers, low=1, integer=True)
         self.num_cpus_per_client = check_number("num_cpus_per_client", num_cpus_per_client, low=0, low_open=True)
         self.num_gpus_per_client = check_number("num_gpus_per_client", num_gpus_per_client, low=0)
         if address is not None and not isinstance(address, str):
             raise ValueError(f"`address` must be a Ray address such as 'auto' or 'host:6379', or None, got {address!r}")
         self.address = address
+        if address is None and not ray.is_initialized():
+            _check_local_gpus(self.num_workers, self.num_gpus_per_client)
         if clients_per_call is not None:
             check_number("clients_per_call", clients_per_call, low=1, integer=True)
         self.clients_per_call = clients_per_call
@@ -347,3 +350,20 @@ class RayBackend(Backend):
             held.add(client.client_id)
             tasks.append((client.client_id, seeds[p], client.state_dict(), data))
         return tasks
+
+
+def _check_local_gpus(num_workers: int, num_gpus_per_client: float) -> None:
+    """Refuse workers asking a local Ray for more GPUs than this machine has: they would never start."""
+    needed = num_workers * num_gpus_per_client
+    if needed == 0:
+        return
+    import torch
+
+    found = torch.cuda.device_count()
+    if needed > found + 1e-9:  # fractions of one GPU add up to a whole one
+        raise ArgumentError(
+            "num_gpus_per_client",
+            f"{num_gpus_per_client:g} for each of `num_workers={num_workers}` workers needs {needed:g} GPUs, and this "
+            f"machine has {found}. HINT: lower `num_workers` or `num_gpus_per_client`, or join a cluster with GPUs "
+            "through `address`",
+        )

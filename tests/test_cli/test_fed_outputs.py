@@ -169,7 +169,9 @@ def test_fed_runs_with_different_output_directories_never_mix(
         assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) >= 1
 
 
-def test_fed_new_run_with_overwrite_keeps_what_it_did_not_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fed_new_run_with_overwrite_keeps_what_it_did_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Prepare: an earlier run's outputs, a folder of the user's where a callback logs, older experiments
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "runs" / "digits"

@@ -5,15 +5,20 @@ The runs are tiny and run ``main`` in this process; one finished 3-round run is 
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from cli_helpers import EARLIER_OUTPUTS, read_metrics, scalars, small_config, snapshot, write_config
 
 from federated.app.run_dir import write_manifest
 from lightning_bridge.fed import main
+
+BEST_KEY = "ModelCheckpoint{'metric': 'accuracy', 'mode': 'max'}"
+"""The state key of the model_checkpoint of :data:`CONFIG`."""
 
 CONFIG = small_config(
     output_dir="runs/x",
@@ -66,7 +71,34 @@ def test_fed_resume_finds_the_run_directory_however_it_is_spelled_or_wherever_it
     assert status == 0, err
     assert "resuming after round 3 from " in err
     assert _rounds(out) == [1, 2, 3, 4]
-    assert [step for step, _ in scalars(out / "tensorboard", "accuracy")] == [1, 2, 3, 4]
+    # (files one process opens within a second sort by torch's file counter as text, ``.10`` before ``.9``)
+    assert sorted(step for step, _ in scalars(out / "tensorboard", "accuracy")) == [1, 2, 3, 4]
+    best = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"][BEST_KEY]["best_path"]
+    assert best == os.path.join("ckpt", "best.ckpt") and (out / best).is_file()  # relative to the run directory
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut"])
+def test_fed_resume_refuses_a_lost_history_log_naming_the_older_checkpoints(
+    damage: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: the round loop's history log deleted, or cut after its first round
+    log = workdir / "runs" / "x" / "checkpoints" / "history.jsonl"
+    if damage == "deleted":
+        log.unlink()
+    else:
+        log.write_text(log.read_text().splitlines(keepends=True)[0] + '{"round_num": 2, "cut')
+    before = snapshot(workdir)
+
+    # Execute
+    status = main(["--config", "fed.yaml", "--resume", "auto", "--set", "rounds=4"])
+
+    # Assert: refused before config.yaml is rewritten, naming the checkpoints --resume PATH can take
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("error: --resume: "), err
+    assert "'runs/x/checkpoints/history.jsonl'" in err and "'runs/x/checkpoints/last.ckpt'" in err
+    assert "can take: 'runs/x/ckpt/round=0003.ckpt' (round 3), " in err, err
+    assert snapshot(workdir) == before
 
 
 def test_fed_resume_auto_takes_the_latest_round_not_the_newest_file(

@@ -209,3 +209,29 @@ def test_federation_checkpoint_leaves_out_hyper_parameters_a_weights_only_load_r
     assert "leave out the hyper-parameters activation of WithActivation" in caplog.text
     assert "activation" not in saved["hyper_parameters"] and saved["hyper_parameters"]["hidden"] == 8
     assert model.hparams.activation is torch.tanh
+
+
+@pytest.mark.parametrize(
+    ("contents", "expected"),
+    [
+        ({"round": 2}, "is not a whole federation checkpoint: it has no `weights`"),
+        ({"round": "2"}, "is not a federation checkpoint: its `round` is a str"),
+        ({"trainer": {"seed": 0}}, "is not a whole federation checkpoint: it has no `trainer.should_stop`"),
+        ({"weights": {"w": [1.0]}}, "is not a federation checkpoint: its `round` or `weights` is not one"),
+    ],
+)
+def test_load_checkpoint_names_a_hand_made_file_and_what_it_lacks(
+    contents: dict[str, Any], expected: str, tmp_path: Path
+) -> None:
+    whole = {
+        "round": 1, "weights": {"w": torch.zeros(1)}, "strategy": {}, "callbacks": {}, "clients": {}, "rng": {},
+        "last_round": None, "trainer": {"should_stop": False, "client_lr_scale": 1.0, "seed": 0, "num_clients": 1},
+    }
+    path = tmp_path / "hand_made.ckpt"
+    fields = contents if "round" in contents and len(contents) == 1 else {**whole, **contents}
+    torch.save({"format": FORMAT, **fields}, path)
+
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path)
+
+    assert str(raised.value) == f"{str(path)!r} {expected}"

@@ -350,5 +350,5 @@ def test_resume_says_a_cut_history_log_is_damaged(make_model: Callable[..., MLP]
     log.write_bytes(b"".join(lines[:2]) + lines[2][:10])
 
     # Execute, Assert
-    with pytest.raises(CheckpointError, match=r"the history log .*history\.jsonl' is damaged at line 3$"):
+    with pytest.raises(CheckpointError, match=r"the history log .*history\.jsonl' of .* is damaged at line 3$"):
         run(make_model, digits4, tmp_path, resume="auto")
