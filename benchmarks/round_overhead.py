@@ -134,7 +134,10 @@ def main() -> None:
     if args.threads_report or args.big_clients:
         from big_clients import big_clients, threads_report
 
-        threads_report() if args.threads_report else big_clients(args.repeats)
+        if args.threads_report:
+            threads_report()
+        else:
+            big_clients(args.repeats)
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {args.repeats} repeats")
     print(f"{'clients':>7} {'rounds':>6} {'raw s':>8} {'federated s':>12} {'ratio':>6} {'overhead/fit ms':>16}")

@@ -318,10 +318,17 @@ output-dir = ""
     return where
 
 
-@pytest.fixture(scope="module")
+SITE_FILE = "site{i}/records.csv"
+"""Where, under the federation's folder, SuperNode ``i``'s node config says its site's records lie."""
+
+
+@pytest.fixture(scope="session")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    """An insecure SuperLink with 2 SuperNodes for the module, stopped after its last test."""
-    fed = Federation(tmp_path_factory.mktemp("federation"), nodes=2)
+    """A SuperLink serving TLS (a certificate for 127.0.0.1 from a throw-away CA) and 2 SuperNodes trusting it,
+    shared by the test modules and stopped after the last; SuperNode ``i``'s ``data-path`` is
+    :data:`SITE_FILE` under its folder, for the tests whose data lies only at the sites."""
+    root = tmp_path_factory.mktemp("federation")
+    fed = Federation(root, nodes=2, tls=True, node_config=lambda i: f'data-path="{root / SITE_FILE.format(i=i)}"')
     try:
         yield fed.start()
     finally:
@@ -409,5 +416,5 @@ def kit() -> SimpleNamespace:
     return SimpleNamespace(
         Federation=Federation, config=federation_config, write_yaml=write_yaml, write_app=write_app,
         run_sequential=run_sequential, hooks=hooks, touched_by=touched_by, data_calls=data_calls, wait_for=wait_for,
-        runner_settings=RUNNER_SETTINGS,
+        runner_settings=RUNNER_SETTINGS, site_file=SITE_FILE,
     )

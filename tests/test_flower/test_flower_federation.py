@@ -1,4 +1,4 @@
-"""Digits federations on a real local Flower deployment (insecure): one SuperLink, two SuperNodes, ``flwr run``.
+"""Digits federations on a real local Flower deployment over TLS: one SuperLink, two SuperNodes, ``flwr run``.
 
 The ServerApp is ``federated.app.flower:server_app`` and each SuperNode runs
 ``federated.app.flower:client_app``: the same YAML as the CLI, with ``backend: {type: flower}``.
@@ -43,21 +43,23 @@ def last_checkpoint(out: Path) -> dict[str, Any]:
 def test_flower_federation_runs_on_the_supernodes_as_the_sequential_backend(
     federation: Any, kit: SimpleNamespace, tmp_path: Path
 ) -> None:
-    # Prepare
-    config = kit.config(tmp_path / "out", tmp_path / "touched")
-    app = kit.write_app(tmp_path / "app", kit.write_yaml(tmp_path / "fed.yaml", config))
+    # Prepare: 2 rounds; the YAML travels inside the app directory (a relative `config` is looked up there)
+    config = {**kit.config(tmp_path / "out", tmp_path / "touched"), "rounds": 2}
+    app = kit.write_app(tmp_path / "app", "fed.yaml")
+    kit.write_yaml(app / "fed.yaml", config)
     sequential = {**config, "backend": {"type": "sequential", "args": {}}}
 
     # Execute
     done = federation.run(app)
     reference = kit.run_sequential(sequential, app, tmp_path / "sequential")
 
-    # Assert: the server's round loop, hooks in order, in the ServerApp process
+    # Assert: over TLS, the server's round loop, hooks in order, in the ServerApp process
     out = tmp_path / "out"
-    assert "rounds run: 3 of 3" in done.stdout
+    assert "rounds run: 2 of 2" in done.stdout
+    assert "https://" in federation.log("superlink") or "ssl" in federation.log("superlink").lower()
     recorded = kit.hooks(out)
     assert [(h["hook"], h.get("round")) for h in recorded] == [
-        ("on_train_start", None), *expected_hooks(range(1, 4)), ("on_train_end", None)
+        ("on_train_start", None), *expected_hooks(range(1, 3)), ("on_train_end", None)
     ]
     assert {h["process"] for h in recorded} == {"flwr-serverapp"}
     assert all(h["clients"] == [0, 1] for h in recorded if h["hook"] == "on_round_end")
@@ -67,7 +69,7 @@ def test_flower_federation_runs_on_the_supernodes_as_the_sequential_backend(
     assert {cid: (c["fits"], c["batches"]) for cid, c in counters(checkpoint).items()} == {
         cid: (c["fits"], c["batches"]) for cid, c in counters(expected).items()
     }
-    assert counters(checkpoint)[0]["fits"] == 3
+    assert counters(checkpoint)[0]["fits"] == 2
     # the ServerApp never opened the clients' data: it called the data function for its own share alone (its
     # empty node config), each ClientApp for its own client; only the ClientApps read a client's samples
     calls = kit.data_calls(tmp_path / "touched")
@@ -76,8 +78,8 @@ def test_flower_federation_runs_on_the_supernodes_as_the_sequential_backend(
     assert {program for program, _ in calls} == {"flwr-serverapp", "flwr-clientapp"}
     assert kit.touched_by(tmp_path / "touched") == {("flwr-clientapp", 0), ("flwr-clientapp", 1)}
     # the CLI's outputs, written on the server side, and the sequential backend's weights bit for bit
-    assert checkpoint["round"] == 3
-    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 3
+    assert checkpoint["round"] == 2
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert (out / "config.yaml").is_file()
     assert_same_weights(out / "final_weights.pt", reference / "final_weights.pt")
