@@ -148,13 +148,7 @@ def read_setup(text: Any) -> dict[str, Any]:
     Raises:
         ValueError: ``text`` is not that JSON text (another type, other keys, a value of another type).
     """
-    if not isinstance(text, str):
-        raise ValueError(f"`setup` must be JSON text (a SuperNode unpickles nothing it is sent), got "
-                         f"{type(text).__name__}")
-    try:
-        settings = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"`setup` is not JSON: {one_line(exc)}") from exc
+    settings = _json_field(text, "setup", "JSON text")
     if not isinstance(settings, dict) or set(settings) != set(_SETUP_TYPES):
         found = sorted(settings) if isinstance(settings, dict) else type(settings).__name__
         raise ValueError(f"`setup` must have the keys {sorted(_SETUP_TYPES)}, got {found}")
@@ -188,13 +182,7 @@ def read_callbacks(names: Sequence[str], built: Sequence[Any]) -> list[Any]:
 
 def _names(text: Any) -> list[str]:
     """The callback names of a round record's ``callbacks`` (JSON text)."""
-    if not isinstance(text, str):
-        raise ValueError(f"`callbacks` must be JSON text naming callback classes (a SuperNode unpickles "
-                         f"nothing it is sent), got {type(text).__name__}")
-    try:
-        names = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"`callbacks` is not JSON: {one_line(exc)}") from exc
+    names = _json_field(text, "callbacks", "JSON text naming callback classes")
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise ValueError(f"`callbacks` must be a JSON list of callback class names, got {one_line(text)}")
     return names
@@ -403,3 +391,14 @@ def _failure(fields: Any) -> ClientFailure:
 
 def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {str(name): float(value) for name, value in metrics.items()}
+
+
+def _json_field(text: Any, field: str, what: str) -> Any:
+    """The value of a record's JSON ``field``; a ``ValueError`` saying ``what`` it must be when it is none."""
+    if not isinstance(text, str):
+        raise ValueError(f"`{field}` must be {what} (a SuperNode unpickles nothing it is sent), got "
+                         f"{type(text).__name__}")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"`{field}` is not JSON: {one_line(exc)}") from exc
