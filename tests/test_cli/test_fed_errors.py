@@ -280,9 +280,20 @@ def test_fed_bad_config_leaves_an_existing_output_directory_untouched(tmp_path: 
     assert snapshot(tmp_path / "out") == before
 
 
-def test_fed_failure_in_training_exits_1_with_one_error_line(tmp_path: Path) -> None:
-    (tmp_path / "exploding_model.py").write_text(EXPLODING_MODEL)
-    write_config(tmp_path / "c.yaml", small_config(model={"type": "exploding_model:Exploding", "args": {"hidden": 8}}))
+@pytest.mark.parametrize(
+    ("kind", "source", "reported"),
+    [
+        ("exploding_model:Exploding", EXPLODING_MODEL, "RuntimeError: exploded on purpose"),
+        ("exiting_model:Exiting", EXITING_MODEL, "SystemExit: 3 (the client's code called sys.exit)"),
+    ],
+    ids=["exception", "sys.exit"],
+)
+def test_fed_failure_in_a_client_fit_exits_1_with_one_line_naming_it(
+    kind: str, source: str, reported: str, tmp_path: Path
+) -> None:
+    # Prepare: a model whose training_step raises, or calls sys.exit(3), in every client
+    (tmp_path / f"{kind.partition(':')[0]}.py").write_text(source)
+    write_config(tmp_path / "c.yaml", small_config(model={"type": kind, "args": {"hidden": 8}}))
 
     proc = run_cli(tmp_path, "--config", "c.yaml")
 
@@ -290,21 +301,8 @@ def test_fed_failure_in_training_exits_1_with_one_error_line(tmp_path: Path) -> 
     assert proc.returncode == 1, proc.stderr
     assert len(errors) == 1 and proc.stderr.splitlines()[-1] == errors[0]
     assert errors[0].startswith("error: training failed: round 1: 0 of 2 selected clients succeeded")
-    assert "`min_clients=1`" in errors[0] and "RuntimeError: exploded on purpose" in errors[0]
+    assert "`min_clients=1`" in errors[0] and reported in errors[0]
     assert "Traceback" not in proc.stderr
-
-
-def test_fed_sys_exit_in_a_client_fit_exits_1_with_one_line_naming_the_client(tmp_path: Path) -> None:
-    (tmp_path / "exiting_model.py").write_text(EXITING_MODEL)
-    write_config(tmp_path / "c.yaml", small_config(model={"type": "exiting_model:Exiting", "args": {"hidden": 8}}))
-
-    proc = run_cli(tmp_path, "--config", "c.yaml")
-
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert proc.returncode == 1, proc.stderr
-    assert len(errors) == 1 and proc.stderr.splitlines()[-1] == errors[0]
-    assert errors[0].startswith("error: training failed: round 1: 0 of 2 selected clients succeeded")
-    assert "SystemExit: 3 (the client's code called sys.exit)" in errors[0]
 
 
 def test_fed_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
