@@ -33,7 +33,7 @@ from torch.nn import functional as F  # noqa: N812 - the usual alias
 from torch.utils.data import DataLoader, TensorDataset
 
 from federated import MLP, FederatedTrainer, digits_federation
-from federated.backends.client_runner import quiet_lightning
+from federated.client.trainer_args import quiet_lightning
 
 CLIENTS, SAMPLES, ROUNDS, BATCH, LR = 10, 2000, 3, 32, 0.1
 NAIVE_TRAINER = {

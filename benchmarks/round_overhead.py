@@ -96,7 +96,7 @@ def per_fit_ms(loaders: Sequence[DataLoader], repeats: int) -> tuple[float, floa
     """Median ms of one client epoch in raw PyTorch, and of one bare Lightning fit on a reused Trainer."""
     from lightning.pytorch import Trainer
 
-    from federated.backends.client_runner import CLIENT_TRAINER_DEFAULTS, _fresh_fit_loop, quiet_lightning
+    from federated.client.trainer_args import CLIENT_TRAINER_DEFAULTS, fresh_fit_loop, quiet_lightning
 
     model = make_model(0)
     net = copy.deepcopy(model.net)
@@ -114,7 +114,7 @@ def per_fit_ms(loaders: Sequence[DataLoader], repeats: int) -> tuple[float, floa
                     optimizer.step()
                 raw.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                _fresh_fit_loop(trainer, kwargs)
+                fresh_fit_loop(trainer, kwargs)
                 trainer.fit(model, loader)
                 bare.append(time.perf_counter() - start)
     return statistics.median(raw) * 1e3, statistics.median(bare) * 1e3

@@ -14,19 +14,22 @@ from callbacks.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from federated.backends.backend import Backend as Backend
-    from federated.backends.client_runner import ClientRunner as ClientRunner
     from federated.backends.ray_backend import RayBackend as RayBackend
     from federated.backends.sequential import SequentialBackend as SequentialBackend
-    from federated.client import Client as Client
+    from federated.client.client import Client as Client
+    from federated.client.runner import ClientRunner as ClientRunner
     from federated.data import digits_federation as digits_federation
     from federated.data import partition as partition
     from federated.exceptions import CheckpointError as CheckpointError
     from federated.exceptions import FederationError as FederationError
     from federated.exceptions import NotEnoughClientsError as NotEnoughClientsError
+    from federated.messages import ClientEvaluation as ClientEvaluation
+    from federated.messages import ClientFailure as ClientFailure
+    from federated.messages import ClientUpdate as ClientUpdate
+    from federated.messages import EvaluateTask as EvaluateTask
+    from federated.messages import FitTask as FitTask
     from federated.models import MLP as MLP
     from federated.progress import RoundProgress as RoundProgress
-    from federated.results import ClientFailure as ClientFailure
-    from federated.results import ClientUpdate as ClientUpdate
     from federated.results import FederationResult as FederationResult
     from federated.results import RoundResult as RoundResult
     from federated.strategies.fedadagrad import FedAdagrad as FedAdagrad
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from federated.strategies.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
     from federated.strategies.fedyogi import FedYogi as FedYogi
     from federated.strategies.strategy import Strategy as Strategy
+    from federated.strategies.wrapper import StrategyWrapper as StrategyWrapper
     from federated.trainer import FederatedTrainer as FederatedTrainer
 
 __all__ = [
@@ -46,9 +50,11 @@ __all__ = [
     "Backend",
     "CheckpointError",
     "Client",
+    "ClientEvaluation",
     "ClientFailure",
     "ClientRunner",
     "ClientUpdate",
+    "EvaluateTask",
     "FedAdagrad",
     "FedAdam",
     "FedAvg",
@@ -61,12 +67,14 @@ __all__ = [
     "FederatedTrainer",
     "FederationError",
     "FederationResult",
+    "FitTask",
     "NotEnoughClientsError",
     "RayBackend",
     "RoundProgress",
     "RoundResult",
     "SequentialBackend",
     "Strategy",
+    "StrategyWrapper",
     "digits_federation",
     "partition",
 ]
@@ -74,10 +82,12 @@ __all__ = [
 _LAZY = {
     "Backend": "federated.backends.backend",
     "CheckpointError": "federated.exceptions",
-    "Client": "federated.client",
-    "ClientFailure": "federated.results",
-    "ClientRunner": "federated.backends.client_runner",
-    "ClientUpdate": "federated.results",
+    "Client": "federated.client.client",
+    "ClientEvaluation": "federated.messages",
+    "ClientFailure": "federated.messages",
+    "ClientRunner": "federated.client.runner",
+    "ClientUpdate": "federated.messages",
+    "EvaluateTask": "federated.messages",
     "FedAdagrad": "federated.strategies.fedadagrad",
     "FedAdam": "federated.strategies.fedadam",
     "FedAvg": "federated.strategies.fedavg",
@@ -87,6 +97,7 @@ _LAZY = {
     "FedProx": "federated.strategies.fedprox",
     "FedTrimmedAvg": "federated.strategies.fedtrimmedavg",
     "FedYogi": "federated.strategies.fedyogi",
+    "FitTask": "federated.messages",
     "FederatedTrainer": "federated.trainer",
     "FederationError": "federated.exceptions",
     "FederationResult": "federated.results",
@@ -97,6 +108,7 @@ _LAZY = {
     "RoundResult": "federated.results",
     "SequentialBackend": "federated.backends.sequential",
     "Strategy": "federated.strategies.strategy",
+    "StrategyWrapper": "federated.strategies.wrapper",
     "digits_federation": "federated.data",
     "partition": "federated.data",
 }

@@ -21,7 +21,7 @@ from callbacks import ArgumentError, BridgeError, CallbackManager, OnError, buil
 from callbacks.arguments import check_number, one_line, span
 from callbacks.callback import stateful_callbacks
 from federated.backends.backend import Backend
-from federated.client import Client, client_logger, split_callbacks
+from federated.client.client import Client, client_logger, split_callbacks
 from federated.strategies.strategy import Strategy
 
 

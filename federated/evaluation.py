@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from federated.client import Client
-from federated.results import ClientEvaluation
+from federated.client.client import Client
+from federated.messages import ClientEvaluation
 from lightning_bridge.metrics import floats
 
 __all__ = ["MetricsAggregation", "aggregated_floats", "client_metrics", "evaluators", "weighted_mean"]

@@ -1,118 +1,19 @@
-"""What a client returns and what a round and a federation produce: small dataclasses.
+"""What a round and a federation produce: small dataclasses over the clients' replies.
 
 ``to_dict``/``from_dict`` turn the results into primitives for the federation checkpoint (which is
-loaded with ``torch.load(weights_only=True)``); update weights never go into the history.
+loaded with ``torch.load(weights_only=True)``); update weights and payloads never go into the history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any
 
 import torch
 
-__all__ = [
-    "ClientEvaluation",
-    "ClientFailure",
-    "ClientUpdate",
-    "FederationResult",
-    "RoundResult",
-    "StateDict",
-    "late",
-]
+from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate
 
-StateDict: TypeAlias = Mapping[str, torch.Tensor]
-"""A model's weights by name, as ``state_dict()`` gives them."""
-
-
-@dataclass(eq=False)
-class ClientUpdate:
-    """One client's result of a round: its trained weights and training metrics.
-
-    Attributes:
-        client_id: The client, ``0 .. N-1`` in the order of ``client_data``.
-        num_samples: How many training samples the client holds: its FedAvg weight.
-        weights: The trained state dict (on the CPU). ``None`` once folded into a streaming
-            aggregation, and in the history.
-        metrics: The client's training metrics of its last local epoch, as floats.
-        epoch_metrics: The metrics of each local epoch, in order.
-
-    Example:
-        >>> update = ClientUpdate(client_id=3, num_samples=120, metrics={"train_loss": 0.4})
-        >>> update.to_dict()
-        {'client_id': 3, 'num_samples': 120, 'metrics': {'train_loss': 0.4}}
-    """
-
-    client_id: int
-    num_samples: int
-    weights: dict[str, torch.Tensor] | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    epoch_metrics: list[dict[str, float]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The update without its weights, as primitives."""
-        return {"client_id": self.client_id, "num_samples": self.num_samples, "metrics": dict(self.metrics)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClientUpdate:
-        """The inverse of :meth:`to_dict` (without weights)."""
-        return cls(client_id=data["client_id"], num_samples=data["num_samples"], metrics=dict(data["metrics"]))
-
-
-@dataclass
-class ClientFailure:
-    """A client left out of a round: it raised, or returned non-finite weights.
-
-    Attributes:
-        client_id: The client.
-        error: ``"ExceptionType: message"``, or a description of the non-finite tensors.
-        traceback: The formatted traceback, when the client raised. Defaults to ``""``.
-    """
-
-    client_id: int
-    error: str
-    traceback: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The failure as primitives."""
-        return {"client_id": self.client_id, "error": self.error, "traceback": self.traceback}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClientFailure:
-        """The inverse of :meth:`to_dict`."""
-        return cls(client_id=data["client_id"], error=data["error"], traceback=data.get("traceback", ""))
-
-
-def late(client: Any, timeout: float | None, started: bool = True) -> ClientFailure:
-    """The failure of a client not back within the round's ``timeout`` (``started``: its fit had begun)."""
-    what = "did not return" if started else "was not started"
-    error = f"{what} within the round's deadline (round_timeout={timeout:g} s)"
-    return ClientFailure(client_id=client.client_id, error=error)
-
-
-@dataclass
-class ClientEvaluation:
-    """A client's evaluation of the global model (its personal model, with ``local_keys``) on its own data.
-
-    Attributes:
-        client_id: The client.
-        num_samples: How many validation samples it evaluated on: its weight in the aggregate.
-        metrics: What the model's ``validation_step`` logged, as floats (``val_loss``, ``accuracy``).
-    """
-
-    client_id: int
-    num_samples: int
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The evaluation as primitives."""
-        return {"client_id": self.client_id, "num_samples": self.num_samples, "metrics": dict(self.metrics)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClientEvaluation:
-        """The inverse of :meth:`to_dict`."""
-        return cls(client_id=data["client_id"], num_samples=data["num_samples"], metrics=dict(data["metrics"]))
+__all__ = ["FederationResult", "RoundResult"]
 
 
 @dataclass

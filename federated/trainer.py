@@ -15,21 +15,17 @@ from lightning.pytorch import LightningModule, Trainer
 from callbacks import OnError
 from federated import _checks
 from federated.backends.backend import Backend, FitSetup
-from federated.backends.client_runner import (
-    check_trainer_kwargs,
-    derive_seed,
-    quiet_lightning,
-    seed_everything,
-    validation_trainer,
-)
 from federated.checkpoint import HistoryLog, lightning_fields, save_checkpoint
-from federated.client import Client
+from federated.client.algorithm import check_algorithms
+from federated.client.client import Client
+from federated.client.trainer_args import check_trainer_kwargs, quiet_lightning, validation_trainer
 from federated.evaluation import MetricsAggregation, client_metrics, evaluators, weighted_mean
 from federated.exceptions import NotEnoughClientsError
 from federated.interrupts import ctrl_c, restore_sigint
-from federated.results import ClientEvaluation, ClientFailure, ClientUpdate, FederationResult, RoundResult
+from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask
+from federated.results import FederationResult, RoundResult
 from federated.resume import LAST, restore_trainer, resume_path, trainer_checkpoint
-from federated.seeding import check_seed
+from federated.seeding import check_seed, derive_seed, seed_everything
 from federated.selection import sample_clients
 from federated.strategies.strategy import Strategy
 from lightning_bridge.metrics import floats
@@ -172,6 +168,7 @@ class FederatedTrainer:
         self.checkpoint_dir = _checks.checkpoint_dir(checkpoint_dir)
         self.strategy = _checks.strategy(strategy)
         _checks.local_keys(self.strategy, self.model)
+        self.algorithms = check_algorithms(self.strategy.client_algorithms(), type(self.strategy).__name__)
         policy = _checks.on_error(on_error)
         self.manager = _checks.server_callbacks(_checks.native_callbacks(callbacks, "callbacks"), policy)
         self._client_callbacks = _checks.client_callbacks(client_callbacks, policy)
@@ -298,18 +295,20 @@ class FederatedTrainer:
 
     def _fit_clients(self, round_num: int, selected: list[int]) -> tuple[list[ClientUpdate], list[ClientFailure]]:
         """Train the selected clients on the backend; fold each update into the strategy as it comes (in order)."""
-        shared = self._shared(self._weights)
-        self.strategy.begin_round(round_num, shared)
+        self.strategy.begin_round(round_num, self._shared(self._weights))
         clients = [self.clients[client_id] for client_id in selected]
-        outcomes = self.backend.fit_clients(
-            clients,
-            self._weights,
-            round_num=round_num,
-            seeds=[derive_seed(self.seed, round_num, _CLIENT_FIT, client_id) for client_id in selected],
-            lr_scale=self.client_lr_scale,
-            callbacks=self.strategy.client_callbacks(shared),
-            **({"timeout": self.round_timeout} if self.round_timeout is not None else {}),
-        )
+        tasks = [
+            FitTask(
+                client_id,
+                round_num,
+                derive_seed(self.seed, round_num, _CLIENT_FIT, client_id),
+                self._weights,
+                self.client_lr_scale,
+                self.strategy.configure_fit(client_id, round_num),
+            )
+            for client_id in selected
+        ]
+        outcomes = self.backend.fit(tasks, timeout=self.round_timeout)
         updates: list[ClientUpdate] = []
         failures: list[ClientFailure] = []
         for client, outcome in zip(clients, outcomes, strict=True):  # in the sampled order, on every backend
@@ -369,7 +368,12 @@ class FederatedTrainer:
         for epoch, metrics in enumerate(update.epoch_metrics):
             manager.call("on_epoch_start", learner=client, epoch=epoch, round_num=round_num, trainer=self)
             manager.call(
-                "on_epoch_end", learner=client, epoch=epoch, metrics=metrics, logs=metrics, round_num=round_num,
+                "on_epoch_end",
+                learner=client,
+                epoch=epoch,
+                metrics=metrics,
+                logs=metrics,
+                round_num=round_num,
                 trainer=self,
             )
 
@@ -379,12 +383,17 @@ class FederatedTrainer:
         if not k or (round_num % self.evaluate_every and round_num != self.rounds):
             return [], []
         chosen = evaluators(self.clients, k, np.random.SeedSequence([self.seed, round_num, _EVAL_SAMPLING]))
-        outcomes = self.backend.evaluate_clients(
-            [self.clients[c] for c in chosen],
-            self._weights,
-            round_num=round_num,
-            seeds=[derive_seed(self.seed, round_num, _CLIENT_EVAL, c) for c in chosen],
-        )
+        tasks = [
+            EvaluateTask(
+                c,
+                round_num,
+                derive_seed(self.seed, round_num, _CLIENT_EVAL, c),
+                self._weights,
+                self.strategy.configure_evaluate(c, round_num),
+            )
+            for c in chosen
+        ]
+        outcomes = self.backend.evaluate(tasks)
         evaluations: list[ClientEvaluation] = []
         failures: list[ClientFailure] = []
         for outcome in outcomes:
@@ -421,6 +430,7 @@ class FederatedTrainer:
             keep_optimizer_state=self.keep_optimizer_state,
             local_keys=self.strategy.local_keys,
             evaluate_clients=self.evaluate_clients is not None,
+            algorithms=self.algorithms,
         )
 
     def _reset(self) -> None:

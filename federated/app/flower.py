@@ -18,7 +18,7 @@ the config's ``backend: {type: flower}`` attached to Flower's ``Grid``. :data:`c
 each SuperNode, one process per message: it builds that node's client from the config the server
 sends (the data from the same ``data`` section, its function given the node's ``--node-config``, so
 that it builds this node's share alone; the model; the client callbacks; the strategy, whose client
-callbacks it adds to each fit) and trains or evaluates it with a :class:`~federated.ClientRunner`.
+algorithms run in each fit) and trains or evaluates it with a :class:`~federated.ClientRunner`.
 A node builds all of it from its own installed code and unpickles nothing it is sent
 (:mod:`federated.backends.flower_messages`). The server builds only its own share (its node config is
 Flower's empty one), so no client's data is ever on the server. ``docs/flower.md`` has the commands.
@@ -44,11 +44,13 @@ from federated.app.builders import build_callbacks_at, build_data, build_model, 
 from federated.app.config import validate_config
 from federated.app.run import prepare_run
 from federated.backends import flower_messages as messages
-from federated.backends.client_runner import ClientRunner, quiet_lightning, seed_everything
 from federated.backends.flower_backend import FlowerBackend
-from federated.client import Client
-from federated.results import ClientFailure
-from federated.strategies import Strategy
+from federated.client.algorithm import check_algorithms
+from federated.client.client import Client
+from federated.client.runner import ClientRunner
+from federated.client.trainer_args import quiet_lightning
+from federated.messages import ClientFailure
+from federated.seeding import seed_everything
 
 __all__ = ["answer_query", "client_app", "evaluate", "serve", "server_app", "train"]
 
@@ -101,8 +103,12 @@ def serve(grid: Any, context: Any) -> None:
     backend = run.trainer.backend
     if not isinstance(backend, FlowerBackend):
         found = run.config["backend"]["type"]
-        raise _said(ConfigError(f"{echo(found)}; under `flwr run` the clients train on the SuperNodes: set "
-                                "`backend: {type: flower}`", "backend.type"))
+        raise _said(
+            ConfigError(
+                f"{echo(found)}; under `flwr run` the clients train on the SuperNodes: set `backend: {{type: flower}}`",
+                "backend.type",
+            )
+        )
     backend.attach(grid, config=dump_yaml(run.config))
     for warning in run.warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
@@ -110,8 +116,10 @@ def serve(grid: Any, context: Any) -> None:
         print(f"resuming after round {run.resume_round} from {run.resume}", flush=True)
     summary = run.execute()
     final = ", ".join(f"{k}={v:.4f}" for k, v in summary["final"].items())
-    print(f"rounds run: {summary['rounds']} of {summary['planned']}; final: {final}; outputs: {run.output_dir}",
-          flush=True)
+    print(
+        f"rounds run: {summary['rounds']} of {summary['planned']}; final: {final}; outputs: {run.output_dir}",
+        flush=True,
+    )
 
 
 def _said(exc: ConfigError) -> ConfigError:
@@ -163,15 +171,12 @@ def train(message: Any, context: Any) -> Any:
         return _reply(message, messages.fit_reply(_refused(context.node_config, exc), {}))
     try:
         site = _request_site(request, context.node_config)
-        callbacks = messages.read_callbacks(request.callbacks, site.strategy_callbacks(request))
+        messages.check_algorithms(request.algorithms, site.runner.algorithms)
     except Exception as exc:
         return _reply(message, messages.fit_reply(_unbuilt(request, exc), {}))
     client = site.client.fresh(request.state)
     with quiet_lightning():
-        outcome = site.runner.fit(
-            client, request.weights, round_num=request.round_num, seed=request.seed, lr_scale=request.lr_scale,
-            callbacks=callbacks,
-        )
+        outcome = site.runner.fit(client, request.fit_task())
     return _reply(message, messages.fit_reply(outcome, client.state_dict()))
 
 
@@ -187,7 +192,7 @@ def evaluate(message: Any, context: Any) -> Any:
         return _reply(message, messages.evaluate_reply(_unbuilt(request, exc)))
     client = site.client.fresh(request.state)
     with quiet_lightning():
-        outcome = site.runner.evaluate(client, request.weights, seed=request.seed)
+        outcome = site.runner.evaluate(client, request.evaluate_task())
     return _reply(message, messages.evaluate_reply(outcome))
 
 
@@ -201,23 +206,14 @@ if server_app is not None:
 
 @dataclass
 class _Site:
-    """What one SuperNode builds once per process: its client (data, callback template), runner and strategy."""
+    """What one SuperNode builds once per process: its client (data, callback template) and runner.
+
+    The runner's client algorithms are those of the config's ``strategy``, built here as the server builds them.
+    """
 
     key: tuple[str, str, int]
     client: Client
     runner: ClientRunner
-    strategy: Strategy
-
-    def strategy_callbacks(self, request: messages.Request) -> list[Any]:
-        """The Lightning callbacks this node's strategy adds to the fits of the request's round.
-
-        They are built here, from the config's ``strategy`` section, as the server's strategy
-        builds them: :meth:`~federated.Strategy.begin_round` and
-        :meth:`~federated.Strategy.client_callbacks` with the round's shared weights.
-        """
-        shared = {name: t for name, t in request.weights.items() if not self.strategy.is_local(name)}
-        self.strategy.begin_round(request.round_num, shared)
-        return self.strategy.client_callbacks(shared)
 
 
 _built: list[_Site] = []  # Flower starts a process per message; should it reuse one, the build is kept
@@ -268,8 +264,9 @@ def _site(config_text: str, setup: Mapping[str, Any], node_config: Mapping[str, 
     [(train_data, val_data)] = _checks.client_loaders(data.client_loaders, config["data"]["batch_size"])
     template = build_callbacks_at(config["client_callbacks"], "client_callbacks")
     client = Client(partition, train_data, template, on_error=config["on_error"], val_data=val_data)
-    runner = ClientRunner(model, **setup)
-    _built[:] = [_Site(key, client, runner, build_strategy(config["strategy"]))]
+    strategy = build_strategy(config["strategy"])
+    algorithms = check_algorithms(strategy.client_algorithms(), type(strategy).__name__)
+    _built[:] = [_Site(key, client, ClientRunner(model, **setup, algorithms=algorithms))]
     return _built[0]
 
 
@@ -299,7 +296,8 @@ def _refused(node_config: Mapping[str, Any], exc: BaseException) -> ClientFailur
     """The failure of a message this node would not read: nothing in it was loaded or run."""
     partition, _ = _partition(node_config)
     return ClientFailure(
-        partition, f"the SuperNode refused the server's message: {type(exc).__name__}: {one_line(exc)}",
+        partition,
+        f"the SuperNode refused the server's message: {type(exc).__name__}: {one_line(exc)}",
         traceback.format_exc(),
     )
 

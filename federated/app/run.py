@@ -34,7 +34,7 @@ from federated.app.builders import DATA_KEYWORDS, build_trainer, watched_metric
 from federated.app.config import load_config, read_yaml
 from federated.app.monitored import check_monitored
 from federated.app.writer_paths import check_claims, claims, within
-from federated.backends.client_runner import seed_everything
+from federated.seeding import seed_everything
 from federated.checkpoint import load_checkpoint, load_history
 from federated.exceptions import CheckpointError
 from federated.trainer import FederatedTrainer

@@ -7,9 +7,8 @@ Importing this package registers the backends under their YAML names (``sequenti
 
 from federated.backends.backend import Backend as Backend
 from federated.backends.backend import FitSetup as FitSetup
-from federated.backends.client_runner import ClientRunner as ClientRunner
 from federated.backends.flower_backend import FlowerBackend as FlowerBackend
 from federated.backends.ray_backend import RayBackend as RayBackend
 from federated.backends.sequential import SequentialBackend as SequentialBackend
 
-__all__ = ["Backend", "ClientRunner", "FitSetup", "FlowerBackend", "RayBackend", "SequentialBackend"]
+__all__ = ["Backend", "FitSetup", "FlowerBackend", "RayBackend", "SequentialBackend"]

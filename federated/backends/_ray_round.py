@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from federated.backends._ray_worker import import_ray, unpack
-from federated.results import ClientFailure, ClientUpdate
+from federated.messages import ClientFailure, ClientUpdate
 
 if TYPE_CHECKING:
-    from federated.client import Client
-    from federated.results import StateDict
+    from federated.client.client import Client
+    from federated.messages import FitTask, StateDict
 
 IN_FLIGHT = 2  # calls queued per worker: the next one waits in the worker while the driver reads a result
 _PENDING_BYTES = 256 * 2**20  # default batching: as many clients per call as keep the waiting updates below this
@@ -40,9 +40,8 @@ class Round:
     """The bookkeeping of one round: runs to send, requests in flight, outcomes not yet yielded."""
 
     clients: Sequence[Client]
-    seeds: Sequence[int]
+    tasks: Sequence[FitTask]
     round_num: int
-    lr_scale: float
     round_ref: Any
     window: int
     workers: int

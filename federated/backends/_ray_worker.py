@@ -6,6 +6,7 @@ turns its absence into one line that says what to install.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Iterator, Mapping
@@ -15,29 +16,40 @@ import numpy as np
 import torch
 
 from callbacks import ArgumentError
-from federated.backends.client_runner import ClientRunner, quiet_lightning
-from federated.results import ClientEvaluation, ClientFailure, ClientUpdate
+from federated.client.runner import ClientRunner
+from federated.client.trainer_args import quiet_lightning
+from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule
 
-    from federated.client import Client
-    from federated.results import StateDict
+    from federated.client.client import Client
+    from federated.messages import StateDict
 
 MISSING_RAY = "backend 'ray' needs the ray extra: pip install 'lightning-bridge[ray]'"
 
-Task = tuple[int, int, dict[str, Any], list[Any] | None]
-"""One client fit sent to a worker: client id, seed, its callbacks' states, ``[ref of its data]`` or ``None``."""
+Task = tuple[FitTask | EvaluateTask, dict[str, Any], list[Any] | None]
+"""One client task sent to a worker: the task without its weights (sent once per round), the client's
+state, ``[ref of its data]`` or ``None``."""
 
 Result = tuple[ClientUpdate | ClientFailure, dict[str, Any] | None, dict[str, Any]]
-"""What a worker sends back per client: the outcome (weights apart), the packed weights, the callbacks' states."""
+"""What a worker sends back per client: the outcome (weights apart), the packed weights, the client's state."""
 
 _NICENESS = "RAY_worker_niceness"
 _CPU_ACCELERATORS = (None, "auto", "cpu")
 _GPU_ACCELERATORS = (None, "auto", "gpu", "cuda")
 _NUMPY_DTYPES = {
-    torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8,
-    torch.bool, torch.complex64, torch.complex128,
+    torch.float64,
+    torch.float32,
+    torch.float16,
+    torch.int64,
+    torch.int32,
+    torch.int16,
+    torch.int8,
+    torch.uint8,
+    torch.bool,
+    torch.complex64,
+    torch.complex128,
 }
 
 
@@ -132,11 +144,12 @@ class ClientWorker:
     """The Ray actor: one :class:`~federated.ClientRunner` (model replica, reused Trainer) for every fit sent to it.
 
     It keeps the data (and callback template) of every client it has trained, and the current
-    round's weights and strategy callbacks; the driver sends each once.
+    round's weights; the driver sends each once.
     """
 
     def __init__(self, model: LightningModule, settings: dict[str, Any], threads: int) -> None:
-        """``settings``: the runner's keyword arguments (:meth:`~federated.backends.FitSetup.runner_settings`)."""
+        """``settings``: the runner's keyword arguments (:meth:`~federated.backends.FitSetup.runner_settings`,
+        and the client algorithms)."""
         # quiet for the worker's life (held: a collected context manager would undo it); setting logger levels
         # at each call would flush the level cache of Ray's many loggers each time
         self._quiet = quiet_lightning()
@@ -145,36 +158,30 @@ class ClientWorker:
         torch.set_num_threads(threads)
         self.runner = ClientRunner(model, **settings)
         self._clients: dict[int, Client] = {}
-        self._round: Any = None
+        self._weights: StateDict = {}
 
     def ready(self) -> int:
         """The worker's process id, once it is built."""
         return os.getpid()
 
-    def fit(
-        self, round_box: list[Any] | None, round_num: int, lr_scale: float, tasks: list[Task]
-    ) -> Iterator[Result]:
-        """Train ``tasks`` in order, yielding per client its outcome, packed weights and callbacks' new states.
+    def fit(self, weights_box: list[Any] | None, tasks: list[Task]) -> Iterator[Result]:
+        """Run ``tasks`` in order, yielding per client its outcome, packed weights and new state.
 
         Called as a Ray streaming generator: each client's result reaches the driver as soon as it
         is trained, so at a deadline or a crash the driver knows which clients finished, which one
-        was training and which had not started. ``round_box`` holds the ref of the round's weights
-        and strategy callbacks in the first call of a round to this worker, ``None`` in the next
-        ones (refs in a list: Ray does not resolve nested refs, so the worker fetches only what it
-        lacks).
+        was training and which had not started. ``weights_box`` holds the ref of the round's
+        weights in the first call of a round to this worker, ``None`` in the next ones (refs in a
+        list: Ray does not resolve nested refs, so the worker fetches only what it lacks).
         """
         import ray
 
-        if round_box is not None:
-            self._round = ray.get(round_box[0])
-        weights, callbacks = self._round
+        if weights_box is not None:
+            self._weights = ray.get(weights_box[0])
         self._fetch(tasks)
-        for client_id, seed, state, _ in tasks:
+        for task, state, _ in tasks:
             # new callback copies, then the driver's states: the fit cannot depend on this worker's past
-            client = self._clients[client_id].fresh(state)
-            outcome = self.runner.fit(
-                client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale, callbacks=callbacks
-            )
+            client = self._clients[task.client_id].fresh(state)
+            outcome = self.runner.fit(client, dataclasses.replace(task, weights=self._weights))  # type: ignore[arg-type]
             packed = None
             if isinstance(outcome, ClientUpdate) and outcome.weights is not None:
                 packed, outcome.weights = pack(outcome.weights), None
@@ -187,15 +194,15 @@ class ClientWorker:
         weights = ray.get(weights_box[0])
         self._fetch(tasks)
         out: list[ClientEvaluation | ClientFailure] = []
-        for client_id, seed, state, _ in tasks:
-            client = self._clients[client_id].fresh(state)
-            out.append(self.runner.evaluate(client, weights, seed=seed))
+        for task, state, _ in tasks:
+            client = self._clients[task.client_id].fresh(state)
+            out.append(self.runner.evaluate(client, dataclasses.replace(task, weights=weights)))  # type: ignore[arg-type]
         return out
 
     def _fetch(self, tasks: list[Task]) -> None:
         """One fetch of the data of the clients this worker sees for the first time."""
         import ray
 
-        new = [(client_id, box[0]) for client_id, _, _, box in tasks if box is not None]
+        new = [(task.client_id, box[0]) for task, _, box in tasks if box is not None]
         if new:
             self._clients.update(zip([c for c, _ in new], ray.get([ref for _, ref in new]), strict=True))

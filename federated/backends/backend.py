@@ -1,7 +1,8 @@
 """Where client fits run: the interface between the round loop and its executors.
 
-``FederatedTrainer`` decides *what* a round trains (which clients, from which weights, with which
-seeds); a :class:`Backend` decides *where*: one after the other in this process
+``FederatedTrainer`` decides *what* a round trains (one :class:`~federated.messages.FitTask` per
+selected client: its weights, seed and payload); a :class:`Backend` decides *where*, carrying the
+tasks out and the replies back, and nothing else: one after the other in this process
 (:class:`~federated.SequentialBackend`, the default) or in parallel on a pool of Ray actors
 (:class:`~federated.RayBackend`), both with the clients' data in the driver, or on the clients' own
 machines, which hold their data (:class:`~federated.backends.FlowerBackend`). Backends are registered
@@ -16,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule
-    from lightning.pytorch.callbacks import Callback as LightningCallback
 
-    from federated.client import Client
-    from federated.results import ClientEvaluation, ClientFailure, ClientUpdate, StateDict
+    from federated.client.algorithm import ClientAlgorithm
+    from federated.client.client import Client
+    from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask
 
 __all__ = ["Backend", "FitSetup"]
 
@@ -41,6 +42,7 @@ class FitSetup:
             update's weights leave them out.
         evaluate_clients: The rounds run federated evaluation: a backend whose clients hold their
             own data refuses the federation when every client reports no validation data.
+        algorithms: The strategy's client algorithms, run in every client fit.
     """
 
     model: LightningModule
@@ -51,9 +53,11 @@ class FitSetup:
     keep_optimizer_state: bool = False
     local_keys: tuple[str, ...] = ()
     evaluate_clients: bool = False
+    algorithms: tuple[ClientAlgorithm, ...] = ()
 
     def runner_settings(self) -> dict[str, Any]:
-        """The keyword arguments of a :class:`~federated.ClientRunner` for this setup's fits (``model`` apart)."""
+        """The keyword arguments of a :class:`~federated.ClientRunner` for this setup's fits (``model`` and
+        ``algorithms`` apart: a Flower SuperNode builds its own from the config)."""
         return {
             "local_epochs": self.local_epochs,
             "trainer_kwargs": dict(self.trainer_kwargs),
@@ -66,21 +70,22 @@ class FitSetup:
 class Backend:
     """Base of the client executors. The round loop calls, for each ``fit``::
 
-        backend.start(setup)                      # once, before the first round
-        for outcome in backend.fit_clients(...):  # once per round; outcomes in the clients' order
+        backend.start(setup)                     # once, before the first round
+        for outcome in backend.fit(tasks):       # once per round; outcomes in the tasks' order
             ...
-        backend.stop()                            # once, also after a failure
+        backend.stop()                           # once, also after a failure
 
-    :meth:`fit_clients` yields one outcome per client, in the order of ``clients`` whatever the
-    order in which they finish, so that the round loop folds updates into the strategy and fires
-    the learner hooks in a deterministic order, and may do so while later clients still train.
-    A client that raises, diverges or takes its worker down is a
-    :class:`~federated.ClientFailure`, never an exception of :meth:`fit_clients`.
+    :meth:`fit` yields one outcome per task, in the order of ``tasks`` whatever the order in which
+    they finish, so that the round loop folds updates into the strategy and fires the learner
+    hooks in a deterministic order, and may do so while later clients still train. A client that
+    raises, diverges or takes its worker down is a :class:`~federated.ClientFailure`, never an
+    exception of :meth:`fit`.
 
-    Every client fit is seeded with its own seed and starts from the given weights and from the
-    states of the client's callbacks held by the driver (``Client.state_dict()``); a backend hands
-    the callbacks' new states back to the driver's :class:`~federated.Client` before it yields the
-    client's outcome. So where a client ran does not change what it computes.
+    Every client fit runs its task through a :class:`~federated.ClientRunner` and starts from the
+    client's state held by the driver (``Client.state_dict()``: its callbacks', optimizer's and
+    client algorithms' states); a backend hands the new state back to the driver's
+    :class:`~federated.Client` before it yields the client's outcome. So where a client ran does
+    not change what it computes.
 
     A backend whose clients hold their own data (``remote_data``) takes a federation built from the
     number of clients alone (``FederatedTrainer(model, 4, ...)``): its clients have no data in the
@@ -88,14 +93,15 @@ class Backend:
     machines report them, from :meth:`start` on.
 
     Example:
-        >>> from federated.backends.client_runner import ClientRunner
+        >>> from federated.client.runner import ClientRunner
         >>> class InProcess(Backend):
         ...     def start(self, setup):
-        ...         self.runner = ClientRunner(setup.model, local_epochs=setup.local_epochs)
-        ...     def fit_clients(self, clients, weights, *, round_num, seeds, lr_scale=1.0, callbacks=()):
-        ...         for client, seed in zip(clients, seeds):
-        ...             yield self.runner.fit(client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale,
-        ...                                   callbacks=callbacks)
+        ...         self.clients = setup.clients
+        ...         self.runner = ClientRunner(setup.model, local_epochs=setup.local_epochs,
+        ...                                    algorithms=setup.algorithms)
+        ...     def fit(self, tasks, *, timeout=None):
+        ...         for task in tasks:
+        ...             yield self.runner.fit(self.clients[task.client_id], task)
         >>> InProcess().stop()  # nothing to release
     """
 
@@ -111,48 +117,25 @@ class Backend:
     def start(self, setup: FitSetup) -> None:
         """Called at the start of ``FederatedTrainer.fit``: build the workers for ``setup``'s model and clients."""
 
-    def fit_clients(
-        self,
-        clients: Sequence[Client],
-        weights: StateDict,
-        *,
-        round_num: int,
-        seeds: Sequence[int],
-        lr_scale: float = 1.0,
-        callbacks: Sequence[LightningCallback] = (),
-        timeout: float | None = None,
-    ) -> Iterator[ClientUpdate | ClientFailure]:
-        """Train ``clients`` from ``weights``; yield each one's update or failure, in the order of ``clients``.
+    def fit(self, tasks: Sequence[FitTask], *, timeout: float | None = None) -> Iterator[ClientUpdate | ClientFailure]:
+        """Run each task's client fit; yield each one's update or failure, in the order of ``tasks``.
 
         Args:
-            clients: The round's clients, in the order their outcomes are wanted.
-            weights: The global weights every client starts from (CPU tensors).
-            round_num: The round, counting from 1.
-            seeds: One seed per client, for its fit.
-            lr_scale: Factor on the clients' learning rates. Defaults to ``1.0``.
-            callbacks: Lightning callbacks added to each fit of the round (the strategy's).
-                Defaults to none.
+            tasks: The round's client fits (ids among ``setup.clients``), in the order their outcomes are wanted.
             timeout: Seconds from the call to the round's deadline: a client not back by then is
                 a :class:`~federated.ClientFailure` saying so, and its late result is dropped.
                 ``None`` waits for every client. Defaults to ``None``.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement `fit_clients(...)`")
+        raise NotImplementedError(f"{type(self).__name__} must implement `fit(tasks, *, timeout)`")
 
-    def evaluate_clients(
-        self, clients: Sequence[Client], weights: StateDict, *, round_num: int, seeds: Sequence[int]
-    ) -> Iterator[ClientEvaluation | ClientFailure]:
-        """Evaluate ``weights`` on each client's validation data; yield the outcomes in the order of ``clients``.
+    def evaluate(self, tasks: Sequence[EvaluateTask]) -> Iterator[ClientEvaluation | ClientFailure]:
+        """Run each task's client evaluation; yield the outcomes in the order of ``tasks``.
 
-        A client with ``local_keys`` evaluates its personal model: ``weights`` with its own values
-        of those keys. Used by federated evaluation (``FederatedTrainer(evaluate_clients=...)``).
-
-        Args:
-            clients: The clients to evaluate on (each has validation samples: ``num_val_samples > 0``).
-            weights: The global weights.
-            round_num: The round, counting from 1.
-            seeds: One seed per client, for its evaluation.
+        A client with ``local_keys`` evaluates its personal model: the task's weights with its own
+        values of those keys. Used by federated evaluation (``FederatedTrainer(evaluate_clients=...)``);
+        each task's client has validation samples (``num_val_samples > 0``).
         """
-        raise NotImplementedError(f"{type(self).__name__} does not evaluate on clients (`evaluate_clients`)")
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate on clients (`evaluate(tasks)`)")
 
     def stop(self) -> None:
         """Called when ``trainer.fit`` ends, also after an exception: release the workers."""

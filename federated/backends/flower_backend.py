@@ -11,13 +11,10 @@ from callbacks import ArgumentError, register
 from callbacks.arguments import check_number, one_line
 from federated.backends import flower_messages as messages
 from federated.backends.backend import Backend, FitSetup
-from federated.results import ClientEvaluation, ClientFailure, ClientUpdate, late
+from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask, late
 
 if TYPE_CHECKING:
-    from lightning.pytorch.callbacks import Callback as LightningCallback
-
-    from federated.client import Client
-    from federated.results import StateDict
+    from federated.client.client import Client
 
 __all__ = ["FlowerBackend"]
 
@@ -30,14 +27,15 @@ _NODE_UNAVAILABLE = 5  # flwr's ErrorCode.NODE_UNAVAILABLE: the SuperLink answer
 class FlowerBackend(Backend):
     """Trains each client on the Flower SuperNode whose ``partition-id`` is the client's id.
 
-    It runs inside a Flower ``ServerApp`` (``federated.app.flower:server_app``, started by
-    ``flwr run``), which hands it the ``Grid`` with :meth:`attach`. Each client fit is a Flower
-    ``train`` message to that client's SuperNode carrying the global weights, the round's seed and
-    learning-rate scale, the client's state and the strategy's Lightning callbacks; the node's
-    ClientApp (``federated.app.flower:client_app``) builds its own data, model and client
-    callbacks from the config sent along, trains with a :class:`~federated.ClientRunner` and
-    replies with its update and new state. The driver owns every client's state, as under Ray, so
-    the final weights are the sequential backend's. No client data passes through the server.
+    It runs inside a Flower ``ServerApp`` (``federated.app.flower:server_app``, started by ``flwr
+    run``), which hands it the ``Grid`` with :meth:`attach`. Each client fit is a Flower ``train``
+    message to that client's SuperNode carrying its :class:`~federated.messages.FitTask` (weights,
+    seed, learning-rate scale, payload) and the client's state; the node's ClientApp
+    (``federated.app.flower:client_app``) builds its own data, model, client callbacks and strategy
+    (whose client algorithms it runs) from the config sent along, trains with a
+    :class:`~federated.ClientRunner` and replies with its update (payload included) and new state.
+    The driver owns every client's state, as under Ray, so the final weights are the sequential
+    backend's. No client data passes through the server.
 
     The clients' data lives on the SuperNodes (``remote_data``): the federation is built from the
     number of clients (``FederatedTrainer(model, 4, backend=FlowerBackend())``), and each node
@@ -80,6 +78,7 @@ class FlowerBackend(Backend):
         self._grid: Any = None
         self._config = ""
         self._setup: str | None = None
+        self._algorithms: tuple[Any, ...] = ()
         self._query: Any = None  # the content of every query message: the config and the setup
         self._clients: dict[int, Client] = {}
         self._partitions: dict[int, int] = {}  # node id -> partition id, in the order the nodes answered
@@ -117,6 +116,7 @@ class FlowerBackend(Backend):
         if self._grid is None:
             raise RuntimeError(messages.NOT_IN_SERVERAPP)
         self._setup = messages.setup_text(setup.runner_settings())
+        self._algorithms = setup.algorithms
         self._query = messages.query(messages.round_record(round_num=0, config=self._config, setup=self._setup))
         self._clients = {client.client_id: client for client in setup.clients}
         wanted = set(self._clients)
@@ -136,53 +136,36 @@ class FlowerBackend(Backend):
         if missing:
             log.warning(
                 "no SuperNode answered for partition-id(s) %s after %gs; those clients fail until one connects",
-                missing, self.discovery_timeout,
+                missing,
+                self.discovery_timeout,
             )
 
-    def fit_clients(
-        self,
-        clients: Sequence[Client],
-        weights: StateDict,
-        *,
-        round_num: int,
-        seeds: Sequence[int],
-        lr_scale: float = 1.0,
-        callbacks: Sequence[LightningCallback] = (),
-        timeout: float | None = None,
-    ) -> Iterator[ClientUpdate | ClientFailure]:
-        """Send each client's fit to its SuperNode; yield the outcomes in the order of ``clients`` as replies come."""
-        shared = messages.round_record(
-            round_num=round_num, config=self._config, setup=self._require_setup(), lr_scale=lr_scale,
-            callbacks=callbacks,
-        )
-        replies = self._exchange(clients, weights, seeds, shared, "train", round_num, timeout)
-        for client, (reply, problem) in zip(clients, replies, strict=True):
+    def fit(self, tasks: Sequence[FitTask], *, timeout: float | None = None) -> Iterator[ClientUpdate | ClientFailure]:
+        """Send each task to its client's SuperNode; yield the outcomes in the order of ``tasks`` as replies come."""
+        replies = self._exchange(tasks, "train", timeout)
+        for task, (reply, problem) in zip(tasks, replies, strict=True):
             if problem is not None:
                 yield problem
                 continue
             try:
                 outcome, state = messages.read_fit_reply(reply.content)
             except Exception as exc:
-                yield _malformed(client, exc)
+                yield _malformed(self._clients[task.client_id], exc)
                 continue
             if state:
-                client.load_state_dict(state)  # the driver owns the client's state
+                self._clients[task.client_id].load_state_dict(state)  # the driver owns the client's state
             yield outcome
 
-    def evaluate_clients(
-        self, clients: Sequence[Client], weights: StateDict, *, round_num: int, seeds: Sequence[int]
-    ) -> Iterator[ClientEvaluation | ClientFailure]:
-        """Send each client's evaluation to its SuperNode; yield the outcomes in the order of ``clients``."""
-        shared = messages.round_record(round_num=round_num, config=self._config, setup=self._require_setup())
-        replies = self._exchange(clients, weights, seeds, shared, "evaluate", round_num, None)
-        for client, (reply, problem) in zip(clients, replies, strict=True):
+    def evaluate(self, tasks: Sequence[EvaluateTask]) -> Iterator[ClientEvaluation | ClientFailure]:
+        """Send each evaluation to its client's SuperNode; yield the outcomes in the order of ``tasks``."""
+        for task, (reply, problem) in zip(tasks, self._exchange(tasks, "evaluate", None), strict=True):
             if problem is not None:
                 yield problem
                 continue
             try:
                 yield messages.read_evaluate_reply(reply.content)
             except Exception as exc:
-                yield _malformed(client, exc)
+                yield _malformed(self._clients[task.client_id], exc)
 
     def stop(self) -> None:
         """Forget the round's setup; the grid stays attached (a later ``fit`` of the same ServerApp uses it)."""
@@ -191,33 +174,36 @@ class FlowerBackend(Backend):
     # ------------------------------------------------------------------ messages
 
     def _exchange(
-        self,
-        clients: Sequence[Client],
-        weights: StateDict,
-        seeds: Sequence[int],
-        shared: Any,
-        kind: str,
-        round_num: int,
-        round_timeout: float | None,
+        self, tasks: Sequence[FitTask | EvaluateTask], kind: str, round_timeout: float | None
     ) -> Iterator[tuple[Any, ClientFailure | None]]:
-        """Push one message per client; yield ``(reply, None)`` or ``(None, failure)`` per client, in order."""
+        """Push one message per task; yield ``(reply, None)`` or ``(None, failure)`` per task, in order."""
         flwr = messages.import_flwr()
+        if self._setup is None:
+            raise RuntimeError("FlowerBackend: fit or evaluate before start(setup)")
+        if not tasks:
+            return
         wait = _sooner(self.timeout, round_timeout)
         started = time.monotonic()
         self._discover(self.discovery_timeout)
         routes = self._routes()
         claims = self._claims()
-        arrays = messages.weights_record(weights)
+        round_num = tasks[0].round_num
+        shared = messages.round_record(
+            round_num=round_num, config=self._config, setup=self._setup, algorithms=self._algorithms
+        )
+        arrays: dict[int, Any] = {}  # by id() of the tasks' weights: the round's are encoded once
         sent: list[Any] = []
         nodes: dict[int, int] = {}  # position -> node id
-        for position, (client, seed) in enumerate(zip(clients, seeds, strict=True)):
+        clients = [self._clients[task.client_id] for task in tasks]
+        for position, (client, task) in enumerate(zip(clients, tasks, strict=True)):
             node = routes.get(client.client_id)
             if node is None or len(claims[client.client_id]) > 1:
                 continue
-            content = messages.request(arrays, shared, client_id=client.client_id, seed=seed, state=client.state_dict())
-            sent.append(
-                flwr.Message(content, node, kind, group_id=str(round_num), **({"ttl": wait} if wait else {}))
-            )
+            record = arrays.get(id(task.weights))
+            if record is None:
+                record = arrays[id(task.weights)] = messages.weights_record(task.weights)
+            content = messages.request(record, shared, task, client.state_dict())
+            sent.append(flwr.Message(content, node, kind, group_id=str(round_num), **({"ttl": wait} if wait else {})))
             nodes[position] = node
         ids = list(self._grid.push_messages(sent)) if sent else []
         pending = {message_id: position for message_id, position in zip(ids, nodes, strict=True) if message_id}
@@ -311,20 +297,35 @@ class FlowerBackend(Backend):
             return
         client = self._clients.get(site.partition_id)
         if client is None:
-            log.warning("SuperNode %d is partition-id=%d, which names no client of %d", node, site.partition_id,
-                        len(self._clients))
+            log.warning(
+                "SuperNode %d is partition-id=%d, which names no client of %d",
+                node,
+                site.partition_id,
+                len(self._clients),
+            )
             return
         if site.error:  # its fits fail with this error, which says what to fix there
-            log.warning("SuperNode %d (partition-id=%d) cannot build its client: %s", node, site.partition_id,
-                        site.error)
+            log.warning(
+                "SuperNode %d (partition-id=%d) cannot build its client: %s", node, site.partition_id, site.error
+            )
         rivals = [n for n, partition in self._partitions.items() if partition == site.partition_id and n != node]
         if rivals:
-            log.warning("SuperNodes %s and %d all claim partition-id=%d: its client fails until only one is "
-                        "connected", ", ".join(map(str, rivals)), node, site.partition_id)
+            log.warning(
+                "SuperNodes %s and %d all claim partition-id=%d: its client fails until only one is connected",
+                ", ".join(map(str, rivals)),
+                node,
+                site.partition_id,
+            )
         self._partitions[node] = site.partition_id
         client.num_samples, client.num_val_samples = site.num_samples, site.num_val_samples
-        log.info("SuperNode %d is partition-id=%d (num-partitions=%d): %d training and %d validation samples",
-                 node, site.partition_id, site.num_partitions, site.num_samples, site.num_val_samples)
+        log.info(
+            "SuperNode %d is partition-id=%d (num-partitions=%d): %d training and %d validation samples",
+            node,
+            site.partition_id,
+            site.num_partitions,
+            site.num_samples,
+            site.num_val_samples,
+        )
 
     def _routes(self) -> dict[int, int]:
         """Partition id -> node id (of nodes claiming one partition id, the last to answer: see :meth:`_claims`)."""
@@ -344,11 +345,6 @@ class FlowerBackend(Backend):
         self._partitions.pop(node, None)
         self._gone.add(node)
 
-    def _require_setup(self) -> str:
-        if self._setup is None:
-            raise RuntimeError("FlowerBackend: fit_clients or evaluate_clients before start(setup)")
-        return self._setup
-
 
 def _sooner(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
@@ -359,7 +355,7 @@ def _no_node(client: Client, known: list[int]) -> ClientFailure:
     return ClientFailure(
         client.client_id,
         f"no SuperNode with partition-id={client.client_id} is connected (partition ids connected: {seen}); "
-        f"start one with --node-config \"partition-id={client.client_id} num-partitions=<data.num_clients>\"",
+        f'start one with --node-config "partition-id={client.client_id} num-partitions=<data.num_clients>"',
     )
 
 
@@ -368,7 +364,7 @@ def _claimed(client: Client, nodes: list[int]) -> ClientFailure:
     return ClientFailure(
         client.client_id,
         f"SuperNodes {shown} all claim partition-id={client.client_id}, and a client trains on one site: stop "
-        "all but one, or restart the others with their own --node-config \"partition-id=<client id> ...\"",
+        'all but one, or restart the others with their own --node-config "partition-id=<client id> ..."',
     )
 
 

@@ -10,27 +10,30 @@ message            records
                    ``partition-id`` and ``num-partitions`` (its ``--node-config``), its
                    client's ``num-samples`` and ``num-val-samples``, and ``error`` (why the
                    client could not be built, or ``""``)
-``train``          ``arrays`` (ArrayRecord: the global weights), ``round`` (ConfigRecord shared
-                   by the round's messages: ``round``, ``lr-scale``, ``config`` — the resolved
-                   YAML the node builds its data, model and client callbacks from —, ``setup``
-                   and ``callbacks``), ``client`` (ConfigRecord: ``client-id``, ``seed``,
+``train``          one :class:`~federated.messages.FitTask`: ``arrays`` (ArrayRecord: its
+                   weights), ``round`` (ConfigRecord shared by the round's messages: ``round``,
+                   ``config`` — the resolved YAML the node builds its data, model, client
+                   callbacks and strategy from —, ``setup`` and ``algorithms``), ``client``
+                   (ConfigRecord: ``client-id``, ``seed``, ``lr-scale``, ``payload``,
                    ``state``); the reply holds ``arrays`` (the client's new weights, if it
                    trained) and ``outcome`` (ConfigRecord: ``kind``, ``client-id``,
-                   ``num-samples``, ``metrics``, ``epoch-metrics``, ``error``, ``traceback``,
-                   ``state``)
-``evaluate``       ``arrays``, ``round`` and ``client`` as for ``train``; the reply's ``outcome``
-                   has ``kind`` ``evaluation`` or ``failure``
+                   ``num-samples``, ``metrics``, ``epoch-metrics``, ``payload``, ``error``,
+                   ``traceback``, ``state``)
+``evaluate``       one :class:`~federated.messages.EvaluateTask`: ``arrays``, ``round`` and
+                   ``client`` as for ``train``; the reply's ``outcome`` has ``kind``
+                   ``evaluation`` (with its ``payload``) or ``failure``
 =================  =========================================================================
 
 Nothing that crosses the wire is unpickled with code execution, in either direction. ``state`` is
 the client's :meth:`~federated.Client.state_dict` (callback states, kept optimizer states, local
-weights: tensors and primitives) written by ``torch.save`` and read with
-``torch.load(weights_only=True)`` on both sides, as checkpoints are read. ``setup``
+weights, client algorithms' states: tensors and primitives), and ``payload`` the task's or the
+reply's payload (tensors bit for bit, ``bfloat16`` included), both written by ``torch.save`` and
+read with ``torch.load(weights_only=True)`` on both sides, as checkpoints are read. ``setup``
 (:meth:`~federated.backends.FitSetup.runner_settings`, what a fit needs) is JSON text whose keys and
-types the node checks. ``callbacks`` is JSON too: the import names of the strategy's Lightning
-callbacks for the round (such as FedProx's proximal term); the node builds them itself, from its own
-installed code, with the strategy of the config's ``strategy`` section (:func:`read_callbacks`), and
-refuses a round whose names are not what that strategy builds. A message that breaks these rules is
+types the node checks. ``algorithms`` is JSON too: the import names of the strategy's client
+algorithms (such as FedProx's proximal term); the node builds them itself, from its own installed
+code, with the strategy of the config's ``strategy`` section (:func:`check_algorithms`), and refuses
+a round whose names are not what that strategy builds. A message that breaks these rules is
 answered with an error that names the field, and nothing in it runs. Metrics travel as JSON text.
 
 Weights travel as NumPy arrays, bit for bit; ``bfloat16`` tensors, which NumPy cannot hold, as
@@ -51,21 +54,21 @@ from typing import Any
 import torch
 
 from callbacks.arguments import one_line
-from federated.results import ClientEvaluation, ClientFailure, ClientUpdate
+from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask
 
 __all__ = [
     "MISSING_FLWR",
     "NOT_IN_SERVERAPP",
     "Request",
     "Site",
-    "callback_names",
+    "algorithm_names",
+    "check_algorithms",
     "evaluate_reply",
     "fit_reply",
     "from_bytes",
     "import_flwr",
     "query",
     "query_reply",
-    "read_callbacks",
     "read_evaluate_reply",
     "read_fit_reply",
     "read_query",
@@ -161,30 +164,29 @@ def read_setup(text: Any) -> dict[str, Any]:
     return settings
 
 
-def callback_names(callbacks: Sequence[Any]) -> list[str]:
-    """The import names (``module:qualname``) of the classes of ``callbacks``, in order."""
-    return [f"{type(cb).__module__}:{type(cb).__qualname__}" for cb in callbacks]
+def algorithm_names(algorithms: Sequence[Any]) -> list[str]:
+    """The import names (``module:qualname``) of the classes of ``algorithms``, in order."""
+    return [f"{type(a).__module__}:{type(a).__qualname__}" for a in algorithms]
 
 
-def read_callbacks(names: Sequence[str], built: Sequence[Any]) -> list[Any]:
-    """``built`` (the node's own strategy callbacks for the round), when ``names`` are exactly their classes'.
+def check_algorithms(names: Sequence[str], built: Sequence[Any]) -> None:
+    """Refuse a request whose ``names`` are not exactly the classes of ``built`` (the node's own client algorithms).
 
     Raises:
-        ValueError: ``names`` (a :class:`Request`'s) name other callbacks than the node built.
+        ValueError: ``names`` (a :class:`Request`'s) name other client algorithms than the node built.
     """
-    if list(names) != callback_names(built):
+    if list(names) != algorithm_names(built):
         raise ValueError(
-            f"the server's strategy adds the client callbacks {list(names)!r}, but the config's `strategy` builds "
-            f"{callback_names(built)!r} on this SuperNode: a Flower federation's strategy must be its config's"
+            f"the server's strategy runs the client algorithms {list(names)!r}, but the config's `strategy` builds "
+            f"{algorithm_names(built)!r} on this SuperNode: a Flower federation's strategy must be its config's"
         )
-    return list(built)
 
 
 def _names(text: Any) -> list[str]:
-    """The callback names of a round record's ``callbacks`` (JSON text)."""
-    names = _json_field(text, "callbacks", "JSON text naming callback classes")
+    """The class names of a round record's ``algorithms`` (JSON text)."""
+    names = _json_field(text, "algorithms", "JSON text naming client-algorithm classes")
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise ValueError(f"`callbacks` must be a JSON list of callback class names, got {one_line(text)}")
+        raise ValueError(f"`algorithms` must be a JSON list of client-algorithm class names, got {one_line(text)}")
     return names
 
 
@@ -218,41 +220,55 @@ def _tensor(array: Any) -> torch.Tensor:
     return torch.frombuffer(bytearray(array.data), dtype=torch.bfloat16).reshape(array.shape)
 
 
-def round_record(
-    *, round_num: int, config: str, setup: str, lr_scale: float = 1.0, callbacks: Sequence[Any] = ()
-) -> Any:
-    """The ConfigRecord every message of a round shares (``setup``: :func:`setup_text`; ``callbacks`` by name)."""
+def round_record(*, round_num: int, config: str, setup: str, algorithms: Sequence[Any] = ()) -> Any:
+    """The ConfigRecord every message of a round shares (``setup``: :func:`setup_text`; ``algorithms`` by name)."""
     return import_flwr().ConfigRecord(
         {
             "round": int(round_num),
-            "lr-scale": float(lr_scale),
             "config": config,
             "setup": setup,
-            "callbacks": json.dumps(callback_names(callbacks)),
+            "algorithms": json.dumps(algorithm_names(algorithms)),
         }
     )
 
 
-def request(weights: Any, shared: Any, *, client_id: int, seed: int, state: Mapping[str, Any]) -> Any:
-    """The content of one client's ``train`` or ``evaluate`` message (``weights``: an ArrayRecord of the round)."""
+def request(weights: Any, shared: Any, task: FitTask | EvaluateTask, state: Mapping[str, Any]) -> Any:
+    """The content of ``task``'s ``train`` or ``evaluate`` message (``weights``: the ArrayRecord of its weights)."""
     flwr = import_flwr()
-    client = flwr.ConfigRecord({"client-id": int(client_id), "seed": int(seed), "state": to_bytes(dict(state))})
+    client = flwr.ConfigRecord(
+        {
+            "client-id": int(task.client_id),
+            "seed": int(task.seed),
+            "lr-scale": float(getattr(task, "lr_scale", 1.0)),
+            "payload": to_bytes(dict(task.payload)),
+            "state": to_bytes(dict(state)),
+        }
+    )
     return flwr.RecordDict({"arrays": weights, "round": shared, "client": client})
 
 
 @dataclass
 class Request:
-    """A ``train`` or ``evaluate`` message as the node reads it (``callbacks``: names, for :func:`read_callbacks`)."""
+    """A ``train`` or ``evaluate`` message as the node reads it (``algorithms``: names for :func:`check_algorithms`)."""
 
     weights: dict[str, torch.Tensor]
     round_num: int
     lr_scale: float
+    payload: dict[str, Any]
     config: str
     setup: dict[str, Any]
-    callbacks: list[str]
+    algorithms: list[str]
     client_id: int
     seed: int
     state: dict[str, Any]
+
+    def fit_task(self) -> FitTask:
+        """The :class:`~federated.messages.FitTask` of a ``train`` message."""
+        return FitTask(self.client_id, self.round_num, self.seed, self.weights, self.lr_scale, self.payload)
+
+    def evaluate_task(self) -> EvaluateTask:
+        """The :class:`~federated.messages.EvaluateTask` of an ``evaluate`` message."""
+        return EvaluateTask(self.client_id, self.round_num, self.seed, self.weights, self.payload)
 
 
 def read_request(content: Any) -> Request:
@@ -265,10 +281,11 @@ def read_request(content: Any) -> Request:
     return Request(
         weights=read_weights(content["arrays"]),
         round_num=int(shared["round"]),
-        lr_scale=float(shared["lr-scale"]),
+        lr_scale=float(client["lr-scale"]),
+        payload=_payload(client["payload"]),
         config=str(shared["config"]),
         setup=read_setup(shared["setup"]),
-        callbacks=_names(shared["callbacks"]),
+        algorithms=_names(shared["algorithms"]),
         client_id=int(client["client-id"]),
         seed=int(client["seed"]),
         state=from_bytes(client["state"]),
@@ -298,6 +315,7 @@ def read_fit_reply(content: Any) -> tuple[ClientUpdate | ClientFailure, dict[str
         weights=read_weights(content["arrays"]),
         metrics=_floats(json.loads(fields["metrics"])),
         epoch_metrics=[_floats(m) for m in json.loads(fields["epoch-metrics"])],
+        payload=_payload(fields["payload"]),
     )
     return update, state
 
@@ -314,7 +332,7 @@ def read_evaluate_reply(content: Any) -> ClientEvaluation | ClientFailure:
     if fields["kind"] == "failure":
         return _failure(fields)
     metrics = _floats(json.loads(fields["metrics"]))
-    return ClientEvaluation(int(fields["client-id"]), int(fields["num-samples"]), metrics)
+    return ClientEvaluation(int(fields["client-id"]), int(fields["num-samples"]), metrics, _payload(fields["payload"]))
 
 
 def query(shared: Any) -> Any:
@@ -362,21 +380,28 @@ def read_query_reply(content: Any) -> Site:
     """The :class:`Site` of a ``query`` reply."""
     node = content["node"]
     return Site(
-        int(node["partition-id"]), int(node["num-partitions"]), int(node["num-samples"]),
-        int(node["num-val-samples"]), str(node["error"]),
+        int(node["partition-id"]),
+        int(node["num-partitions"]),
+        int(node["num-samples"]),
+        int(node["num-val-samples"]),
+        str(node["error"]),
     )
 
 
 def _outcome_fields(outcome: ClientUpdate | ClientEvaluation | ClientFailure) -> dict[str, Any]:
     if isinstance(outcome, ClientFailure):
         return {
-            "kind": "failure", "client-id": outcome.client_id, "error": outcome.error, "traceback": outcome.traceback
+            "kind": "failure",
+            "client-id": outcome.client_id,
+            "error": outcome.error,
+            "traceback": outcome.traceback,
         }
     fields: dict[str, Any] = {
         "kind": "update" if isinstance(outcome, ClientUpdate) else "evaluation",
         "client-id": outcome.client_id,
         "num-samples": outcome.num_samples,
         "metrics": json.dumps(outcome.metrics),
+        "payload": to_bytes(dict(outcome.payload)),
     }
     if isinstance(outcome, ClientUpdate):
         fields["epoch-metrics"] = json.dumps(outcome.epoch_metrics)
@@ -389,6 +414,18 @@ def _failure(fields: Any) -> ClientFailure:
     )
 
 
+def _payload(data: Any) -> dict[str, Any]:
+    """A ``payload`` field: a dict of tensors and primitives written by ``torch.save``.
+
+    Raises:
+        ValueError: It is not one.
+    """
+    payload = from_bytes(data, "payload")
+    if not isinstance(payload, dict):
+        raise ValueError(f"`payload` must be a dict, got {type(payload).__name__}")
+    return payload
+
+
 def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {str(name): float(value) for name, value in metrics.items()}
 
@@ -396,8 +433,9 @@ def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
 def _json_field(text: Any, field: str, what: str) -> Any:
     """The value of a record's JSON ``field``; a ``ValueError`` saying ``what`` it must be when it is none."""
     if not isinstance(text, str):
-        raise ValueError(f"`{field}` must be {what} (a SuperNode unpickles nothing it is sent), got "
-                         f"{type(text).__name__}")
+        raise ValueError(
+            f"`{field}` must be {what} (a SuperNode unpickles nothing it is sent), got {type(text).__name__}"
+        )
     try:
         return json.loads(text)
     except ValueError as exc:

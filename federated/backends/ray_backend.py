@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import math
@@ -22,13 +23,11 @@ from federated.backends._ray_worker import (
     worker_trainer_kwargs,
 )
 from federated.backends.backend import Backend, FitSetup
-from federated.results import ClientEvaluation, ClientFailure, ClientUpdate, late
+from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask, late
 
 if TYPE_CHECKING:
-    from lightning.pytorch.callbacks import Callback as LightningCallback
-
-    from federated.client import Client
-    from federated.results import StateDict
+    from federated.client.client import Client
+    from federated.messages import StateDict
 
 __all__ = ["RayBackend"]
 
@@ -111,6 +110,7 @@ class RayBackend(Backend):
         self._workers: list[Any] = []
         self._held: list[set[int]] = []  # per worker, the clients whose data it holds
         self._client_refs: list[Any] = []
+        self._clients: dict[int, Client] = {}
         self._starting: list[Any] = []  # the start-up of workers started in place of others, not yet waited for
 
     def __repr__(self) -> str:
@@ -137,6 +137,7 @@ class RayBackend(Backend):
             self._check_resources(ray)
             try:
                 self._client_refs = [ray.put(client.fresh()) for client in setup.clients]
+                self._clients = {client.client_id: client for client in setup.clients}
             except Exception as exc:
                 what = f"{type(exc).__name__}: {exc}"
                 raise ValueError(f"the clients' data cannot be sent to Ray workers: {what}") from exc
@@ -147,7 +148,8 @@ class RayBackend(Backend):
                 max_restarts=0,
                 max_task_retries=0,
             )
-            args = (ray.put(setup.model), {**setup.runner_settings(), "trainer_kwargs": kwargs})
+            settings = {**setup.runner_settings(), "trainer_kwargs": kwargs, "algorithms": setup.algorithms}
+            args = (ray.put(setup.model), settings)
             threads = max(1, int(self.num_cpus_per_client))
             self._new_worker = lambda: actor.remote(*args, threads)
             self._workers = [self._new_worker() for _ in range(self.num_workers)]
@@ -194,28 +196,26 @@ class RayBackend(Backend):
 
     # ------------------------------------------------------------------ a round
 
-    def fit_clients(
-        self,
-        clients: Sequence[Client],
-        weights: StateDict,
-        *,
-        round_num: int,
-        seeds: Sequence[int],
-        lr_scale: float = 1.0,
-        callbacks: Sequence[LightningCallback] = (),
-        timeout: float | None = None,
-    ) -> Iterator[ClientUpdate | ClientFailure]:
-        """Train the clients on the pool; past the deadline, those not back fail and their workers are replaced."""
+    def fit(self, tasks: Sequence[FitTask], *, timeout: float | None = None) -> Iterator[ClientUpdate | ClientFailure]:
+        """Run the tasks on the pool; past the deadline, those not back fail and their workers are replaced."""
         ray = import_ray()
         if not self._workers:
-            raise RuntimeError("RayBackend.fit_clients before start(setup)")
+            raise RuntimeError("RayBackend.fit before start(setup)")
+        if not tasks:
+            return
         self._await_workers()  # those replaced in the last round
         deadline = None if timeout is None else time.monotonic() + timeout
-        n = len(clients)
+        n = len(tasks)
+        clients = [self._clients[task.client_id] for task in tasks]
+        weights = _shared_weights(tasks)
         size = self.clients_per_call or auto_size(n, self.num_workers, weights)
         r = Round(
-            clients, seeds, round_num, lr_scale, ray.put((weights, list(callbacks))),
-            window=(IN_FLIGHT + 1) * self.num_workers * size, workers=len(self._workers),
+            clients,
+            tasks,
+            tasks[0].round_num,
+            ray.put(weights),
+            window=(IN_FLIGHT + 1) * self.num_workers * size,
+            workers=len(self._workers),
         )
         for run in runs([c.num_samples for c in clients], math.ceil(n / size)):
             r.requeue(run)
@@ -225,7 +225,7 @@ class RayBackend(Backend):
             while next_pos in r.done:
                 outcome, state = r.done.pop(next_pos)
                 if state:
-                    clients[next_pos].load_state_dict(state)  # the driver owns the callback states
+                    clients[next_pos].load_state_dict(state)  # the driver owns the clients' states
                 next_pos += 1
                 yield outcome
             if next_pos >= n:
@@ -271,29 +271,30 @@ class RayBackend(Backend):
             late_ids = [r.clients[p].client_id for p in running.values()]
             log.warning("round %d: client(s) %s missed the deadline; their workers are replaced", r.round_num, late_ids)
 
-    def evaluate_clients(
-        self, clients: Sequence[Client], weights: StateDict, *, round_num: int, seeds: Sequence[int]
-    ) -> Iterator[ClientEvaluation | ClientFailure]:
+    def evaluate(self, tasks: Sequence[EvaluateTask]) -> Iterator[ClientEvaluation | ClientFailure]:
         """Evaluate on the pool: the clients cut into one run per worker, each run one request."""
         ray = import_ray()
         if not self._workers:
-            raise RuntimeError("RayBackend.evaluate_clients before start(setup)")
-        box = [ray.put(weights)]
+            raise RuntimeError("RayBackend.evaluate before start(setup)")
+        if not tasks:
+            return
+        clients = [self._clients[task.client_id] for task in tasks]
+        box = [ray.put(_shared_weights(tasks))]
         calls = {}
         for slot, run in enumerate(runs([c.num_val_samples for c in clients], len(self._workers))):
-            calls[slot] = (run, self._workers[slot].evaluate.remote(box, self._tasks(slot, clients, run, seeds)))
+            calls[slot] = (run, self._workers[slot].evaluate.remote(box, self._tasks(slot, tasks, run)))
         outcomes: dict[int, ClientEvaluation | ClientFailure] = {}
         for slot, (run, ref) in calls.items():
             try:
                 results = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 error = f"the Ray evaluation failed: {one_line(exc, lines=1)}"
-                results = [ClientFailure(clients[p].client_id, error, str(exc)) for p in run]
+                results = [ClientFailure(tasks[p].client_id, error, str(exc)) for p in run]
                 if isinstance(exc, ray.exceptions.RayActorError):
                     self._workers[slot] = self._new_worker()
                 self._held[slot] = set()
             outcomes.update(zip(run, results, strict=True))
-        for position in range(len(clients)):
+        for position in range(len(tasks)):
             yield outcomes[position]
 
     def _send(self, r: Round, next_pos: int) -> None:
@@ -301,10 +302,10 @@ class RayBackend(Backend):
         while r.todo and r.todo[0][0] < next_pos + r.window and min(r.busy) < IN_FLIGHT:
             _, positions = heapq.heappop(r.todo)
             slot = min((s for s, b in enumerate(r.busy) if b < IN_FLIGHT), key=lambda s: r.queued[s])
-            tasks = self._tasks(slot, r.clients, positions, r.seeds)
+            tasks = self._tasks(slot, r.tasks, positions)
             box = [r.round_ref] if r.fresh[slot] else None
             r.fresh[slot] = False
-            ref = self._workers[slot].fit.options(num_returns="streaming").remote(box, r.round_num, r.lr_scale, tasks)
+            ref = self._workers[slot].fit.options(num_returns="streaming").remote(box, tasks)
             r.calls[ref] = Call(ref, slot, positions, next(r.sent))
             r.busy[slot] += 1
             r.queued[slot] += len(positions)
@@ -338,18 +339,28 @@ class RayBackend(Backend):
         self._held[slot] = set()
         r.busy[slot], r.queued[slot], r.fresh[slot] = 0, 0, True
 
-    def _tasks(
-        self, slot: int, clients: Sequence[Client], positions: Sequence[int], seeds: Sequence[int]
-    ) -> list[Task]:
-        """The tasks of ``clients[positions]`` for the worker of ``slot``, with the data of those it does not hold."""
+    def _tasks(self, slot: int, tasks: Sequence[FitTask | EvaluateTask], positions: Sequence[int]) -> list[Task]:
+        """``tasks[positions]`` for the worker of ``slot`` (weights apart), with the data of clients new to it."""
         held = self._held[slot]
-        tasks: list[Task] = []
+        out: list[Task] = []
         for p in positions:
-            client = clients[p]
-            data = None if client.client_id in held else [self._client_refs[client.client_id]]
-            held.add(client.client_id)
-            tasks.append((client.client_id, seeds[p], client.state_dict(), data))
-        return tasks
+            task = tasks[p]
+            data = None if task.client_id in held else [self._client_refs[task.client_id]]
+            held.add(task.client_id)
+            out.append((dataclasses.replace(task, weights={}), self._clients[task.client_id].state_dict(), data))
+        return out
+
+
+def _shared_weights(tasks: Sequence[FitTask | EvaluateTask]) -> StateDict:
+    """The weights every task of the round starts from, sent once to each worker.
+
+    Raises:
+        ValueError: The tasks carry different weights dicts.
+    """
+    weights = tasks[0].weights
+    if any(task.weights is not weights for task in tasks):
+        raise ValueError("RayBackend: the tasks of a round must share one weights dict (it is sent once per worker)")
+    return weights
 
 
 def _check_local_gpus(num_workers: int, num_gpus_per_client: float) -> None:

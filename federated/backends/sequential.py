@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from callbacks import register
 from federated.backends.backend import Backend, FitSetup
-from federated.backends.client_runner import ClientRunner, check_one_device
-from federated.results import ClientFailure, late
+from federated.client.runner import ClientRunner
+from federated.client.trainer_args import check_one_device
+from federated.messages import late
 
 if TYPE_CHECKING:
-    from lightning.pytorch.callbacks import Callback as LightningCallback
-
-    from federated.client import Client
-    from federated.results import ClientEvaluation, ClientUpdate, StateDict
+    from federated.client.client import Client
+    from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask
 
 __all__ = ["SequentialBackend"]
 
@@ -40,6 +39,7 @@ class SequentialBackend(Backend):
     def __init__(self) -> None:
         self._runner: ClientRunner | None = None
         self._setup: FitSetup | None = None
+        self._clients: dict[int, Client] = {}
 
     def check_trainer_kwargs(self, trainer_kwargs: Mapping[str, Any]) -> None:
         """Refuse a client trainer that Lightning rejects or that would use more than one device."""
@@ -47,47 +47,36 @@ class SequentialBackend(Backend):
 
     def start(self, setup: FitSetup) -> None:
         if self._runner is None or self._setup != setup:
-            self._runner = ClientRunner(setup.model, **setup.runner_settings())
+            self._runner = ClientRunner(setup.model, **setup.runner_settings(), algorithms=setup.algorithms)
             self._setup = setup
+        self._clients = {client.client_id: client for client in setup.clients}
 
-    def fit_clients(
-        self,
-        clients: Sequence[Client],
-        weights: StateDict,
-        *,
-        round_num: int,
-        seeds: Sequence[int],
-        lr_scale: float = 1.0,
-        callbacks: Sequence[LightningCallback] = (),
-        timeout: float | None = None,
-    ) -> Iterator[ClientUpdate | ClientFailure]:
-        """Train the clients one after the other; past the deadline, a fit that ends late and those after it fail.
+    def fit(self, tasks: Sequence[FitTask], *, timeout: float | None = None) -> Iterator[ClientUpdate | ClientFailure]:
+        """Run the tasks one after the other; past the deadline, a fit that ends late and those after it fail.
 
         A fit in this process cannot be stopped: the client whose fit ends after ``timeout`` is a
         failure (its result dropped), and the clients after it are failures without starting.
         """
-        runner = self._runner
-        if runner is None:
-            raise RuntimeError("SequentialBackend.fit_clients before start(setup)")
+        runner = self._started()
         deadline = None if timeout is None else time.monotonic() + timeout
-        for client, seed in zip(clients, seeds, strict=True):
+        for task in tasks:
+            client = self._clients[task.client_id]
             if deadline is not None and time.monotonic() > deadline:
                 yield late(client, timeout, started=False)
                 continue
             kept = None if deadline is None else copy.deepcopy(client.state_dict())
-            outcome = runner.fit(
-                client, weights, round_num=round_num, seed=seed, lr_scale=lr_scale, callbacks=callbacks
-            )
+            outcome = runner.fit(client, task)
             if kept is not None and deadline is not None and time.monotonic() > deadline:
                 client.load_state_dict(kept)  # as if it never returned: its state too
                 outcome = late(client, timeout)
             yield outcome
 
-    def evaluate_clients(
-        self, clients: Sequence[Client], weights: StateDict, *, round_num: int, seeds: Sequence[int]
-    ) -> Iterator[ClientEvaluation | ClientFailure]:
-        runner = self._runner
-        if runner is None:
-            raise RuntimeError("SequentialBackend.evaluate_clients before start(setup)")
-        for client, seed in zip(clients, seeds, strict=True):
-            yield runner.evaluate(client, weights, seed=seed)
+    def evaluate(self, tasks: Sequence[EvaluateTask]) -> Iterator[ClientEvaluation | ClientFailure]:
+        runner = self._started()
+        for task in tasks:
+            yield runner.evaluate(self._clients[task.client_id], task)
+
+    def _started(self) -> ClientRunner:
+        if self._runner is None:
+            raise RuntimeError("SequentialBackend.fit or evaluate before start(setup)")
+        return self._runner

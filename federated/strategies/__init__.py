@@ -17,6 +17,7 @@ from federated.strategies.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
 from federated.strategies.fedyogi import FedYogi as FedYogi
 from federated.strategies.server_step import ServerStep as ServerStep
 from federated.strategies.strategy import Strategy as Strategy
+from federated.strategies.wrapper import StrategyWrapper as StrategyWrapper
 
 __all__ = [
     "BufferedStrategy",
@@ -31,4 +32,5 @@ __all__ = [
     "FedYogi",
     "ServerStep",
     "Strategy",
+    "StrategyWrapper",
 ]

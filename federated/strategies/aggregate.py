@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from callbacks.arguments import check_number
-from federated.results import StateDict
+from federated.messages import StateDict
 
 __all__ = [
     "StateDict",

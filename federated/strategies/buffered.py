@@ -10,7 +10,7 @@ import torch
 from federated.strategies.strategy import Strategy
 
 if TYPE_CHECKING:
-    from federated.results import ClientUpdate, StateDict
+    from federated.messages import ClientUpdate, StateDict
 
 __all__ = ["BufferedStrategy"]
 

@@ -33,7 +33,7 @@ class FedAdagrad(FedOpt):
 
     Example:
         >>> import torch
-        >>> from federated.results import ClientUpdate
+        >>> from federated.messages import ClientUpdate
         >>> fedadagrad = FedAdagrad(eta=0.1, tau=1.0)
         >>> fedadagrad.begin_round(1, {"w": torch.tensor([1.0])})
         >>> fedadagrad.accumulate(ClientUpdate(client_id=0, num_samples=1, weights={"w": torch.tensor([4.0])}))

@@ -32,7 +32,7 @@ class FedAdam(FedOpt):
 
     Example:
         >>> import torch
-        >>> from federated.results import ClientUpdate
+        >>> from federated.messages import ClientUpdate
         >>> fedadam = FedAdam(eta=0.1, beta_1=0.5, beta_2=0.75, tau=1.0)
         >>> fedadam.begin_round(1, {"w": torch.tensor([1.0])})
         >>> fedadam.accumulate(ClientUpdate(client_id=0, num_samples=1, weights={"w": torch.tensor([3.0])}))

@@ -12,7 +12,7 @@ from federated.strategies.aggregate import WeightedSum, accumulate, finalize, in
 from federated.strategies.strategy import Strategy
 
 if TYPE_CHECKING:
-    from federated.results import ClientUpdate, StateDict
+    from federated.messages import ClientUpdate, StateDict
 
 __all__ = ["FedAvg"]
 
@@ -40,7 +40,7 @@ class FedAvg(Strategy):
         ValueError: Unknown ``accumulate_dtype``.
 
     Example:
-        >>> from federated.results import ClientUpdate
+        >>> from federated.messages import ClientUpdate
         >>> fedavg = FedAvg()
         >>> fedavg.begin_round(1, {"w": torch.zeros(1)})
         >>> fedavg.accumulate(ClientUpdate(client_id=0, num_samples=1, weights={"w": torch.tensor([1.0])}))

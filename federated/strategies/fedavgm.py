@@ -13,7 +13,7 @@ from federated.strategies.server_opt import momentum_step
 from federated.strategies.server_step import ServerStep, clone_state, load_moments
 
 if TYPE_CHECKING:
-    from federated.results import StateDict
+    from federated.messages import StateDict
 
 __all__ = ["FedAvgM"]
 
@@ -42,7 +42,7 @@ class FedAvgM(ServerStep):
         ValueError: An argument out of its range.
 
     Example:
-        >>> from federated.results import ClientUpdate
+        >>> from federated.messages import ClientUpdate
         >>> fedavgm = FedAvgM(server_learning_rate=0.5, server_momentum=0.9)
         >>> fedavgm.begin_round(1, {"w": torch.tensor([1.0])})
         >>> fedavgm.accumulate(ClientUpdate(client_id=0, num_samples=1, weights={"w": torch.tensor([3.0])}))

@@ -12,7 +12,7 @@ from federated.strategies.buffered import BufferedStrategy
 if TYPE_CHECKING:
     import torch
 
-    from federated.results import StateDict
+    from federated.messages import StateDict
 
 __all__ = ["FedMedian"]
 
@@ -34,7 +34,7 @@ class FedMedian(BufferedStrategy):
             Defaults to none.
     Example:
         >>> import torch
-        >>> from federated.results import ClientUpdate
+        >>> from federated.messages import ClientUpdate
         >>> fedmedian = FedMedian()
         >>> fedmedian.begin_round(1, {"w": torch.zeros(1)})
         >>> for i, value in enumerate([1.0, 100.0, 2.0]):

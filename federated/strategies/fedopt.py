@@ -12,7 +12,7 @@ from federated.strategies.server_opt import SecondMoment, adaptive_step
 from federated.strategies.server_step import ServerStep, clone_state, load_moments
 
 if TYPE_CHECKING:
-    from federated.results import StateDict
+    from federated.messages import StateDict
 
 __all__ = ["FedOpt"]
 
@@ -48,9 +48,7 @@ class FedOpt(ServerStep):
 
     rule: ClassVar[SecondMoment]
 
-    def __init__(
-        self, *, eta: float, beta_1: float, beta_2: float, tau: float, local_keys: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, *, eta: float, beta_1: float, beta_2: float, tau: float, local_keys: Sequence[str] = ()) -> None:
         super().__init__(local_keys=local_keys)
         self.eta = float(check_number("eta", eta, low=0.0, low_open=True))
         self.beta_1 = float(check_number("beta_1", beta_1, low=0.0, high=1.0, high_open=True))

@@ -13,7 +13,7 @@ from federated.strategies.buffered import BufferedStrategy
 if TYPE_CHECKING:
     import torch
 
-    from federated.results import StateDict
+    from federated.messages import StateDict
 
 __all__ = ["FedTrimmedAvg"]
 
@@ -40,7 +40,7 @@ class FedTrimmedAvg(BufferedStrategy):
 
     Example:
         >>> import torch
-        >>> from federated.results import ClientUpdate
+        >>> from federated.messages import ClientUpdate
         >>> fedtrimmedavg = FedTrimmedAvg(beta=0.25)
         >>> fedtrimmedavg.begin_round(1, {"w": torch.zeros(1)})
         >>> for i, value in enumerate([-50.0, 1.0, 2.0, 100.0]):

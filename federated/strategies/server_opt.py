@@ -31,7 +31,7 @@ from typing import Literal
 
 import torch
 
-from federated.results import StateDict
+from federated.messages import StateDict
 
 __all__ = [
     "Moments",

@@ -9,7 +9,7 @@ import torch
 from federated.strategies.fedavg import FedAvg
 
 if TYPE_CHECKING:
-    from federated.results import StateDict
+    from federated.messages import StateDict
 
 __all__ = ["ServerStep", "clone_state", "load_moments"]
 

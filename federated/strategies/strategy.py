@@ -1,4 +1,4 @@
-"""The aggregation strategy interface: begin a round, fold in updates one by one, finish."""
+"""The strategy interface: what each client is sent and runs, and how the replies become the new weights."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import torch
 from callbacks import ArgumentError
 
 if TYPE_CHECKING:
-    from lightning.pytorch.callbacks import Callback as LightningCallback
-
-    from federated.results import ClientUpdate, StateDict
+    from federated.client.algorithm import ClientAlgorithm
+    from federated.messages import ClientUpdate, StateDict
 
 __all__ = ["Strategy"]
 
@@ -22,6 +21,7 @@ class Strategy:
     """Base of aggregation strategies. The round loop calls, for each round::
 
         strategy.begin_round(round_num, global_weights)
+        payload = strategy.configure_fit(client_id, round_num)   # per selected client: its FitTask's payload
         strategy.accumulate(update)          # once per successful client, as it arrives
         new_weights = strategy.finish_round()
 
@@ -32,9 +32,12 @@ class Strategy:
     ``finish_round`` and returns its moments from :meth:`state_dict`; FedProx adds the proximal
     term on the client side and aggregates as FedAvg.
 
-    A strategy that changes how clients train returns Lightning callbacks from
-    :meth:`client_callbacks`: the round loop adds them to every client fit of the round (FedProx's
-    proximal term is one, hooked on ``on_before_optimizer_step``).
+    A strategy that changes how clients train names its client algorithms
+    (:meth:`client_algorithms`, :class:`~federated.client.ClientAlgorithm`): every client fit runs
+    them, with what :meth:`configure_fit` put in the client's task for each (by algorithm name),
+    and each update's ``payload`` brings their replies back to :meth:`accumulate`. FedProx's
+    proximal term is one; SCAFFOLD sends each client the server's control variate and gets back
+    the change of the client's own, which its client algorithm keeps for that client.
 
     State that must survive a resume (server optimizer moments, control variates) goes in
     :meth:`state_dict`, as tensors and primitives: it is stored in the federation checkpoint,
@@ -75,18 +78,32 @@ class Strategy:
     def begin_round(self, round_num: int, weights: StateDict) -> None:
         """Called when round ``round_num`` starts, with the current global weights (those shared, not local)."""
 
-    def client_callbacks(self, weights: StateDict) -> list[LightningCallback]:
-        """Lightning callbacks to add to each client fit of the round that starts from ``weights``; none by default.
+    def client_algorithms(self) -> list[ClientAlgorithm]:
+        """The client algorithms every client fit runs, in order; none by default.
 
-        Called once per round, after :meth:`begin_round`. The same objects serve every client fit of
-        the round, one fit after the other (or a pickled copy each, in another process): they take
-        what a fit needs in their ``on_fit_start`` and must not carry anything from one fit to the
-        next. ``weights`` are the global weights on the CPU; each client's module starts from them.
+        Called once, when the federation is built; the objects go to every worker (pickled under
+        Ray, built again from the config on a Flower SuperNode).
         """
         return []
 
+    def configure_fit(self, client_id: int, round_num: int) -> dict[str, Any]:
+        """The payload of client ``client_id``'s fit in ``round_num``, by client-algorithm name; none by default.
+
+        Called for each selected client, in order, after :meth:`begin_round`: tensors (on the CPU)
+        and primitives. The tasks of a round share the global weights; what differs per client
+        goes here.
+        """
+        return {}
+
+    def configure_evaluate(self, client_id: int, round_num: int) -> dict[str, Any]:
+        """The payload of client ``client_id``'s evaluation in ``round_num``; none by default."""
+        return {}
+
     def accumulate(self, update: ClientUpdate) -> None:
-        """Fold one successful client update in; ``update.weights`` may be freed afterwards."""
+        """Fold one successful client update in (``update.payload`` holds its algorithms' replies).
+
+        ``update.weights`` may be freed afterwards.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement `accumulate(update)`")
 
     def finish_round(self) -> dict[str, torch.Tensor]:

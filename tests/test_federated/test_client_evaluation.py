@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from callbacks import ArgumentError, Callback, EarlyStopping, MetricsLogger, TensorBoard
 from federated import MLP, FederatedTrainer
-from federated.backends.client_runner import CLIENT_TRAINER_DEFAULTS
+from federated.client.trainer_args import CLIENT_TRAINER_DEFAULTS
 
 Pairs = list[tuple[DataLoader, DataLoader]]
 

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from federated import MLP, FedAvg, FederatedTrainer, FederationResult, digits_federation
-from federated.backends.client_runner import CLIENT_TRAINER_DEFAULTS
+from federated.client.trainer_args import CLIENT_TRAINER_DEFAULTS
 
 BN = ["net.bn.weight", "net.bn.bias", "net.bn.running_mean", "net.bn.running_var", "net.bn.num_batches_tracked"]
 SKEW = 1.0

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback as LightningCallback
 from torch.utils.data import DataLoader, Subset
 
 from federated import MLP, ClientUpdate, FedAvg, FederatedTrainer
-from federated.backends.client_runner import CLIENT_TRAINER_DEFAULTS
+from federated.client.trainer_args import CLIENT_TRAINER_DEFAULTS
 
 
 class MomentumProbe(LightningCallback):

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from callbacks import Callback
 from federated.backends import SequentialBackend
 from federated.data import digits, site_of
-from federated.results import ClientFailure
+from federated.messages import ClientFailure
 
 
 def process_kind() -> str:

@@ -30,11 +30,12 @@ class Client:
     the first time the client trains; they keep their state from one round to the next (a
     client-local schedule, a client-local early stop). They run inside the client's
     ``lightning.Trainer.fit``, the native ones through a
-    :class:`~lightning_bridge.LightningCallbackAdapter`; so do its copies of the loggers. What
-    else the client keeps between its fits, when the federation asks for it, is its optimizers'
-    and LR schedulers' states (``optimizer_state``) and its own values of the strategy's
-    ``local_keys`` (``local_weights``). :meth:`state_dict` holds all of it, for the federation
-    checkpoint and for a backend that trains the client elsewhere.
+    :class:`~lightning_bridge.LightningCallbackAdapter`; so do its copies of the loggers. What else
+    the client keeps between its fits, when the federation asks for it, is its optimizers' and LR
+    schedulers' states (``optimizer_state``), its own values of the strategy's ``local_keys``
+    (``local_weights``), and what the strategy's client algorithms keep for it
+    (``algorithm_states``, by algorithm name: SCAFFOLD's control variate). :meth:`state_dict` holds
+    all of it, for the federation checkpoint and for a backend that trains the client elsewhere.
 
     A client whose data lives on its own machine (a federation built from the number of clients,
     on a backend with ``remote_data``) has no ``data`` here; its ``num_samples`` and
@@ -76,6 +77,7 @@ class Client:
         self.on_error: OnError = on_error
         self.optimizer_state: dict[str, Any] | None = None
         self.local_weights: dict[str, torch.Tensor] = {}
+        self.algorithm_states: dict[str, dict[str, Any]] = {}
         self.logged_steps = 0
         self._callbacks = list(callbacks)
         self._template, self._lightning_template = split_callbacks(self._callbacks)
@@ -144,8 +146,8 @@ class Client:
 
         ``callbacks`` (its native callbacks' states), ``lightning_callbacks`` (its Lightning
         callbacks' ``state_dict()``, by ``state_key``, those not empty), ``logged_steps`` (the
-        steps its loggers have logged, so its next fit logs on from there), ``optimizer`` and
-        ``local_weights``.
+        steps its loggers have logged, so its next fit logs on from there), ``optimizer``,
+        ``local_weights`` and ``algorithms`` (its client algorithms' kept states, by name).
         """
         state: dict[str, Any] = {}
         if self._adapter is not None and (callbacks := self._adapter.state_dict()):
@@ -160,6 +162,8 @@ class Client:
             state["optimizer"] = self.optimizer_state
         if self.local_weights:
             state["local_weights"] = dict(self.local_weights)
+        if self.algorithm_states:
+            state["algorithms"] = dict(self.algorithm_states)
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -177,6 +181,7 @@ class Client:
         self.logged_steps = int(state_dict.get("logged_steps", 0))
         self.optimizer_state = state_dict.get("optimizer")
         self.local_weights = dict(state_dict.get("local_weights", {}))
+        self.algorithm_states = dict(state_dict.get("algorithms", {}))
 
 
 def split_callbacks(callbacks: Sequence[Any]) -> tuple[list[Any], list[LightningCallback]]:
