@@ -44,11 +44,11 @@ class TimedSequential(SequentialBackend):
         self.fits: list[float] = []
         self.evaluations: list[float] = []
 
-    def fit_clients(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        yield from _timed(super().fit_clients(*args, **kwargs), self.fits)
+    def fit(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        yield from _timed(super().fit(*args, **kwargs), self.fits)
 
-    def evaluate_clients(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        yield from _timed(super().evaluate_clients(*args, **kwargs), self.evaluations)
+    def evaluate(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        yield from _timed(super().evaluate(*args, **kwargs), self.evaluations)
 
 
 def _timed(outcomes: Iterator[Any], into: list[float]) -> Iterator[Any]:

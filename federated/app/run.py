@@ -34,9 +34,9 @@ from federated.app.builders import DATA_KEYWORDS, build_trainer, watched_metric
 from federated.app.config import load_config, read_yaml
 from federated.app.monitored import check_monitored
 from federated.app.writer_paths import check_claims, claims, within
-from federated.seeding import seed_everything
 from federated.checkpoint import load_checkpoint, load_history
 from federated.exceptions import CheckpointError
+from federated.seeding import seed_everything
 from federated.trainer import FederatedTrainer
 
 __all__ = ["Run", "prepare_run"]

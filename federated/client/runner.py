@@ -129,11 +129,11 @@ class ClientRunner:
             self._trainer = None  # do not reuse a trainer left in an unknown state
             return client_failure(client.client_id, exc)
         payload = {name: reply for name, (reply, _) in ends if reply}
-        bad = non_finite(state) + [f"payload {name}" for name in non_finite(_tensors(payload))]
-        if bad:
-            names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            error = f"non-finite weights in round {task.round_num}: {names}"
-            return ClientFailure(client_id=client.client_id, error=error)
+        for what, bad in (("weights", non_finite(state)), ("payload", non_finite(_tensors(payload)))):
+            if bad:
+                names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+                error = f"non-finite {what} in round {task.round_num}: {names}"
+                return ClientFailure(client_id=client.client_id, error=error)
         if self.keep_optimizer_state:
             client.optimizer_state = probe.optimizer_state
         if self.local_keys:

@@ -196,12 +196,8 @@ class SequentialWithout(SequentialBackend):
         self.round_num = round_num
         self.client_id = client_id
 
-    def fit_clients(self, clients: Any, weights: Any, *, round_num: int, seeds: Any, **kwargs: Any) -> Any:
-        if round_num != self.round_num:
-            yield from super().fit_clients(clients, weights, round_num=round_num, seeds=seeds, **kwargs)
-            return
-        kept = [(c, s) for c, s in zip(clients, seeds, strict=True) if c.client_id != self.client_id]
-        outcomes = iter(super().fit_clients([c for c, _ in kept], weights, round_num=round_num,
-                                            seeds=[s for _, s in kept], **kwargs))
-        for client in clients:
-            yield ClientFailure(client.client_id, "down") if client.client_id == self.client_id else next(outcomes)
+    def fit(self, tasks: Any, **kwargs: Any) -> Any:
+        kept = [t for t in tasks if t.round_num != self.round_num or t.client_id != self.client_id]
+        outcomes = iter(super().fit(kept, **kwargs))
+        for task in tasks:
+            yield next(outcomes) if task in kept else ClientFailure(task.client_id, "down")

@@ -29,6 +29,7 @@ from federated.app import flower, prepare_run  # noqa: E402
 from federated.backends import FlowerBackend  # noqa: E402
 from federated.backends import flower_messages as messages  # noqa: E402
 from federated.data import digits  # noqa: E402
+from federated.messages import FitTask  # noqa: E402
 
 
 class FakeGrid:
@@ -212,7 +213,7 @@ def test_client_app_refuses_a_node_config_that_does_not_fit(kit: SimpleNamespace
     config = dump_yaml({**yaml.safe_load(write_config(tmp_path).read_text()), "client_callbacks": []})
     shared = messages.round_record(round_num=1, config=config, setup=messages.setup_text(kit.runner_settings))
     weights = messages.weights_record({"w": torch.zeros(1)})
-    content = messages.request(weights, shared, client_id=1, seed=0, state={})
+    content = messages.request(weights, shared, FitTask(client_id=1, round_num=1, seed=0, weights={}), state={})
     query, fit = Message(messages.query(shared), 5, "query"), Message(content, 5, "train")
     for message in (query, fit):
         message.metadata.__dict__["_message_id"] = message.object_id

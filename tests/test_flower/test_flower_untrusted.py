@@ -24,6 +24,7 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 from callbacks import dump_yaml  # noqa: E402
 from federated.app import flower  # noqa: E402
 from federated.backends import flower_messages as messages  # noqa: E402
+from federated.messages import FitTask  # noqa: E402
 
 
 class Touch:
@@ -46,6 +47,11 @@ def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
 def round_record(tmp_path: Path, settings: dict[str, Any], round_num: int) -> Any:
     """The round record a server sends: a FedProx federation of 2 clients."""
     return messages.round_record(round_num=round_num, config=config_text(tmp_path), setup=messages.setup_text(settings))
+
+
+def fit_task() -> FitTask:
+    """Client 1's fit in round 1 (the weights travel in their own record)."""
+    return FitTask(client_id=1, round_num=1, seed=0, weights={})
 
 
 def config_text(tmp_path: Path) -> str:
@@ -85,13 +91,13 @@ def test_client_app_refuses_a_query_whose_setup_is_a_pickle(kit: SimpleNamespace
     assert site.error == "ValueError: `setup` must be JSON text (a SuperNode unpickles nothing it is sent), got bytes"
 
 
-@pytest.mark.parametrize("field", ["setup", "callbacks", "state"])
+@pytest.mark.parametrize("field", ["setup", "algorithms", "state", "payload"])
 def test_client_app_refuses_a_fit_carrying_a_pickle(kit: SimpleNamespace, tmp_path: Path, field: str) -> None:
     # Prepare: a train message whose `field` is a pickle (written by torch.save) that runs a command
     pwned = tmp_path / "PWNED"
     shared = round_record(tmp_path, kit.runner_settings, 1)
-    content = messages.request(messages.weights_record({"w": torch.zeros(1)}), shared, client_id=1, seed=0, state={})
-    content["client" if field == "state" else "round"][field] = messages.to_bytes(Touch(pwned))
+    content = messages.request(messages.weights_record({"w": torch.zeros(1)}), shared, fit_task(), state={})
+    content["client" if field in ("state", "payload") else "round"][field] = messages.to_bytes(Touch(pwned))
 
     # Execute
     reply = deliver(content, "train")
@@ -104,15 +110,15 @@ def test_client_app_refuses_a_fit_carrying_a_pickle(kit: SimpleNamespace, tmp_pa
     assert outcome.error.startswith(f"the SuperNode refused the server's message: ValueError: `{field}` ")
 
 
-def test_client_app_refuses_callbacks_its_strategy_does_not_build(kit: SimpleNamespace, tmp_path: Path) -> None:
-    # Prepare: a round naming a callback class the config's FedProx does not add
+def test_client_app_refuses_algorithms_its_strategy_does_not_build(kit: SimpleNamespace, tmp_path: Path) -> None:
+    # Prepare: a round naming a client algorithm the config's FedProx does not run
     shared = round_record(tmp_path, kit.runner_settings, 1)
-    shared["callbacks"] = '["os:system"]'
-    content = messages.request(messages.weights_record({"w": torch.zeros(1)}), shared, client_id=1, seed=0, state={})
+    shared["algorithms"] = '["os:system"]'
+    content = messages.request(messages.weights_record({"w": torch.zeros(1)}), shared, fit_task(), state={})
 
     # Execute
     outcome, _ = messages.read_fit_reply(deliver(content, "train").content)
 
     # Assert
-    assert "the server's strategy adds the client callbacks ['os:system'], but the config's `strategy` builds " \
-           "['federated.strategies.fedprox:_ProximalTerm'] on this SuperNode" in outcome.error
+    assert "the server's strategy runs the client algorithms ['os:system'], but the config's `strategy` builds " \
+           "['federated.client.proximal:ProximalTerm'] on this SuperNode" in outcome.error
