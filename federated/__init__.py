@@ -37,10 +37,12 @@ if TYPE_CHECKING:
     from federated.strategies.fedavg import FedAvg as FedAvg
     from federated.strategies.fedavgm import FedAvgM as FedAvgM
     from federated.strategies.fedmedian import FedMedian as FedMedian
+    from federated.strategies.fednova import FedNova as FedNova
     from federated.strategies.fedopt import FedOpt as FedOpt
     from federated.strategies.fedprox import FedProx as FedProx
     from federated.strategies.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
     from federated.strategies.fedyogi import FedYogi as FedYogi
+    from federated.strategies.scaffold import Scaffold as Scaffold
     from federated.strategies.strategy import Strategy as Strategy
     from federated.strategies.wrapper import StrategyWrapper as StrategyWrapper
     from federated.trainer import FederatedTrainer as FederatedTrainer
@@ -60,6 +62,7 @@ __all__ = [
     "FedAvg",
     "FedAvgM",
     "FedMedian",
+    "FedNova",
     "FedOpt",
     "FedProx",
     "FedTrimmedAvg",
@@ -72,6 +75,7 @@ __all__ = [
     "RayBackend",
     "RoundProgress",
     "RoundResult",
+    "Scaffold",
     "SequentialBackend",
     "Strategy",
     "StrategyWrapper",
@@ -93,6 +97,7 @@ _LAZY = {
     "FedAvg": "federated.strategies.fedavg",
     "FedAvgM": "federated.strategies.fedavgm",
     "FedMedian": "federated.strategies.fedmedian",
+    "FedNova": "federated.strategies.fednova",
     "FedOpt": "federated.strategies.fedopt",
     "FedProx": "federated.strategies.fedprox",
     "FedTrimmedAvg": "federated.strategies.fedtrimmedavg",
@@ -106,6 +111,7 @@ _LAZY = {
     "RayBackend": "federated.backends.ray_backend",
     "RoundProgress": "federated.progress",
     "RoundResult": "federated.results",
+    "Scaffold": "federated.strategies.scaffold",
     "SequentialBackend": "federated.backends.sequential",
     "Strategy": "federated.strategies.strategy",
     "StrategyWrapper": "federated.strategies.wrapper",

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from federated.client.client import Client
-from federated.messages import ClientEvaluation
+from federated.messages import ClientEvaluation, ClientFailure
 from lightning_bridge.metrics import floats
 
-__all__ = ["MetricsAggregation", "aggregated_floats", "client_metrics", "evaluators", "weighted_mean"]
+__all__ = [
+    "MetricsAggregation",
+    "aggregated_floats",
+    "client_metrics",
+    "evaluators",
+    "sort_evaluations",
+    "weighted_mean",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +34,21 @@ def evaluators(clients: Sequence[Client], count: int, seed: np.random.SeedSequen
     able = [c.client_id for c in clients if c.num_val_samples > 0]
     rng = np.random.default_rng(seed)
     return sorted(int(c) for c in rng.choice(able, size=min(count, len(able)), replace=False))
+
+
+def sort_evaluations(
+    outcomes: Iterable[ClientEvaluation | ClientFailure], round_num: int
+) -> tuple[list[ClientEvaluation], list[ClientFailure]]:
+    """A round's client evaluations apart from its failures, each failure logged as a warning."""
+    evaluations: list[ClientEvaluation] = []
+    failures: list[ClientFailure] = []
+    for outcome in outcomes:
+        if isinstance(outcome, ClientFailure):
+            log.warning("round %d: client %d did not evaluate: %s", round_num, outcome.client_id, outcome.error)
+            failures.append(outcome)
+        else:
+            evaluations.append(outcome)
+    return evaluations, failures
 
 
 def client_metrics(

@@ -19,7 +19,7 @@ from federated.checkpoint import HistoryLog, lightning_fields, save_checkpoint
 from federated.client.algorithm import check_algorithms
 from federated.client.client import Client
 from federated.client.trainer_args import check_trainer_kwargs, quiet_lightning, validation_trainer
-from federated.evaluation import MetricsAggregation, client_metrics, evaluators, weighted_mean
+from federated.evaluation import MetricsAggregation, client_metrics, evaluators, sort_evaluations, weighted_mean
 from federated.exceptions import NotEnoughClientsError
 from federated.interrupts import ctrl_c, restore_sigint
 from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask
@@ -167,6 +167,7 @@ class FederatedTrainer:
         self.seed = check_seed(seed)
         self.checkpoint_dir = _checks.checkpoint_dir(checkpoint_dir)
         self.strategy = _checks.strategy(strategy)
+        self.strategy.begin_federation(len(loaders), self.clients_per_round)
         _checks.local_keys(self.strategy, self.model)
         self.algorithms = check_algorithms(self.strategy.client_algorithms(), type(self.strategy).__name__)
         policy = _checks.on_error(on_error)
@@ -384,25 +385,11 @@ class FederatedTrainer:
             return [], []
         chosen = evaluators(self.clients, k, np.random.SeedSequence([self.seed, round_num, _EVAL_SAMPLING]))
         tasks = [
-            EvaluateTask(
-                c,
-                round_num,
-                derive_seed(self.seed, round_num, _CLIENT_EVAL, c),
-                self._weights,
-                self.strategy.configure_evaluate(c, round_num),
-            )
+            EvaluateTask(c, round_num, derive_seed(self.seed, round_num, _CLIENT_EVAL, c), self._weights,
+                         self.strategy.configure_evaluate(c, round_num))
             for c in chosen
         ]
-        outcomes = self.backend.evaluate(tasks)
-        evaluations: list[ClientEvaluation] = []
-        failures: list[ClientFailure] = []
-        for outcome in outcomes:
-            if isinstance(outcome, ClientFailure):
-                log.warning("round %d: client %d did not evaluate: %s", round_num, outcome.client_id, outcome.error)
-                failures.append(outcome)
-            else:
-                evaluations.append(outcome)
-        return evaluations, failures
+        return sort_evaluations(self.backend.evaluate(tasks), round_num)
 
     def _shared(self, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``weights`` less the strategy's ``local_keys``: what is aggregated."""

@@ -16,14 +16,18 @@ if TYPE_CHECKING:
     from federated.client.client import Client as Client
     from federated.client.proximal import ProximalTerm as ProximalTerm
     from federated.client.runner import ClientRunner as ClientRunner
+    from federated.client.scaffold import ControlVariate as ControlVariate
+    from federated.client.step_count import StepCount as StepCount
 
-__all__ = ["Client", "ClientAlgorithm", "ClientRunner", "ProximalTerm"]
+__all__ = ["Client", "ClientAlgorithm", "ClientRunner", "ControlVariate", "ProximalTerm", "StepCount"]
 
 _LAZY = {
     "Client": "federated.client.client",
     "ClientAlgorithm": "federated.client.algorithm",
     "ClientRunner": "federated.client.runner",
+    "ControlVariate": "federated.client.scaffold",
     "ProximalTerm": "federated.client.proximal",
+    "StepCount": "federated.client.step_count",
 }
 """Public names and their modules, loaded on first access: ``federated.client.Client`` imports no Lightning."""
 

@@ -11,10 +11,12 @@ from federated.strategies.fedadam import FedAdam as FedAdam
 from federated.strategies.fedavg import FedAvg as FedAvg
 from federated.strategies.fedavgm import FedAvgM as FedAvgM
 from federated.strategies.fedmedian import FedMedian as FedMedian
+from federated.strategies.fednova import FedNova as FedNova
 from federated.strategies.fedopt import FedOpt as FedOpt
 from federated.strategies.fedprox import FedProx as FedProx
 from federated.strategies.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
 from federated.strategies.fedyogi import FedYogi as FedYogi
+from federated.strategies.scaffold import Scaffold as Scaffold
 from federated.strategies.server_step import ServerStep as ServerStep
 from federated.strategies.strategy import Strategy as Strategy
 from federated.strategies.wrapper import StrategyWrapper as StrategyWrapper
@@ -26,10 +28,12 @@ __all__ = [
     "FedAvg",
     "FedAvgM",
     "FedMedian",
+    "FedNova",
     "FedOpt",
     "FedProx",
     "FedTrimmedAvg",
     "FedYogi",
+    "Scaffold",
     "ServerStep",
     "Strategy",
     "StrategyWrapper",

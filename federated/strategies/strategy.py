@@ -20,6 +20,7 @@ __all__ = ["Strategy"]
 class Strategy:
     """Base of aggregation strategies. The round loop calls, for each round::
 
+        strategy.begin_federation(num_clients, clients_per_round)  # once, when the federation is built
         strategy.begin_round(round_num, global_weights)
         payload = strategy.configure_fit(client_id, round_num)   # per selected client: its FitTask's payload
         strategy.accumulate(update)          # once per successful client, as it arrives
@@ -74,6 +75,14 @@ class Strategy:
     def is_local(self, name: str) -> bool:
         """Whether the state-dict entry ``name`` matches one of :attr:`local_keys` (it is never aggregated)."""
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.local_keys)
+
+    def begin_federation(self, num_clients: int, clients_per_round: int) -> None:
+        """Called once, when the federation is built (before a resume restores :meth:`state_dict`), with its size.
+
+        Args:
+            num_clients: How many clients the federation has (SCAFFOLD divides by it).
+            clients_per_round: How many are selected each round.
+        """
 
     def begin_round(self, round_num: int, weights: StateDict) -> None:
         """Called when round ``round_num`` starts, with the current global weights (those shared, not local)."""

@@ -56,6 +56,9 @@ class StrategyWrapper(Strategy):
     def client_algorithms(self) -> list[ClientAlgorithm]:
         return self.inner.client_algorithms()
 
+    def begin_federation(self, num_clients: int, clients_per_round: int) -> None:
+        self.inner.begin_federation(num_clients, clients_per_round)
+
     def begin_round(self, round_num: int, weights: StateDict) -> None:
         self.inner.begin_round(round_num, weights)
 

@@ -273,6 +273,16 @@ BAD_VALUES: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("local-keys-empty-pattern", _strategy(local_keys=[""]), f"strategy.args.local_keys: {GLOBS}", ("['']",)),
     ("local-keys-fedprox", _yaml(strategy={"type": "fedprox", "args": {"local_keys": "*bn*"}}),
      "strategy.args.local_keys: expected a list of str, got str '*bn*'", ()),
+    ("scaffold-eta-g-0", _yaml(strategy={"type": "scaffold", "args": {"eta_g": 0}}),
+     "strategy.args.eta_g: must be a number in (0, inf), got 0", ()),
+    ("scaffold-weighted-text", _yaml(strategy={"type": "scaffold", "args": {"weighted": "no"}}),
+     "strategy.args.weighted: expected bool, got str 'no'", ()),
+    ("scaffold-local-keys-match-nothing", _yaml(strategy={"type": "scaffold", "args": {"local_keys": ["*bn*"]}}),
+     "strategy.args.local_keys: '*bn*' matches no state-dict name of the model", ()),
+    ("fednova-momentum-1", _yaml(strategy={"type": "fednova", "args": {"momentum": 1}}),
+     "strategy.args.momentum: must be a number in [0, 1), got 1", ()),
+    ("fednova-momentum-text", _yaml(strategy={"type": "fednova", "args": {"momentum": "high"}}),
+     "strategy.args.momentum: expected float, got str 'high'", ()),
 ]
 
 

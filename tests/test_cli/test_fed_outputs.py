@@ -55,6 +55,8 @@ CONFIG: dict[str, Any] = {
     "data": {"type": "digits", "num_clients": 6, "partition": {"type": "dirichlet", "alpha": 0.5}, "batch_size": 64},
     "model": {"type": "mlp", "args": {"hidden": 16, "lr": 0.3}},
     "clients": {"per_round": 3},
+    # SCAFFOLD: the server's and each client's control variates must survive the kill too
+    "strategy": {"type": "scaffold", "args": {"eta_g": 1.0}},
     "callbacks": [
         {"type": "model_checkpoint", "args": {"save_dir": "ckpt", "save_every": 4}},
         # configured before the pause, these write round r before the checkpoints of round r: a kill in
@@ -110,6 +112,15 @@ def resumed(workdir: Path) -> tuple[Path, int, subprocess.CompletedProcess[str]]
     return out, rows_at_kill, run_cli(workdir, "--config", "fed.yaml", "--output-dir", "resumed", "--resume", "auto")
 
 
+def control_variates(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """SCAFFOLD's variates in a federation checkpoint: the server's ``c`` and every client's ``c_i``."""
+    saved = torch.load(checkpoint, weights_only=True)
+    out = {f"server {k}": v for k, v in saved["strategy"]["c"].items()}
+    for client_id, state in saved["clients"].items():
+        out.update({f"client {client_id} {k}": v for k, v in state["algorithms"]["scaffold"]["c_i"].items()})
+    return out
+
+
 def test_fed_output_directory_layout(full: Path) -> None:
     rows = read_metrics(full / "metrics.csv")
     header = (full / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -153,6 +164,9 @@ def test_fed_resume_after_sigkill_matches_an_uninterrupted_run(
     assert got == expected  # row by row, the same values as written
     assert sorted(resumed_weights) == sorted(weights)
     assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
+    variates, resumed_variates = (control_variates(d / "checkpoints" / "last.ckpt") for d in (full, out))
+    assert sorted(resumed_variates) == sorted(variates) and "server net.0.weight" in variates
+    assert all(torch.equal(resumed_variates[k], variates[k]) for k in variates)
     for log_dir in ("tensorboard", "tb"):  # rounds logged before the kill and run again are not doubled
         assert scalars(out / log_dir, "accuracy") == scalars(full / log_dir, "accuracy")
 

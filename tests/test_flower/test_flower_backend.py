@@ -253,3 +253,26 @@ class FitCounter(Callback):
     def on_train_start(self):
         self.fits += 1
 '''
+
+
+def test_flower_backend_runs_scaffold_as_the_sequential_backend(tmp_path: Path) -> None:
+    # Prepare: SCAFFOLD's variates go down and come back up in the messages; the client's own stays with it
+    changes = {"rounds": 3, "client_callbacks": [], "strategy": {"type": "scaffold", "args": {"eta_g": 0.9}}}
+    for run in ("flower", "sequential"):
+        (tmp_path / run).mkdir()
+    flower_config = write_config(tmp_path / "flower", **changes)
+    sequential_config = write_config(tmp_path / "sequential", **changes, backend={"type": "sequential"})
+
+    # Execute
+    flower.serve(FakeGrid(lambda r: {11: node(0), 22: node(1)}, {}), SimpleNamespace(run_config={
+        "config": str(flower_config)
+    }))
+    prepare_run(str(sequential_config)).execute()
+
+    # Assert: the same weights and control variates, bit for bit
+    saved = [torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=True)
+             for run in ("flower", "sequential")]
+    assert [len(r["updates"]) for r in history(tmp_path / "flower" / "out")] == [2, 2, 2]
+    for key in ("weights", "strategy", "clients"):
+        torch.testing.assert_close(saved[0][key], saved[1][key], rtol=0, atol=0)
+    assert saved[0]["clients"][1]["algorithms"]["scaffold"]["c_i"]

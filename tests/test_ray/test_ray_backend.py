@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from callbacks import Callback
-from federated import MLP, FedAvg, FederatedTrainer, FedProx, RayBackend, digits_federation
+from federated import MLP, FedAvg, FederatedTrainer, FedProx, RayBackend, Scaffold, digits_federation
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -100,13 +100,17 @@ def federation(loaders: list[DataLoader], test: DataLoader | None, backend: Any,
     return FederatedTrainer(make_model(), loaders, test, seed=3, backend=backend, on_error="raise", **kwargs)
 
 
-def test_ray_backend_gives_the_sequential_weights_also_across_a_resume(digits6: Any, tmp_path: Path) -> None:
-    # Prepare: FedProx (a strategy callback shipped per round), stateful client callbacks, server-side draws
+@pytest.mark.parametrize("make_strategy", [lambda: FedProx(mu=0.1), Scaffold], ids=["fedprox", "scaffold"])
+def test_ray_backend_gives_the_sequential_weights_also_across_a_resume(
+    digits6: Any, tmp_path: Path, make_strategy: Any
+) -> None:
+    # Prepare: a client algorithm in every fit (SCAFFOLD's: a payload per client, a variate kept per client),
+    # stateful client callbacks, server-side draws
     loaders, test = digits6
 
     def federation_of(backend: Any, rounds: int) -> FederatedTrainer:
         return federation(
-            loaders, test, backend, rounds=rounds, clients_per_round=4, local_epochs=2, strategy=FedProx(mu=0.1),
+            loaders, test, backend, rounds=rounds, clients_per_round=4, local_epochs=2, strategy=make_strategy(),
             callbacks=[AdaptiveSelection()], client_callbacks=[FitCounter()],
             checkpoint_dir=tmp_path / ("seq" if backend == "sequential" else "ray"),
         )
@@ -121,7 +125,10 @@ def test_ray_backend_gives_the_sequential_weights_also_across_a_resume(digits6: 
     assert all(torch.equal(seq.weights[k], par.weights[k]) for k in seq.weights)
     assert [r.selected for r in par.history] == [r.selected for r in seq.history]
     assert [r.metrics for r in par.history] == [r.metrics for r in seq.history]
-    assert [c.state_dict() for c in ray_fed.clients] == [c.state_dict() for c in seq_fed.clients]
+    torch.testing.assert_close(
+        [c.state_dict() for c in ray_fed.clients], [c.state_dict() for c in seq_fed.clients], rtol=0, atol=0
+    )
+    torch.testing.assert_close(ray_fed.strategy.state_dict(), seq_fed.strategy.state_dict(), rtol=0, atol=0)
     fits = [c.state_dict().get("callbacks", {}).get("FitCounter", {}).get("fits", 0) for c in ray_fed.clients]
     assert sum(fits) == 2 * 4
     assert not ray_fed.backend._started_ray and ray.is_initialized()  # Ray was running: left running

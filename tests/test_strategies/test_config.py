@@ -14,7 +14,9 @@ from federated.app.config import validate_config
 from federated.strategies.fedadam import FedAdam
 from federated.strategies.fedprox import FedProx
 
-NAMES = ["fedadagrad", "fedadam", "fedavgm", "fedmedian", "fedprox", "fedtrimmedavg", "fedyogi"]
+NAMES = [
+    "fedadagrad", "fedadam", "fedavgm", "fedmedian", "fednova", "fedprox", "fedtrimmedavg", "fedyogi", "scaffold"
+]
 
 
 def test_every_strategy_is_registered_and_exported() -> None:
@@ -53,6 +55,11 @@ def test_fedprox_name_alone_uses_the_default_mu() -> None:
             "it is the fraction cut at each end",
         ),
         ({"type": "fedadagrad", "args": {"beta_2": 0.9}}, "strategy.args.beta_2: unknown argument `beta_2`"),
+        ({"type": "scaffold", "args": {"eta_g": 0}}, "strategy.args.eta_g: must be a number in (0, inf), got 0"),
+        ({"type": "scaffold", "args": {"eta_l": 0.1}}, "strategy.args.eta_l: unknown argument `eta_l` (did you mean "
+                                                       "`eta_g`?)"),
+        ({"type": "scaffold", "args": {"weighted": "yes"}}, "strategy.args.weighted: expected bool, got str 'yes'"),
+        ({"type": "fednova", "args": {"momentum": 1.0}}, "strategy.args.momentum: must be a number in [0, 1), got 1"),
     ],
 )
 def test_bad_yaml_argument_is_one_line_config_error(entry: dict[str, Any], message: str) -> None:

@@ -19,6 +19,8 @@ ENTRIES: list[dict[str, Any]] = [
     {"type": "fedavgm", "args": {"server_learning_rate": 1.0, "server_momentum": 0.5}},
     {"type": "fedmedian"},
     {"type": "fedtrimmedavg", "args": {"beta": 0.2}},
+    {"type": "scaffold", "args": {"eta_g": 1.0}},
+    {"type": "fednova", "args": {}},
 ]
 
 
