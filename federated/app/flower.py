@@ -164,7 +164,12 @@ def answer_query(message: Any, context: Any) -> Any:
 
 
 def train(message: Any, context: Any) -> Any:
-    """Train this node's client from the message's weights and state; reply with its update and new state."""
+    """Train this node's client from the message's weights and state; reply with its update and new state.
+
+    The client algorithms' kept states (SCAFFOLD's control variate) stay on this SuperNode, in its
+    ``context.state`` for the run, and never travel; the rest of the client's state goes back to
+    the server, which sends it with the client's next task.
+    """
     try:
         request = messages.read_request(message.content)
     except Exception as exc:
@@ -175,9 +180,13 @@ def train(message: Any, context: Any) -> Any:
     except Exception as exc:
         return _reply(message, messages.fit_reply(_unbuilt(request, exc), {}))
     client = site.client.fresh(request.state)
+    client.algorithm_states = messages.node_algorithm_states(context.state, client.client_id)
     with quiet_lightning():
         outcome = site.runner.fit(client, request.fit_task())
-    return _reply(message, messages.fit_reply(outcome, client.state_dict()))
+    messages.keep_algorithm_states(context.state, client.client_id, client.algorithm_states)
+    state = client.state_dict()
+    state.pop("algorithms", None)  # kept on this node (above), not sent to the server
+    return _reply(message, messages.fit_reply(outcome, state))
 
 
 def evaluate(message: Any, context: Any) -> Any:

@@ -34,8 +34,10 @@ class FlowerBackend(Backend):
     (``federated.app.flower:client_app``) builds its own data, model, client callbacks and strategy
     (whose client algorithms it runs) from the config sent along, trains with a
     :class:`~federated.ClientRunner` and replies with its update (payload included) and new state.
-    The driver owns every client's state, as under Ray, so the final weights are the sequential
-    backend's. No client data passes through the server.
+    The driver owns the client's state (its callbacks', optimizer's, local weights), as under Ray;
+    what its client algorithms keep (SCAFFOLD's control variate) stays on its SuperNode, in Flower's
+    node state for the run, and is not in the federation checkpoint. The final weights are the
+    sequential backend's. No client data passes through the server.
 
     The clients' data lives on the SuperNodes (``remote_data``): the federation is built from the
     number of clients (``FederatedTrainer(model, 4, backend=FlowerBackend())``), and each node

@@ -67,6 +67,8 @@ __all__ = [
     "fit_reply",
     "from_bytes",
     "import_flwr",
+    "keep_algorithm_states",
+    "node_algorithm_states",
     "query",
     "query_reply",
     "read_evaluate_reply",
@@ -290,6 +292,30 @@ def read_request(content: Any) -> Request:
         seed=int(client["seed"]),
         state=from_bytes(client["state"]),
     )
+
+
+_KEPT = "algorithm-states"
+"""The record of a SuperNode's ``context.state`` holding its clients' algorithm states, by client id."""
+
+
+def node_algorithm_states(node_state: Any, client_id: int) -> dict[str, Any]:
+    """What the client algorithms of ``client_id`` kept on this node (``context.state``); ``{}`` before its first fit.
+
+    Raises:
+        ValueError: The record holds more than tensors and primitives.
+    """
+    record = node_state.get(_KEPT)
+    if record is None or str(client_id) not in record:
+        return {}
+    return _payload(record[str(client_id)])
+
+
+def keep_algorithm_states(node_state: Any, client_id: int, states: Mapping[str, Any]) -> None:
+    """Store ``states`` as what ``client_id``'s algorithms keep, in this node's ``context.state``."""
+    record = node_state.get(_KEPT)
+    if record is None:
+        record = node_state[_KEPT] = import_flwr().ConfigRecord()
+    record[str(client_id)] = to_bytes(dict(states))
 
 
 def fit_reply(outcome: ClientUpdate | ClientFailure, state: Mapping[str, Any]) -> Any:

@@ -30,15 +30,17 @@ class Scaffold(ServerStep):
     backends; on the SuperNode that runs it under Flower) and replies with ``delta_c = c_i+ - c_i``.
     With ``S`` the round's updates and ``N`` the federation's clients::
 
-        x = x + eta_g * mean_S(y_i - x)            floating tensors; others take the mean
+        x = x + eta_g * (mean_S(y_i) - x)          floating tensors; others take the mean
         c = c + sum_S(delta_c_i) / N
 
-    ``c`` starts at zero and is the strategy's state. The mean is unweighted, as in the paper
-    (``weighted=True`` weights it by samples, as FedAvg); ``eta_g=1`` makes the weights FedAvg's.
+    ``c`` starts at zero and is the strategy's state. The mean of the weights is FedAvg's, by
+    samples; ``weighted=False`` gives every client the same share, as the paper's ``mean_S`` does.
+    The variates' sum is unweighted. With ``eta_g=1`` the weights step as FedAvg's would from the
+    same updates.
 
     Args:
         eta_g: The server learning rate, ``> 0``. Defaults to ``1.0``.
-        weighted: Weight the mean of the clients' weights by their samples. Defaults to ``False``.
+        weighted: Weight the mean of the clients' weights by their samples. Defaults to ``True``.
         local_keys: State-dict names (glob patterns) never aggregated; their parameters are not
             corrected. Defaults to none.
 
@@ -59,7 +61,7 @@ class Scaffold(ServerStep):
         ({'w': tensor([2.])}, {'w': tensor([2.])})
     """
 
-    def __init__(self, *, eta_g: float = 1.0, weighted: bool = False, local_keys: Sequence[str] = ()) -> None:
+    def __init__(self, *, eta_g: float = 1.0, weighted: bool = True, local_keys: Sequence[str] = ()) -> None:
         super().__init__(weighted=weighted, local_keys=local_keys)
         self.eta_g = float(check_number("eta_g", eta_g, low=0.0, low_open=True))
         self.c: dict[str, torch.Tensor] = {}

@@ -44,6 +44,7 @@ class FakeGrid:
         self.round = 0  # the latest round a train message was pushed for
         self.sent: list[tuple[str, int, int]] = []  # (message type, round, node)
         self._replies: dict[str, Any] = {}
+        self.node_states: dict[int, RecordDict] = {}  # each node's `context.state`, kept across its messages
 
     def get_node_ids(self) -> list[int]:
         return list(self.nodes(self.round + 1))
@@ -62,8 +63,8 @@ class FakeGrid:
                 self._replies[meta.message_id] = Message(Error(code=5, reason="Node Unavailable"), reply_to=message)
             elif fault is None:
                 config = self.nodes(round_num or self.round + 1)[meta.dst_node_id]
-                context = Context(run_id=1, node_id=meta.dst_node_id, node_config=config, state=RecordDict(),
-                                  run_config={})
+                state = self.node_states.setdefault(meta.dst_node_id, RecordDict())
+                context = Context(run_id=1, node_id=meta.dst_node_id, node_config=config, state=state, run_config={})
                 self._replies[meta.message_id] = flower.client_app(message, context)  # routed by message type
             ids.append(meta.message_id)
         return ids
@@ -256,23 +257,29 @@ class FitCounter(Callback):
 
 
 def test_flower_backend_runs_scaffold_as_the_sequential_backend(tmp_path: Path) -> None:
-    # Prepare: SCAFFOLD's variates go down and come back up in the messages; the client's own stays with it
+    # Prepare: the server's variate goes down in each task's payload, the change comes back up; each
+    # client's own variate stays on its SuperNode
     changes = {"rounds": 3, "client_callbacks": [], "strategy": {"type": "scaffold", "args": {"eta_g": 0.9}}}
     for run in ("flower", "sequential"):
         (tmp_path / run).mkdir()
     flower_config = write_config(tmp_path / "flower", **changes)
     sequential_config = write_config(tmp_path / "sequential", **changes, backend={"type": "sequential"})
+    grid = FakeGrid(lambda r: {11: node(0), 22: node(1)}, {})
 
     # Execute
-    flower.serve(FakeGrid(lambda r: {11: node(0), 22: node(1)}, {}), SimpleNamespace(run_config={
-        "config": str(flower_config)
-    }))
+    flower.serve(grid, SimpleNamespace(run_config={"config": str(flower_config)}))
     prepare_run(str(sequential_config)).execute()
 
-    # Assert: the same weights and control variates, bit for bit
-    saved = [torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=True)
-             for run in ("flower", "sequential")]
+    # Assert: the same weights and server variate, bit for bit; the clients' variates on their nodes
+    flower_ckpt, sequential_ckpt = (
+        torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=True)
+        for run in ("flower", "sequential")
+    )
     assert [len(r["updates"]) for r in history(tmp_path / "flower" / "out")] == [2, 2, 2]
-    for key in ("weights", "strategy", "clients"):
-        torch.testing.assert_close(saved[0][key], saved[1][key], rtol=0, atol=0)
-    assert saved[0]["clients"][1]["algorithms"]["scaffold"]["c_i"]
+    for key in ("weights", "strategy"):
+        torch.testing.assert_close(flower_ckpt[key], sequential_ckpt[key], rtol=0, atol=0)
+    assert all("algorithms" not in state for state in flower_ckpt["clients"].values())
+    for client_id, node_id in ((0, 11), (1, 22)):
+        kept = messages.node_algorithm_states(grid.node_states[node_id], client_id)
+        expected = sequential_ckpt["clients"][client_id]["algorithms"]
+        torch.testing.assert_close(kept, expected, rtol=0, atol=0)

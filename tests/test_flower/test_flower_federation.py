@@ -43,8 +43,11 @@ def last_checkpoint(out: Path) -> dict[str, Any]:
 def test_flower_federation_runs_on_the_supernodes_as_the_sequential_backend(
     federation: Any, kit: SimpleNamespace, tmp_path: Path
 ) -> None:
-    # Prepare: 2 rounds; the YAML travels inside the app directory (a relative `config` is looked up there)
-    config = {**kit.config(tmp_path / "out", tmp_path / "touched"), "rounds": 2}
+    # Prepare: 2 rounds of SCAFFOLD, whose clients' control variates must stay on their SuperNodes from round
+    # 1 to 2; the YAML travels inside the app directory (a relative `config` is looked up there)
+    config = {
+        **kit.config(tmp_path / "out", tmp_path / "touched"), "rounds": 2, "strategy": {"type": "scaffold"},
+    }
     app = kit.write_app(tmp_path / "app", "fed.yaml")
     kit.write_yaml(app / "fed.yaml", config)
     sequential = {**config, "backend": {"type": "sequential", "args": {}}}
