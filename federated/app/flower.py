@@ -44,6 +44,7 @@ from federated.app.builders import build_callbacks_at, build_data, build_model, 
 from federated.app.config import validate_config
 from federated.app.run import prepare_run
 from federated.backends import flower_messages as messages
+from federated.backends import flower_records as records
 from federated.backends.flower_backend import FlowerBackend
 from federated.client.algorithm import check_algorithms
 from federated.client.client import Client
@@ -180,10 +181,10 @@ def train(message: Any, context: Any) -> Any:
     except Exception as exc:
         return _reply(message, messages.fit_reply(_unbuilt(request, exc), {}))
     client = site.client.fresh(request.state)
-    client.algorithm_states = messages.node_algorithm_states(context.state, client.client_id)
+    client.algorithm_states = records.node_algorithm_states(context.state, client.client_id)
     with quiet_lightning():
         outcome = site.runner.fit(client, request.fit_task())
-    messages.keep_algorithm_states(context.state, client.client_id, client.algorithm_states)
+    records.keep_algorithm_states(context.state, client.client_id, client.algorithm_states)
     state = client.state_dict()
     state.pop("algorithms", None)  # kept on this node (above), not sent to the server
     return _reply(message, messages.fit_reply(outcome, state))

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from federated.backends.flower_messages import import_flwr
+from federated.backends.flower_records import import_flwr
 
 __all__ = ["WEIGHTING_KEY", "as_aggregation", "takes_records"]
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from callbacks import ArgumentError, register
 from callbacks.arguments import check_number, one_line
 from federated.backends import flower_messages as messages
+from federated.backends import flower_records as records
 from federated.backends.backend import Backend, FitSetup
 from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask, late
 
@@ -73,7 +74,7 @@ class FlowerBackend(Backend):
     def __init__(
         self, *, timeout: float | None = 3600.0, discovery_timeout: float = 60.0, poll_interval: float = 0.5
     ) -> None:
-        messages.import_flwr()
+        records.import_flwr()
         self.timeout = None if timeout is None else check_number("timeout", timeout, low=0, low_open=True)
         self.discovery_timeout = check_number("discovery_timeout", discovery_timeout, low=0, low_open=True)
         self.poll_interval = check_number("poll_interval", poll_interval, low=0, low_open=True)
@@ -179,7 +180,7 @@ class FlowerBackend(Backend):
         self, tasks: Sequence[FitTask | EvaluateTask], kind: str, round_timeout: float | None
     ) -> Iterator[tuple[Any, ClientFailure | None]]:
         """Push one message per task; yield ``(reply, None)`` or ``(None, failure)`` per task, in order."""
-        flwr = messages.import_flwr()
+        flwr = records.import_flwr()
         if self._setup is None:
             raise RuntimeError("FlowerBackend: fit or evaluate before start(setup)")
         if not tasks:
@@ -203,7 +204,7 @@ class FlowerBackend(Backend):
                 continue
             record = arrays.get(id(task.weights))
             if record is None:
-                record = arrays[id(task.weights)] = messages.weights_record(task.weights)
+                record = arrays[id(task.weights)] = records.weights_record(task.weights)
             content = messages.request(record, shared, task, client.state_dict())
             sent.append(flwr.Message(content, node, kind, group_id=str(round_num), **({"ttl": wait} if wait else {})))
             nodes[position] = node
@@ -273,7 +274,7 @@ class FlowerBackend(Backend):
         self._asked = connected
 
     def _ask(self, nodes: list[int], wait: float) -> None:
-        flwr = messages.import_flwr()
+        flwr = records.import_flwr()
         sent = [flwr.Message(self._query, node, "query", ttl=wait or None) for node in nodes]
         ids = list(self._grid.push_messages(sent))
         pending = {message_id: node for message_id, node in zip(ids, nodes, strict=True) if message_id}

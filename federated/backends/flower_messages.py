@@ -36,16 +36,12 @@ code, with the strategy of the config's ``strategy`` section (:func:`check_algor
 a round whose names are not what that strategy builds. A message that breaks these rules is
 answered with an error that names the field, and nothing in it runs. Metrics travel as JSON text.
 
-Weights travel as NumPy arrays, bit for bit; ``bfloat16`` tensors, which NumPy cannot hold, as
-their raw bytes under the dtype name ``bfloat16``.
-
-Nothing here imports ``flwr`` at import time: the ``flower`` extra is optional, and
-:func:`import_flwr` turns its absence into one line that says what to install.
+How weights, states, payloads and JSON fields are written into these records is
+:mod:`federated.backends.flower_records`.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,10 +50,18 @@ from typing import Any
 import torch
 
 from callbacks.arguments import one_line
+from federated.backends.flower_records import (
+    from_bytes,
+    import_flwr,
+    json_field,
+    read_payload,
+    read_weights,
+    to_bytes,
+    weights_record,
+)
 from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask
 
 __all__ = [
-    "MISSING_FLWR",
     "NOT_IN_SERVERAPP",
     "Request",
     "Site",
@@ -65,10 +69,6 @@ __all__ = [
     "check_algorithms",
     "evaluate_reply",
     "fit_reply",
-    "from_bytes",
-    "import_flwr",
-    "keep_algorithm_states",
-    "node_algorithm_states",
     "query",
     "query_reply",
     "read_evaluate_reply",
@@ -77,51 +77,15 @@ __all__ = [
     "read_query_reply",
     "read_request",
     "read_setup",
-    "read_weights",
     "request",
     "round_record",
     "setup_text",
-    "to_bytes",
-    "weights_record",
 ]
-
-MISSING_FLWR = "backend 'flower' needs the flower extra: pip install 'lightning-bridge[flower]'"
 
 NOT_IN_SERVERAPP = (
     "backend 'flower' trains on Flower SuperNodes and runs inside a Flower ServerApp: start the federation "
     "with `flwr run <app dir> <superlink connection>` (docs/flower.md), not with `python -m lightning_bridge.fed`"
 )
-
-
-def import_flwr() -> Any:
-    """``flwr.app``, or an ``ImportError`` whose one line names the extra to install."""
-    try:
-        import flwr.app
-    except ImportError as exc:
-        raise ImportError(MISSING_FLWR) from exc
-    return flwr.app
-
-
-def to_bytes(value: Any) -> bytes:
-    """``value`` written by ``torch.save``."""
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    return buffer.getvalue()
-
-
-def from_bytes(data: Any, field: str = "state") -> Any:
-    """The inverse of :func:`to_bytes`, loading tensors and primitives only (``weights_only``: no code runs).
-
-    Raises:
-        ValueError: ``data`` is not bytes, or holds anything beyond tensors and primitives.
-    """
-    if not isinstance(data, bytes):
-        raise ValueError(f"`{field}` must be bytes written by torch.save, got {type(data).__name__}")
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"`{field}` holds more than tensors and primitives, refused unread: {one_line(exc)}") from exc
-
 
 _SETUP_TYPES: dict[str, type] = {
     "local_epochs": int,
@@ -153,7 +117,7 @@ def read_setup(text: Any) -> dict[str, Any]:
     Raises:
         ValueError: ``text`` is not that JSON text (another type, other keys, a value of another type).
     """
-    settings = _json_field(text, "setup", "JSON text")
+    settings = json_field(text, "setup", "JSON text")
     if not isinstance(settings, dict) or set(settings) != set(_SETUP_TYPES):
         found = sorted(settings) if isinstance(settings, dict) else type(settings).__name__
         raise ValueError(f"`setup` must have the keys {sorted(_SETUP_TYPES)}, got {found}")
@@ -186,40 +150,10 @@ def check_algorithms(names: Sequence[str], built: Sequence[Any]) -> None:
 
 def _names(text: Any) -> list[str]:
     """The class names of a round record's ``algorithms`` (JSON text)."""
-    names = _json_field(text, "algorithms", "JSON text naming client-algorithm classes")
+    names = json_field(text, "algorithms", "JSON text naming client-algorithm classes")
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise ValueError(f"`algorithms` must be a JSON list of client-algorithm class names, got {one_line(text)}")
     return names
-
-
-_BFLOAT16 = "bfloat16"  # NumPy has no bfloat16: such a tensor travels as its raw bytes, under this dtype name
-
-
-def weights_record(weights: Mapping[str, torch.Tensor]) -> Any:
-    """``weights`` as a Flower ArrayRecord (NumPy arrays by name, bit for bit; ``bfloat16`` as raw bytes)."""
-    flwr = import_flwr()
-    record = flwr.ArrayRecord()
-    for name, tensor in weights.items():
-        tensor = tensor.detach().cpu()
-        if tensor.dtype == torch.bfloat16:
-            raw = tensor.contiguous().view(torch.int16).numpy().tobytes()
-            record[name] = flwr.Array(dtype=_BFLOAT16, shape=tuple(tensor.shape), stype="raw", data=raw)
-        else:
-            record[name] = flwr.Array(tensor)
-    return record
-
-
-def read_weights(record: Any) -> dict[str, torch.Tensor]:
-    """The inverse of :func:`weights_record`: CPU tensors by name."""
-    return {name: _tensor(array) for name, array in record.items()}
-
-
-def _tensor(array: Any) -> torch.Tensor:
-    if array.dtype != _BFLOAT16:
-        return torch.from_numpy(array.numpy().copy())
-    if not array.data:  # torch.frombuffer refuses an empty buffer
-        return torch.empty(array.shape, dtype=torch.bfloat16)
-    return torch.frombuffer(bytearray(array.data), dtype=torch.bfloat16).reshape(array.shape)
 
 
 def round_record(*, round_num: int, config: str, setup: str, algorithms: Sequence[Any] = ()) -> Any:
@@ -284,7 +218,7 @@ def read_request(content: Any) -> Request:
         weights=read_weights(content["arrays"]),
         round_num=int(shared["round"]),
         lr_scale=float(client["lr-scale"]),
-        payload=_payload(client["payload"]),
+        payload=read_payload(client["payload"]),
         config=str(shared["config"]),
         setup=read_setup(shared["setup"]),
         algorithms=_names(shared["algorithms"]),
@@ -292,30 +226,6 @@ def read_request(content: Any) -> Request:
         seed=int(client["seed"]),
         state=from_bytes(client["state"]),
     )
-
-
-_KEPT = "algorithm-states"
-"""The record of a SuperNode's ``context.state`` holding its clients' algorithm states, by client id."""
-
-
-def node_algorithm_states(node_state: Any, client_id: int) -> dict[str, Any]:
-    """What the client algorithms of ``client_id`` kept on this node (``context.state``); ``{}`` before its first fit.
-
-    Raises:
-        ValueError: The record holds more than tensors and primitives.
-    """
-    record = node_state.get(_KEPT)
-    if record is None or str(client_id) not in record:
-        return {}
-    return _payload(record[str(client_id)])
-
-
-def keep_algorithm_states(node_state: Any, client_id: int, states: Mapping[str, Any]) -> None:
-    """Store ``states`` as what ``client_id``'s algorithms keep, in this node's ``context.state``."""
-    record = node_state.get(_KEPT)
-    if record is None:
-        record = node_state[_KEPT] = import_flwr().ConfigRecord()
-    record[str(client_id)] = to_bytes(dict(states))
 
 
 def fit_reply(outcome: ClientUpdate | ClientFailure, state: Mapping[str, Any]) -> Any:
@@ -341,7 +251,7 @@ def read_fit_reply(content: Any) -> tuple[ClientUpdate | ClientFailure, dict[str
         weights=read_weights(content["arrays"]),
         metrics=_floats(json.loads(fields["metrics"])),
         epoch_metrics=[_floats(m) for m in json.loads(fields["epoch-metrics"])],
-        payload=_payload(fields["payload"]),
+        payload=read_payload(fields["payload"]),
     )
     return update, state
 
@@ -358,7 +268,8 @@ def read_evaluate_reply(content: Any) -> ClientEvaluation | ClientFailure:
     if fields["kind"] == "failure":
         return _failure(fields)
     metrics = _floats(json.loads(fields["metrics"]))
-    return ClientEvaluation(int(fields["client-id"]), int(fields["num-samples"]), metrics, _payload(fields["payload"]))
+    payload = read_payload(fields["payload"])
+    return ClientEvaluation(int(fields["client-id"]), int(fields["num-samples"]), metrics, payload)
 
 
 def query(shared: Any) -> Any:
@@ -440,29 +351,5 @@ def _failure(fields: Any) -> ClientFailure:
     )
 
 
-def _payload(data: Any) -> dict[str, Any]:
-    """A ``payload`` field: a dict of tensors and primitives written by ``torch.save``.
-
-    Raises:
-        ValueError: It is not one.
-    """
-    payload = from_bytes(data, "payload")
-    if not isinstance(payload, dict):
-        raise ValueError(f"`payload` must be a dict, got {type(payload).__name__}")
-    return payload
-
-
 def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {str(name): float(value) for name, value in metrics.items()}
-
-
-def _json_field(text: Any, field: str, what: str) -> Any:
-    """The value of a record's JSON ``field``; a ``ValueError`` saying ``what`` it must be when it is none."""
-    if not isinstance(text, str):
-        raise ValueError(
-            f"`{field}` must be {what} (a SuperNode unpickles nothing it is sent), got {type(text).__name__}"
-        )
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"`{field}` is not JSON: {one_line(exc)}") from exc

@@ -28,6 +28,7 @@ from federated import MLP, FederatedTrainer, digits_federation  # noqa: E402
 from federated.app import flower, prepare_run  # noqa: E402
 from federated.backends import FlowerBackend  # noqa: E402
 from federated.backends import flower_messages as messages  # noqa: E402
+from federated.backends import flower_records as records  # noqa: E402
 from federated.data import digits  # noqa: E402
 from federated.messages import FitTask  # noqa: E402
 
@@ -213,7 +214,7 @@ def test_client_app_refuses_a_node_config_that_does_not_fit(kit: SimpleNamespace
     # Prepare
     config = dump_yaml({**yaml.safe_load(write_config(tmp_path).read_text()), "client_callbacks": []})
     shared = messages.round_record(round_num=1, config=config, setup=messages.setup_text(kit.runner_settings))
-    weights = messages.weights_record({"w": torch.zeros(1)})
+    weights = records.weights_record({"w": torch.zeros(1)})
     content = messages.request(weights, shared, FitTask(client_id=1, round_num=1, seed=0, weights={}), state={})
     query, fit = Message(messages.query(shared), 5, "query"), Message(content, 5, "train")
     for message in (query, fit):
@@ -280,6 +281,6 @@ def test_flower_backend_runs_scaffold_as_the_sequential_backend(tmp_path: Path) 
         torch.testing.assert_close(flower_ckpt[key], sequential_ckpt[key], rtol=0, atol=0)
     assert all("algorithms" not in state for state in flower_ckpt["clients"].values())
     for client_id, node_id in ((0, 11), (1, 22)):
-        kept = messages.node_algorithm_states(grid.node_states[node_id], client_id)
+        kept = records.node_algorithm_states(grid.node_states[node_id], client_id)
         expected = sequential_ckpt["clients"][client_id]["algorithms"]
         torch.testing.assert_close(kept, expected, rtol=0, atol=0)

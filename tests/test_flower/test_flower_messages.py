@@ -14,6 +14,7 @@ from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects  
 from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents  # noqa: E402
 
 from federated.backends import flower_messages as messages  # noqa: E402
+from federated.backends import flower_records as records  # noqa: E402
 from federated.messages import ClientUpdate, FitTask  # noqa: E402
 
 
@@ -30,9 +31,9 @@ def test_weights_of_every_dtype_survive_flowers_serialization() -> None:
     }
 
     # Execute: deflate the record into Flower's objects, as a message is sent, and inflate it again
-    record = messages.weights_record(weights)
+    record = records.weights_record(weights)
     contents = {object_id: obj.deflate() for object_id, obj in get_all_nested_objects(record).items()}
-    received = messages.read_weights(inflate_object_from_contents(record.object_id, contents))
+    received = records.read_weights(inflate_object_from_contents(record.object_id, contents))
 
     # Assert
     assert list(received) == list(weights)
@@ -65,7 +66,7 @@ def test_task_and_reply_payloads_survive_flowers_serialization_bit_for_bit() -> 
     update = ClientUpdate(client_id=3, num_samples=9, weights={"w": torch.ones(2)}, payload=payload)
 
     # Execute
-    request = messages.read_request(_through_flower(messages.request(messages.weights_record({}), shared, task, {})))
+    request = messages.read_request(_through_flower(messages.request(records.weights_record({}), shared, task, {})))
     reply, _ = messages.read_fit_reply(_through_flower(messages.fit_reply(update, {})))
 
     # Assert

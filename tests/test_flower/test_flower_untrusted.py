@@ -24,6 +24,7 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 from callbacks import dump_yaml  # noqa: E402
 from federated.app import flower  # noqa: E402
 from federated.backends import flower_messages as messages  # noqa: E402
+from federated.backends import flower_records as records  # noqa: E402
 from federated.messages import FitTask  # noqa: E402
 
 
@@ -79,7 +80,7 @@ def test_client_app_refuses_a_query_whose_setup_is_a_pickle(kit: SimpleNamespace
     # Prepare: the round record a server would send, its `setup` replaced by a pickle that runs a command
     pwned = tmp_path / "PWNED"
     shared = round_record(tmp_path, kit.runner_settings, 0)
-    shared["setup"] = messages.to_bytes(Touch(pwned))  # torch.save's pickle, as the setup was once sent
+    shared["setup"] = records.to_bytes(Touch(pwned))  # torch.save's pickle, as the setup was once sent
 
     # Execute
     reply = deliver(messages.query(shared), "query")
@@ -96,8 +97,8 @@ def test_client_app_refuses_a_fit_carrying_a_pickle(kit: SimpleNamespace, tmp_pa
     # Prepare: a train message whose `field` is a pickle (written by torch.save) that runs a command
     pwned = tmp_path / "PWNED"
     shared = round_record(tmp_path, kit.runner_settings, 1)
-    content = messages.request(messages.weights_record({"w": torch.zeros(1)}), shared, fit_task(), state={})
-    content["client" if field in ("state", "payload") else "round"][field] = messages.to_bytes(Touch(pwned))
+    content = messages.request(records.weights_record({"w": torch.zeros(1)}), shared, fit_task(), state={})
+    content["client" if field in ("state", "payload") else "round"][field] = records.to_bytes(Touch(pwned))
 
     # Execute
     reply = deliver(content, "train")
@@ -114,7 +115,7 @@ def test_client_app_refuses_algorithms_its_strategy_does_not_build(kit: SimpleNa
     # Prepare: a round naming a client algorithm the config's FedProx does not run
     shared = round_record(tmp_path, kit.runner_settings, 1)
     shared["algorithms"] = '["os:system"]'
-    content = messages.request(messages.weights_record({"w": torch.zeros(1)}), shared, fit_task(), state={})
+    content = messages.request(records.weights_record({"w": torch.zeros(1)}), shared, fit_task(), state={})
 
     # Execute
     outcome, _ = messages.read_fit_reply(deliver(content, "train").content)

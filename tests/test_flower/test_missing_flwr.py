@@ -12,7 +12,8 @@ import yaml
 
 from federated import MLP, FederatedTrainer, digits_federation
 from federated.backends import FlowerBackend
-from federated.backends.flower_messages import MISSING_FLWR, NOT_IN_SERVERAPP
+from federated.backends.flower_messages import NOT_IN_SERVERAPP
+from federated.backends.flower_records import MISSING_FLWR
 from lightning_bridge.fed import main
 
 MESSAGE = "backend 'flower' needs the flower extra: pip install 'lightning-bridge[flower]'"
