@@ -5,10 +5,11 @@ Contents (tensors and primitives only)::
     format              "federated/3"
     round               the last completed round
     weights             the global state dict after that round
-    strategy            the strategy's state_dict()
+    strategy            the strategy's state_dict() (SCAFFOLD's control variate c)
     callbacks           {state_key: state} of the server callbacks with state
     clients             {client_id: Client.state_dict()}: each client's callback states, and its
-                        optimizer states and local weights when it keeps them
+                        optimizer states, local weights and client algorithms' states (SCAFFOLD's
+                        c_i; not under Flower, where they stay on the SuperNodes) when it keeps them
     rng                 Python, NumPy and torch (and CUDA) generator states
     last_round          RoundResult.to_dict() of that round (None before round 1)
     trainer             should_stop, client_lr_scale, seed, num_clients
