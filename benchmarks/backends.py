@@ -86,6 +86,13 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def quiet() -> None:
+    """Run as every backend benchmark runs: one torch thread, no info logs of the federation, no warnings."""
+    torch.set_num_threads(1)
+    logging.getLogger("federated").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+
+
 def two_process_speedup(workers: int) -> float:
     """How much faster ``workers`` CPU-bound processes finish at once than one after the other, right now."""
 
@@ -103,9 +110,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    logging.getLogger("federated").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    quiet()
     import ray
 
     ceiling = two_process_speedup(args.workers)

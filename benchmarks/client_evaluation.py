@@ -19,16 +19,14 @@ every round (``evaluate_clients=1.0``); one torch thread per process.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import time
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import torch
-from backends import Clock, same_weights, start_local_ray  # benchmarks/backends.py
+from backends import Clock, quiet, same_weights, start_local_ray  # benchmarks/backends.py
 
 from federated import MLP, FederatedTrainer, RayBackend, SequentialBackend
 from federated.data import digits_federation
@@ -79,9 +77,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    logging.getLogger("federated").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    quiet()
     import ray
 
     start_local_ray(2)

@@ -53,85 +53,60 @@ def median_seconds(fn: Callable[[], None], number: int, repeat: int) -> float:
     return statistics.median(timeit.repeat(fn, number=number, repeat=repeat)) / number
 
 
-def measure(n: int, number: int, repeat: int) -> list[Row]:
-    rows = []
-    loop = asyncio.new_event_loop()
+def timed(
+    case: str, callbacks: list[Callback], hook: str, direct: Callable[[], None], how: str, number: int, repeat: int
+) -> Row:
+    """The row of ``hook`` dispatched by a manager of ``callbacks``, next to ``direct``, which calls them by hand."""
+    manager = CallbackManager(callbacks)
+    manager.call(hook, epoch=0, batch_idx=1)  # outside the timing: an async hook's first call creates the thread's loop
+    dispatched = median_seconds(lambda: manager.call(hook, epoch=0, batch_idx=1), number, repeat)
+    return Row(case, dispatched, median_seconds(direct, number, repeat), how)
 
-    sync = [SyncNoop() for _ in range(n)]
-    manager = CallbackManager(sync)
-    methods = [cb.on_batch_end for cb in sync]
+
+def measure(n: int, number: int, repeat: int) -> list[Row]:
+    loop = asyncio.new_event_loop()
+    sync, keywords, coroutines = ([kind() for _ in range(n)] for kind in (SyncNoop, KwargsNoop, AsyncNoop))
+    positional_methods = [cb.on_batch_end for cb in sync]
+    keyword_methods = [cb.on_batch_end for cb in keywords]
+    async_methods = [cb.on_batch_end for cb in coroutines]
+    inherited = [cb.on_batch_start for cb in sync]  # the base class's no-op, not overridden
 
     def direct_positional() -> None:
-        for method in methods:
+        for method in positional_methods:
             method(0, 1)
 
-    rows.append(
-        Row(
-            "sync no-op, seed-000 signature",
-            median_seconds(lambda: manager.call("on_batch_end", epoch=0, batch_idx=1), number, repeat),
-            median_seconds(direct_positional, number, repeat),
-            "m(0, 1)",
-        )
-    )
-
-    kwargs_cbs = [KwargsNoop() for _ in range(n)]
-    kwargs_manager = CallbackManager(kwargs_cbs)
-    kwargs_methods = [cb.on_batch_end for cb in kwargs_cbs]
-
     def direct_keywords() -> None:
-        for method in kwargs_methods:
+        for method in keyword_methods:
             method(epoch=0, batch_idx=1)
-
-    rows.append(
-        Row(
-            "sync no-op, **kwargs signature",
-            median_seconds(lambda: kwargs_manager.call("on_batch_end", epoch=0, batch_idx=1), number, repeat),
-            median_seconds(direct_keywords, number, repeat),
-            "m(epoch=0, batch_idx=1)",
-        )
-    )
-
-    async_cbs = [AsyncNoop() for _ in range(n)]
-    async_manager = CallbackManager(async_cbs)
-    async_methods = [cb.on_batch_end for cb in async_cbs]
-    async_manager.call("on_batch_end", epoch=0, batch_idx=1)  # creates the thread's loop outside the timing
 
     def direct_async() -> None:
         for method in async_methods:
             loop.run_until_complete(method(0, 1))
 
-    async_number = max(number // 20, 100)
-    rows.append(
-        Row(
-            "async no-op (no running loop)",
-            median_seconds(lambda: async_manager.call("on_batch_end", epoch=0, batch_idx=1), async_number, repeat),
-            median_seconds(direct_async, async_number, repeat),
-            "loop.run_until_complete(m(0, 1))",
-        )
-    )
-
-    inherited = [cb.on_batch_start for cb in sync]  # the base class's no-op, not overridden
-
     def direct_inherited() -> None:
         for method in inherited:
             method(0, 1)
 
-    rows.append(
-        Row(
-            "hook nobody overrides",
-            median_seconds(lambda: manager.call("on_batch_start", epoch=0, batch_idx=1), number, repeat),
-            median_seconds(direct_inherited, number, repeat),
-            "m(0, 1) on the base no-op",
-        )
-    )
-    rows.append(
+    manager = CallbackManager(sync)
+    base = "m(0, 1) on the base no-op"
+    rows = [
+        timed("sync no-op, seed-000 signature", sync, "on_batch_end", direct_positional, "m(0, 1)", number, repeat),
+        timed(
+            "sync no-op, **kwargs signature", keywords, "on_batch_end", direct_keywords, "m(epoch=0, batch_idx=1)",
+            number, repeat,
+        ),
+        timed(
+            "async no-op (no running loop)", coroutines, "on_batch_end", direct_async,
+            "loop.run_until_complete(m(0, 1))", max(number // 20, 100), repeat,
+        ),
+        timed("hook nobody overrides", sync, "on_batch_start", direct_inherited, base, number, repeat),
         Row(
             "  ... guarded by overrides()",
             median_seconds(lambda: manager.overrides("on_batch_start"), number, repeat),
             median_seconds(direct_inherited, number, repeat),
-            "m(0, 1) on the base no-op",
-        )
-    )
+            base,
+        ),
+    ]
     loop.close()
     return rows
 

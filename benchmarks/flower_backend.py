@@ -35,18 +35,16 @@ import contextlib
 import importlib.util
 import io
 import json
-import logging
 import os
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
-from backends import Clock, same_weights, start_local_ray, two_process_speedup  # benchmarks/backends.py
+from backends import Clock, quiet, same_weights, start_local_ray, two_process_speedup  # benchmarks/backends.py
 
 from federated.app import prepare_run
 
@@ -119,9 +117,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nodes", type=int, default=2, help="SuperNodes, one client each")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    logging.getLogger("federated").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    quiet()
     import flwr
     import ray
 

@@ -18,10 +18,11 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks import ArgumentError, BridgeError, CallbackManager, OnError, build_callbacks, resolve
-from callbacks.arguments import check_number, one_line, span
+from callbacks.arguments import one_line
 from callbacks.callback import stateful_callbacks
 from federated.backends.backend import Backend
 from federated.client.client import Client, client_logger, split_callbacks
+from federated.rules import COUNT, FRACTION, POSITIVE
 from federated.strategies.strategy import Strategy
 
 
@@ -71,7 +72,7 @@ def client_loaders(client_data: Any, batch_size: int, *, remote: bool = False) -
                 f"must be the number of clients (an int), got {type(client_data).__name__}: this backend's clients "
                 "build their data on their own machines, and the server holds none",
             )
-        return [(None, None)] * int(check_number("client_data", client_data, low=1, integer=True))
+        return [(None, None)] * int(COUNT.check("client_data", client_data))
     if count:
         raise ArgumentError(
             "client_data",
@@ -108,19 +109,20 @@ def _client_pair(data: Any, name: str, batch_size: int) -> tuple[DataLoader, Dat
     return as_loader(data, name, batch_size, shuffle=True), None
 
 
-def positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    return int(check_number(name, value, low=minimum, integer=True))
+def positive_int(value: Any, name: str) -> int:
+    return int(COUNT.check(name, value))
 
 
 def clients_per_round(value: Any, num_clients: int) -> int:
     if isinstance(value, float):
-        fraction = check_number("clients_per_round", value, low=0, high=1, low_open=True)
+        fraction = FRACTION.check("clients_per_round", value)
         return max(1, round(fraction * num_clients))
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= num_clients:
+    counts = COUNT.up_to(num_clients)
+    if isinstance(value, bool) or not isinstance(value, int) or not counts.contains(value):
         raise ArgumentError(
             "clients_per_round",
-            f"must be an int in {span(1, num_clients)} (there are {num_clients} clients) or a fraction in "
-            f"{span(0, 1, low_open=True)}, got {value!r}",
+            f"must be an int in {counts.span()} (there are {num_clients} clients) or a fraction in "
+            f"{FRACTION.span()}, got {value!r}",
         )
     return value
 
@@ -130,7 +132,8 @@ def min_clients(value: Any, per_round: int) -> int:
     if value > per_round:
         raise ArgumentError(
             "min_clients",
-            f"must be an int in {span(1, per_round)}: {value} is more than the {per_round} clients sampled per round",
+            f"must be an int in {COUNT.up_to(per_round).span()}: {value} is more than the {per_round} clients "
+            "sampled per round",
         )
     return int(value)
 
@@ -269,10 +272,10 @@ def evaluate_clients(value: Any, clients: Sequence[Client], *, remote: bool = Fa
             "give `client_data` entries as (train, val) pairs or LightningDataModules with a val_dataloader",
         )
     if isinstance(value, float):
-        fraction = check_number("evaluate_clients", value, low=0, high=1, low_open=True)
+        fraction = FRACTION.check("evaluate_clients", value)
         return max(1, round(fraction * able))
     hint = f"{able} clients" if remote else f"{able} clients have validation data"
-    return int(check_number("evaluate_clients", value, low=1, high=able, integer=True, hint=hint))
+    return int(COUNT.up_to(able).check("evaluate_clients", value, hint=hint))
 
 
 def local_keys(strategy: Strategy, model: LightningModule) -> None:
@@ -306,7 +309,7 @@ def aggregation_fn(value: Any) -> Any:
 
 
 def round_timeout(value: Any) -> float | None:
-    return None if value is None else float(check_number("round_timeout", value, low=0, low_open=True))
+    return None if value is None else float(POSITIVE.check("round_timeout", value))
 
 
 def checkpoint_dir(value: Any) -> str | None:

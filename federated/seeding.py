@@ -13,11 +13,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from callbacks.arguments import check_number
+from federated.rules import SEED
 
 __all__ = ["SEED_MAX", "check_seed", "derive_seed", "seed_everything"]
 
-SEED_MAX = 2**32 - 1
+SEED_MAX = int(SEED.high)
 """The largest seed: NumPy's legacy generator and scikit-learn's ``random_state`` take 32 bits."""
 
 
@@ -30,7 +30,7 @@ def check_seed(value: Any, name: str = "seed") -> int:
         ...
         callbacks.exceptions.ArgumentError: `seed`: must be an int in [0, 4294967295], got 4294967296
     """
-    return int(check_number(name, value, low=0, high=SEED_MAX, integer=True))
+    return int(SEED.check(name, value))
 
 
 def seed_everything(seed: int, loader: Any = None) -> None:

@@ -24,7 +24,7 @@ from federated.exceptions import NotEnoughClientsError
 from federated.interrupts import ctrl_c, restore_sigint
 from federated.messages import ClientEvaluation, ClientFailure, ClientUpdate, EvaluateTask, FitTask
 from federated.results import FederationResult, RoundResult
-from federated.resume import LAST, restore_trainer, resume_path, trainer_checkpoint
+from federated.resume import LAST, ResumePoint, restore_trainer, resume_point, trainer_checkpoint
 from federated.seeding import check_seed, derive_seed, seed_everything
 from federated.selection import sample_clients
 from federated.strategies.strategy import Strategy
@@ -206,13 +206,14 @@ class FederatedTrainer:
         """The current global state dict (CPU tensors)."""
         return self._weights
 
-    def fit(self, resume_from: str | os.PathLike[str] | None = None) -> FederationResult:
+    def fit(self, resume_from: str | os.PathLike[str] | ResumePoint | None = None) -> FederationResult:
         """Run the rounds and return the result; the global ``model`` ends with the final weights.
 
         Args:
             resume_from: ``None`` starts from the model's weights at round 1; a checkpoint file (or a
                 folder holding ``last.ckpt``) continues after its round; ``"auto"`` continues from
-                ``checkpoint_dir/last.ckpt`` if it exists and starts afresh otherwise.
+                ``checkpoint_dir/last.ckpt`` if it exists and starts afresh otherwise; a
+                :class:`~federated.resume.ResumePoint` continues from a checkpoint read already.
 
         Raises:
             NotEnoughClientsError: A round kept fewer than ``min_clients`` clients.
@@ -223,10 +224,10 @@ class FederatedTrainer:
         """
         sigint = signal.getsignal(signal.SIGINT)
         self._reset()
-        path = resume_path(resume_from, self.checkpoint_dir)
-        if path is not None:
-            self._weights = restore_trainer(self, path)
-            log.info("resuming after round %d from %s", self.current_round, path)
+        point = resume_point(resume_from, self.checkpoint_dir)
+        if point is not None:
+            self._weights = restore_trainer(self, point)
+            log.info("resuming after round %d from %s", self.current_round, point.path)
         else:  # callbacks drawing random numbers (seed 003's adaptive selection) draw the same each run
             seed_everything(derive_seed(self.seed, 0, _GLOBAL))
         with quiet_lightning():

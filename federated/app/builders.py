@@ -13,7 +13,7 @@ import inspect
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning
 
@@ -48,6 +48,8 @@ __all__ = [
     "build_trainer",
     "watched_metric",
 ]
+
+_T = TypeVar("_T")
 
 DATA_KEYWORDS = {
     "num_clients": "data.num_clients",
@@ -315,17 +317,7 @@ def build_strategy(section: Mapping[str, Any]) -> Strategy:
     target = resolve("strategy", section["type"], "strategy.type")
     if callable(target):
         check_arguments(target, section["args"], "strategy.args", elsewhere=_strategy_arguments_elsewhere())
-    try:
-        strategy = build("strategy", section, "strategy")
-    except BridgeError:
-        raise
-    except USER_CODE_ERRORS as exc:
-        raise ConfigError(_raised(f"`{section['type']}`", exc), "strategy.args") from exc
-    if not isinstance(strategy, Strategy):
-        raise ConfigError(
-            f"`{section['type']}` built a {type(strategy).__name__}, not a federated.Strategy", "strategy.type"
-        )
-    return strategy
+    return _built("strategy", section, Strategy)
 
 
 def build_backend(section: Mapping[str, Any]) -> Backend:
@@ -333,18 +325,25 @@ def build_backend(section: Mapping[str, Any]) -> Backend:
     import federated.backends  # noqa: F401 - registers the backends
 
     try:
-        backend = build("backend", section, "backend")
-    except BridgeError:
-        raise
+        return _built("backend", section, Backend, passed=(ImportError,))
     except ImportError as exc:  # the ray or flower extra is missing: the backend's one line says what to install
         raise ConfigError(one_line(exc), "backend.type") from exc
+
+
+def _built(kind: str, section: Mapping[str, Any], base: type[_T], passed: tuple[type[Exception], ...] = ()) -> _T:
+    """The ``kind`` entry built, if a ``base``; what its code raises (but ``passed``) is an error at ``kind.args``."""
+    reraised: tuple[type[BaseException], ...] = (BridgeError, *passed)
+    try:
+        built = build(kind, section, kind)
+    except reraised:
+        raise
     except USER_CODE_ERRORS as exc:
-        raise ConfigError(_raised(f"`{section['type']}`", exc), "backend.args") from exc
-    if not isinstance(backend, Backend):
+        raise ConfigError(_raised(f"`{section['type']}`", exc), f"{kind}.args") from exc
+    if not isinstance(built, base):
         raise ConfigError(
-            f"`{section['type']}` built a {type(backend).__name__}, not a federated.Backend", "backend.type"
+            f"`{section['type']}` built a {type(built).__name__}, not a federated.{base.__name__}", f"{kind}.type"
         )
-    return backend
+    return built
 
 
 def _strategy_arguments_elsewhere() -> dict[str, str]:

@@ -7,7 +7,6 @@ what was found and what is accepted.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -15,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from callbacks import ConfigError, load_yaml, read_yaml_file
-from callbacks.arguments import echo, matches, mismatch, span, suggest
-from federated.seeding import SEED_MAX
+from callbacks.arguments import echo, matches, mismatch, suggest
+from federated.rules import COUNT, FRACTION, HELD_OUT, POSITIVE, SEED, Rule
 
 __all__ = [
     "DEFAULTS",
@@ -69,23 +68,17 @@ class _Section:
     open_keys: bool = False
 
 
-def _within(
-    low: float, high: float = INT64_MAX, *, low_open: bool = False, high_open: bool = False
-) -> Callable[[Any], str | None]:
-    """The check of a number in ``[low, high]`` (``(`` or ``)`` where open); NaN is in no range.
+def _within(rule: Rule) -> Callable[[Any], str | None]:
+    """The check of a number in the range of ``rule`` (an int's ends at :data:`INT64_MAX`); NaN is in no range.
 
     Example:
-        >>> _within(0, 1, low_open=True)(1.5)
+        >>> _within(FRACTION)(1.5)
         'must be in (0, 1]'
     """
-    text = span(low, high, low_open=low_open, high_open=high_open)
-
-    def check(v: Any) -> str | None:
-        above = v > low if low_open else v >= low
-        below = v < high if high_open else v <= high
-        return None if above and below else f"must be in {text}"
-
-    return check
+    if rule.integer:
+        rule = rule.up_to(INT64_MAX)
+    text = rule.span()
+    return lambda v: None if rule.contains(v) else f"must be in {text}"
 
 
 def _import_path(v: Any) -> str | None:
@@ -98,36 +91,36 @@ def _entries(v: Any) -> str | None:
 
 _SCHEMA = _Section(
     {
-        "seed": _Field(int, 0, _within(0, SEED_MAX)),
-        "rounds": _Field(int, 20, _within(1)),
+        "seed": _Field(int, 0, _within(SEED)),
+        "rounds": _Field(int, 20, _within(COUNT)),
         "output_dir": _Field(str, "runs/federation", lambda v: None if v.strip() else "must not be empty"),
-        "threads": _Field(int | None, None, _within(1, 1024)),
+        "threads": _Field(int | None, None, _within(Rule(1, 1024, integer=True))),
         "data": _Section(
             {
                 "type": _Field(str, "digits"),
                 "args": _Field(dict, {}),
-                "num_clients": _Field(int, 10, _within(1)),
+                "num_clients": _Field(int, 10, _within(COUNT)),
                 "partition": _Section(
                     {
                         "type": _Field(Literal["iid", "dirichlet", "shards"], "iid"),
-                        "alpha": _Field(float, 0.5, _within(0, math.inf, low_open=True, high_open=True)),
-                        "shards_per_client": _Field(int, 2, _within(1)),
+                        "alpha": _Field(float, 0.5, _within(POSITIVE)),
+                        "shards_per_client": _Field(int, 2, _within(COUNT)),
                     }
                 ),
-                "test_fraction": _Field(float, 0.2, _within(0, 1, high_open=True)),
-                "val_fraction": _Field(float, 0.0, _within(0, 1, high_open=True)),
-                "batch_size": _Field(int, 32, _within(1)),
+                "test_fraction": _Field(float, 0.2, _within(HELD_OUT)),
+                "val_fraction": _Field(float, 0.0, _within(HELD_OUT)),
+                "batch_size": _Field(int, 32, _within(COUNT)),
             }
         ),
         "model": _Section({"type": _Field(str, "mlp"), "args": _Field(dict, {})}),
         "clients": _Section(
             {
-                "per_round": _Field(int | None, None, _within(1)),
-                "fraction": _Field(float | None, None, _within(0, 1, low_open=True)),
-                "local_epochs": _Field(int, 1, _within(1)),
-                "min_clients": _Field(int, 1, _within(1)),
+                "per_round": _Field(int | None, None, _within(COUNT)),
+                "fraction": _Field(float | None, None, _within(FRACTION)),
+                "local_epochs": _Field(int, 1, _within(COUNT)),
+                "min_clients": _Field(int, 1, _within(COUNT)),
                 "keep_optimizer_state": _Field(bool, False),
-                "round_timeout": _Field(float | None, None, _within(0, math.inf, low_open=True, high_open=True)),
+                "round_timeout": _Field(float | None, None, _within(POSITIVE)),
             }
         ),
         "evaluate": _Section(
@@ -135,9 +128,9 @@ _SCHEMA = _Section(
                 "server": _Field(bool, True),
                 "clients": _Section(
                     {
-                        "per_round": _Field(int | None, None, _within(1)),
-                        "fraction": _Field(float | None, None, _within(0, 1, low_open=True)),
-                        "every": _Field(int, 1, _within(1)),
+                        "per_round": _Field(int | None, None, _within(COUNT)),
+                        "fraction": _Field(float | None, None, _within(FRACTION)),
+                        "every": _Field(int, 1, _within(COUNT)),
                         "aggregation": _Field(str | None, None, _import_path),
                     }
                 ),

@@ -36,6 +36,7 @@ from federated.app.monitored import check_monitored
 from federated.app.writer_paths import check_claims, claims, within
 from federated.checkpoint import load_checkpoint, load_history
 from federated.exceptions import CheckpointError
+from federated.resume import ResumePoint
 from federated.seeding import seed_everything
 from federated.trainer import FederatedTrainer
 
@@ -54,8 +55,8 @@ class Run:
     config: dict[str, Any]
     trainer: FederatedTrainer
     output_dir: str
-    resume: str | None
-    resume_round: int | None
+    resume_point: ResumePoint | None
+    """The checkpoint to continue, memory-mapped, or ``None`` for a fresh run."""
     metric: str
     mode: str
     outputs: dict[str, list[str]] = field(default_factory=dict)
@@ -64,6 +65,16 @@ class Run:
     """Whether a fresh run may write where files it did not write lie (``--overwrite``)."""
     warnings: list[str] = field(default_factory=list)
     """What a resume changes from the run it continues, one line each."""
+
+    @property
+    def resume(self) -> str | None:
+        """The checkpoint file to continue, or ``None`` for a fresh run."""
+        return None if self.resume_point is None else self.resume_point.path
+
+    @property
+    def resume_round(self) -> int | None:
+        """The round of the checkpoint to continue, or ``None`` for a fresh run."""
+        return None if self.resume_point is None else self.resume_point.round
 
     def describe(self) -> str:
         """One line: what this run will do."""
@@ -87,7 +98,9 @@ class Run:
                 run_dir.remove_earlier(self.output_dir, self.outputs)
             with atomic_write(os.path.join(self.output_dir, "config.yaml")) as f:
                 f.write(dump_yaml(self.config))
-            result = self.trainer.fit(resume_from=self.resume)
+            # in memory before the round loop replaces the checkpoint's file
+            point = None if self.resume_point is None else self.resume_point.in_memory()
+            result = self.trainer.fit(resume_from=point)
             with atomic_write(os.path.join(self.output_dir, "final_weights.pt"), "wb") as f:
                 torch.save(result.weights, f)
             self._check_written(result)
@@ -172,7 +185,7 @@ def prepare_run(
     check_monitored(trainer, config)
     metric, mode = watched_metric(trainer.callbacks, config)
     written = [*trainer.callbacks, *trainer.client_callbacks]
-    run = Run(config, trainer, out, None, None, metric, mode, run_dir.outputs(written, out), overwrite=overwrite)
+    run = Run(config, trainer, out, None, metric, mode, run_dir.outputs(written, out), overwrite=overwrite)
     if resume is not None:
         _prepare_resume(run, resume, _checkpoint_dirs(written, out))
     run.check_output_dir()
@@ -209,12 +222,13 @@ def _prepare_resume(run: Run, resume: str, checkpoint_dirs: list[str]) -> None:
 
     The resolved config of the run resumed (its ``config.yaml``) is compared with this one: a change
     of the clients' data or of the model is refused, any other change is a warning. ``auto`` with no
-    valid checkpoint leaves ``run.resume`` at ``None``: the run starts afresh.
+    valid checkpoint leaves ``run.resume_point`` at ``None``: the run starts afresh.
     """
-    path, checkpoint, skipped = _resume_checkpoint(resume, checkpoint_dirs)
+    point, skipped = _resume_checkpoint(resume, checkpoint_dirs)
     run.warnings += [f"skipping {why}" for why in skipped]
-    if path is None or checkpoint is None:
+    if point is None:
         return
+    path, checkpoint = point.path, point.checkpoint
     changed = []
     saved_config = os.path.join(run.output_dir, "config.yaml")
     if within(path, run.output_dir) and os.path.isfile(saved_config):
@@ -232,13 +246,11 @@ def _prepare_resume(run: Run, resume: str, checkpoint_dirs: list[str]) -> None:
     run.warnings += [f"resuming with {key} {echo(after)} (was {echo(before)})" for key, before, after in changed]
     model_key = next((k for k, _, _ in changed if k.startswith("model.args.")), "model.args")
     _check_fits(checkpoint, path, run.trainer, model_key)
-    run.resume, run.resume_round = path, int(checkpoint["round"])
+    run.resume_point = point
 
 
-def _resume_checkpoint(
-    resume: str, checkpoint_dirs: list[str]
-) -> tuple[str | None, dict[str, Any] | None, list[str]]:
-    """The checkpoint to resume from and its contents, memory-mapped, and why others were passed over.
+def _resume_checkpoint(resume: str, checkpoint_dirs: list[str]) -> tuple[ResumePoint | None, list[str]]:
+    """The checkpoint to resume from, memory-mapped, with its history, and why others were passed over.
 
     ``None`` is to start afresh (``auto`` only).
 
@@ -269,17 +281,16 @@ def _resume_checkpoint(
         raise ConfigError(f"{lost[0]}; valid checkpoints that `--resume PATH` can take: {older}", "--resume")
     skipped = [why for _, why, _ in damaged]
     if valid:
-        _, _, path, checkpoint = max(valid, key=lambda v: v[:3])
-        return path, checkpoint, skipped
+        return max(valid, key=lambda v: v[:3])[3], skipped
     if resume == "auto":
-        return None, None, skipped
+        return None, skipped
     raise ConfigError(f"no federation checkpoint under the directory {echo(resume)}", "--resume")
 
 
 def _rounds(
     files: Sequence[str], own: str
-) -> tuple[list[tuple[int, int, str, dict[str, Any]]], list[tuple[str, str, bool]]]:
-    """``(round, rank, path, checkpoint)`` of the valid federation checkpoints of ``files``; of others
+) -> tuple[list[tuple[int, int, str, ResumePoint]], list[tuple[str, str, bool]]]:
+    """``(round, rank, path, checkpoint read)`` of the valid federation checkpoints of ``files``; of others
     ``(path, why, whether the file itself is whole)``.
 
     Each is read once, memory-mapped: its tensors are not read until used. A checkpoint whose
@@ -296,12 +307,12 @@ def _rounds(
             damaged.append((path, one_line(exc), False))
             continue
         try:
-            load_history(path, checkpoint)  # a resume needs the rounds' log beside the checkpoint
+            history = load_history(path, checkpoint)  # a resume needs the rounds' log beside the checkpoint
         except (CheckpointError, OSError) as exc:
             damaged.append((path, one_line(exc), True))
             continue
         rank = 2 if os.path.abspath(path) == os.path.abspath(own) else int(os.path.basename(path) == LAST)
-        valid.append((round_num, rank, path, checkpoint))
+        valid.append((round_num, rank, path, ResumePoint(path, checkpoint, history)))
     return valid, damaged
 
 

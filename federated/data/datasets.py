@@ -28,6 +28,7 @@ from callbacks import ArgumentError, register
 from callbacks.arguments import check_number, echo
 from federated.data import partitions
 from federated.data.partitions import Partition, client_datasets, skew_features, validation_split
+from federated.rules import HELD_OUT
 from federated.seeding import check_seed
 
 __all__ = [
@@ -69,7 +70,7 @@ def load_digits_data(test_fraction: float = 0.2, seed: int = 0) -> tuple[TensorD
 
 def _train_test(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[TensorDataset, TensorDataset]:
     """The stratified, seeded train and test split of ``(x, y)``, standardised (an empty test set at ``0``)."""
-    check_number("test_fraction", test_fraction, low=0, high=1, high_open=True)
+    HELD_OUT.check("test_fraction", test_fraction)
     check_seed(seed)  # scikit-learn's `random_state` takes 32 bits: a wider seed is named here, not inside it
     if test_fraction == 0:
         x_train, x_test, y_train, y_test = x, x[:0], y, y[:0]

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from callbacks.arguments import check_number
+from federated.rules import COUNT, HELD_OUT, POSITIVE
 
 __all__ = [
     "PARTITIONS",
@@ -65,7 +66,7 @@ def partition_dirichlet(
         (100, True)
     """
     y = _labels(labels)
-    check_number("alpha", alpha, low=0, low_open=True)
+    POSITIVE.check("alpha", alpha)
     _check_clients(num_clients, len(y), min_samples)
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
@@ -96,7 +97,7 @@ def partition_shards(
         [10, 10]
     """
     y = _labels(labels)
-    check_number("shards_per_client", shards_per_client, low=1, integer=True)
+    COUNT.check("shards_per_client", shards_per_client)
     num_shards = num_clients * shards_per_client
     _check_clients(num_clients, len(y))
     if num_shards > len(y):
@@ -164,7 +165,7 @@ def validation_split(
         >>> [(len(train), len(val)) for train, val in splits]
         [(8, 2), (7, 2), (1, 0)]
     """
-    check_number("val_fraction", val_fraction, low=0, high=1, high_open=True)
+    HELD_OUT.check("val_fraction", val_fraction)
     y = _labels(labels)
     return [_hold_out(list(part), y, val_fraction, (seed, client)) for client, part in enumerate(parts)]
 
@@ -240,7 +241,7 @@ def _labels(labels: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def _check_clients(num_clients: int, num_samples: int, min_samples: int = 1) -> None:
-    check_number("num_clients", num_clients, low=1, integer=True)
+    COUNT.check("num_clients", num_clients)
     if num_clients * min_samples > num_samples:
         raise ValueError(
             f"{num_samples} samples cannot give {num_clients} clients {min_samples} sample(s) each; use fewer clients"

@@ -6,8 +6,6 @@ import ast
 import copy
 import pathlib
 import pickle
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -26,33 +24,24 @@ def pickle_round_trip(obj):
 CLONES = [pickle_round_trip, copy.deepcopy]
 
 
-def test_callbacks_import_loads_no_lightning():
-    # Execute
-    code = (
-        "import callbacks, sys; "
-        "assert not any(m.startswith(('lightning', 'pytorch_lightning')) for m in sys.modules)"
+def test_callbacks_import_loads_no_lightning(fresh_python):
+    fresh_python(
+        "import callbacks, sys",
+        "assert not any(m.startswith(('lightning', 'pytorch_lightning')) for m in sys.modules)",
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-
-    # Assert
-    assert completed.returncode == 0, completed.stderr
 
 
-def test_callbacks_import_loads_no_torch_until_a_builtin_needs_it():
-    # Execute: the registry knows the torch-bound built-ins before they are imported
-    code = (
-        "import callbacks, sys; "
-        "assert 'torch' not in sys.modules; "
-        "assert callbacks.build_callbacks(['tensorboard'])[0].log_dir == './runs'; "
-        "assert 'torch' in sys.modules; "
-        "from callbacks import LRScheduler, TensorBoard; "
-        "assert TensorBoard.__module__ == 'callbacks.tensorboard'; "
-        "assert 'lr_scheduler' in callbacks.registered('callback')"
+def test_callbacks_import_loads_no_torch_until_a_builtin_needs_it(fresh_python):
+    # the registry knows the torch-bound built-ins before they are imported
+    fresh_python(
+        "import callbacks, sys",
+        "assert 'torch' not in sys.modules",
+        "assert callbacks.build_callbacks(['tensorboard'])[0].log_dir == './runs'",
+        "assert 'torch' in sys.modules",
+        "from callbacks import LRScheduler, TensorBoard",
+        "assert TensorBoard.__module__ == 'callbacks.tensorboard'",
+        "assert 'lr_scheduler' in callbacks.registered('callback')",
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-
-    # Assert
-    assert completed.returncode == 0, completed.stderr
 
 
 def test_callbacks_sources_import_no_lightning():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import yaml
@@ -238,26 +237,6 @@ def test_build_callbacks_builds_the_seed003_reference():
     assert type(board) is TensorBoard
     assert board.log_dir == "./runs"
     assert board.writer is None  # nothing is opened before training starts
-
-
-def test_build_callbacks_builds_the_seed003_early_stopping_snippet():
-    # Prepare: the configuration block under seed 003's EarlyStopping
-    text = textwrap.dedent(
-        """
-        callbacks:
-          - type: early_stopping
-            args:
-              patience: 10
-              metric: accuracy
-              mode: max
-        """
-    )
-
-    # Execute
-    (early,) = build_callbacks(yaml.safe_load(text)["callbacks"])
-
-    # Assert
-    assert (early.patience, early.metric, early.mode) == (10, "accuracy", "max")
 
 
 # --------------------------------------------------------------------------------------------

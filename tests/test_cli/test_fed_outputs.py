@@ -183,6 +183,14 @@ def test_fed_runs_with_different_output_directories_never_mix(
         assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) >= 1
 
 
+def _overwrite(cwd: Path, output_dir: str, log_dir: str) -> int:
+    """Run one round with ``--overwrite`` in ``cwd``: outputs in ``output_dir``, TensorBoard events in ``log_dir``."""
+    config = small_config(rounds=1, output_dir=output_dir)
+    config["callbacks"] = [{"type": "tensorboard", "args": {"log_dir": log_dir}}]
+    write_config(cwd / "fed.yaml", config)
+    return main(["--config", "fed.yaml", "--overwrite"])
+
+
 def test_fed_new_run_with_overwrite_keeps_what_it_did_not_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,12 +206,9 @@ def test_fed_new_run_with_overwrite_keeps_what_it_did_not_write(
     (out / "checkpoints" / "notes.txt").write_text("the user's")
     (tmp_path / "runs" / "older").mkdir()
     (tmp_path / "runs" / "older" / "metrics.csv").write_text("round\n1\n")
-    config = small_config(rounds=1, output_dir="runs/digits")
-    config["callbacks"] = [{"type": "tensorboard", "args": {"log_dir": "mydata"}}]
-    write_config(tmp_path / "fed.yaml", config)
 
     # Execute
-    status = main(["--config", "fed.yaml", "--overwrite"])
+    status = _overwrite(tmp_path, output_dir="runs/digits", log_dir="mydata")
 
     # Assert: the project's files are this run's; everything else is there as it was
     assert status == 0
@@ -225,12 +230,9 @@ def test_fed_new_run_with_overwrite_in_the_working_directory_keeps_older_experim
     (tmp_path / "runs" / "digits" / "checkpoints").mkdir(parents=True)
     (tmp_path / "runs" / "digits" / "checkpoints" / "last.ckpt").write_bytes(b"another experiment")
     (tmp_path / "runs" / "digits" / "metrics.csv").write_text("round\n1\n")
-    config = small_config(rounds=1, output_dir=".")
-    config["callbacks"] = [{"type": "tensorboard", "args": {"log_dir": "runs"}}]
-    write_config(tmp_path / "fed.yaml", config)
 
     # Execute
-    status = main(["--config", "fed.yaml", "--overwrite"])
+    status = _overwrite(tmp_path, output_dir=".", log_dir="runs")
 
     # Assert
     assert status == 0

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from cli_helpers import EARLIER_OUTPUTS, read_metrics, scalars, small_config, snapshot, write_config
 
+import federated.checkpoint
 from federated.app.run_dir import write_manifest
 from lightning_bridge.fed import main
 
@@ -115,6 +118,38 @@ def test_fed_resume_auto_takes_the_latest_round_not_the_newest_file(
     err = capsys.readouterr().err
     assert status == 0, err
     assert "resuming after round 3 from runs/x/checkpoints/last.ckpt" in err
+    assert _rounds(workdir / "runs" / "x") == [1, 2, 3, 4]
+
+
+def test_fed_resume_reads_the_checkpoint_and_its_history_log_once(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: count the reads of each checkpoint (torch.load) and history log (opened to read)
+    reads: Counter[str] = Counter()
+    real_load, real_open = torch.load, open
+
+    def counting_load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        reads[os.path.relpath(getattr(f, "name", f))] += 1
+        return real_load(f, *args, **kwargs)
+
+    def counting_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if os.path.basename(file) == "history.jsonl" and "r" in mode:
+            reads[os.path.relpath(file)] += 1
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    monkeypatch.setattr(federated.checkpoint, "open", counting_open, raising=False)
+
+    # Execute
+    status = main(["--config", "fed.yaml", "--resume", "auto", "--set", "rounds=4"])
+
+    # Assert: the checkpoint resumed and its log were each read once, to choose it and to restore from it
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "resuming after round 3 from runs/x/checkpoints/last.ckpt" in err
+    chosen = os.path.join("runs", "x", "checkpoints")
+    assert reads[os.path.join(chosen, "last.ckpt")] == 1, reads
+    assert reads[os.path.join(chosen, "history.jsonl")] == 1, reads
     assert _rounds(workdir / "runs" / "x") == [1, 2, 3, 4]
 
 

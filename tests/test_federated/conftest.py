@@ -1,14 +1,23 @@
-"""Shared fixtures of the federated tests: small digits federations and a seeded model factory."""
+"""Shared fixtures of the federated tests: small digits federations and a seeded model factory.
+
+It also makes ``federated_helpers`` importable from the tests of this folder (pytest runs in importlib mode).
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from federated import MLP, digits_federation
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture(scope="session")

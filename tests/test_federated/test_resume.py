@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 import shutil
 import signal
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from federated_helpers import AdaptiveSelection
 
 from callbacks import Callback, EarlyStopping, LRScheduler, MetricsLogger, ModelCheckpoint
 from federated import MLP, CheckpointError, FederatedTrainer, FederationResult
@@ -33,27 +33,6 @@ class CrashAt(Callback):
     def on_epoch_end(self, epoch: int, round_num: int | None = None) -> None:
         if self.hook == "client_returned" and round_num == self.round_num:
             raise Crash  # mid-round: a client has trained, aggregation has not happened
-
-
-class AdaptiveSelection(Callback):
-    """Seed 003's adaptive selection with its state: draws from Python's global RNG each round."""
-
-    def __init__(self) -> None:
-        self.scores: dict[int, float] = {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"scores": dict(self.scores)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.scores = dict(state_dict["scores"])
-
-    def on_round_end(self, result: Any) -> None:
-        for update in result.updates:
-            self.scores[update.client_id] = update.metrics["train_loss"]
-
-    def on_round_start(self, trainer: Any) -> None:
-        if random.random() < 0.7 and self.scores:
-            trainer.client_selection_weights = {c: 0.5 + s for c, s in self.scores.items()}
 
 
 class ClientLocalDecay(Callback):

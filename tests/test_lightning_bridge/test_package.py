@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from collections.abc import Callable
 
 import pytest
 
 import lightning_bridge
 
 
-def test_lightning_bridge_import_loads_no_lightning_until_a_public_name_is_used():
-    # Execute
-    code = (
-        "import sys, lightning_bridge; "
-        "assert not any(m == 'lightning' or m.startswith('lightning.') for m in sys.modules); "
-        "assert 'torch' not in sys.modules; "
-        "from lightning_bridge import LightningCallbackAdapter; "
-        "assert LightningCallbackAdapter.__module__ == 'lightning_bridge.adapter'; "
-        "assert 'lightning' in sys.modules"
+def test_lightning_bridge_import_loads_no_lightning_until_a_public_name_is_used(
+    fresh_python: Callable[..., None],
+) -> None:
+    fresh_python(
+        "import sys, lightning_bridge",
+        "assert not any(m == 'lightning' or m.startswith('lightning.') for m in sys.modules)",
+        "assert 'torch' not in sys.modules",
+        "from lightning_bridge import LightningCallbackAdapter",
+        "assert LightningCallbackAdapter.__module__ == 'lightning_bridge.adapter'",
+        "assert 'lightning' in sys.modules",
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-
-    # Assert
-    assert completed.returncode == 0, completed.stderr
 
 
 def test_lightning_bridge_lists_and_resolves_its_public_names():

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import federated_helpers
 import pytest
 import torch
 import yaml
+from federated_helpers import AdaptiveSelection
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -23,8 +24,10 @@ from federated import MLP, FedAvg, FederatedTrainer, FedProx, RayBackend, Scaffo
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
-# the workers unpickle this module's classes by value: pytest imports it under a name they cannot import
+# the workers unpickle this module's classes by value: pytest imports it under a name they cannot import;
+# so are the federated tests' helpers, which are not on the workers' path
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+ray.cloudpickle.register_pickle_by_value(federated_helpers)
 
 
 @pytest.fixture(scope="module")
@@ -55,26 +58,6 @@ class FitCounter(Callback):
 
     def on_batch_end(self, epoch: int, batch_idx: int) -> None:
         self.batches += 1
-
-
-class AdaptiveSelection(Callback):
-    """Seed 003's adaptive selection: draws from the server's global generator each round."""
-
-    def __init__(self) -> None:
-        self.scores: dict[int, float] = {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"scores": dict(self.scores)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.scores = dict(state_dict["scores"])
-
-    async def on_round_end(self, trainer: Any, round_num: int, result: Any, **kwargs: Any) -> None:
-        self.scores.update({u.client_id: u.metrics["train_loss"] for u in result.updates})
-
-    async def on_round_start(self, trainer: Any, round_num: int, **kwargs: Any) -> None:
-        if random.random() > 0.3 and self.scores:
-            trainer.client_selection_weights = {c: 1.0 / (1e-3 + s) for c, s in self.scores.items()}
 
 
 class HookRecorder(Callback):
