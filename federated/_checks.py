@@ -135,8 +135,11 @@ def min_clients(value: Any, per_round: int) -> int:
     return int(value)
 
 
-def strategy(value: Any) -> Strategy:
-    return _named("strategy", value, Strategy, "a registered name such as 'fedavg' or a federated.Strategy")
+def strategy(value: Any, clients_per_round: int) -> Strategy:
+    """The strategy ``value`` names, if it accepts rounds of ``clients_per_round`` updates (Krum: ``n >= 2f + 3``)."""
+    built: Strategy = _named("strategy", value, Strategy, "a registered name such as 'fedavg' or a federated.Strategy")
+    built.check_round_size(clients_per_round)
+    return built
 
 
 def backend(value: Any) -> Backend:

@@ -166,7 +166,7 @@ class FederatedTrainer:
         self.min_clients = _checks.min_clients(min_clients, self.clients_per_round)
         self.seed = check_seed(seed)
         self.checkpoint_dir = _checks.checkpoint_dir(checkpoint_dir)
-        self.strategy = _checks.strategy(strategy)
+        self.strategy = _checks.strategy(strategy, self.clients_per_round)
         _checks.local_keys(self.strategy, self.model)
         self.algorithms = check_algorithms(self.strategy.client_algorithms(), type(self.strategy).__name__)
         policy = _checks.on_error(on_error)

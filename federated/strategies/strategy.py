@@ -75,6 +75,13 @@ class Strategy:
         """Whether the state-dict entry ``name`` matches one of :attr:`local_keys` (it is never aggregated)."""
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.local_keys)
 
+    def check_round_size(self, clients_per_round: int) -> None:
+        """Called once, when the federation is built, with the clients a round selects; raise if too few.
+
+        Does nothing by default. A strategy that needs a number of updates per round (Krum's
+        ``n >= 2f + 3``) raises :class:`~callbacks.ArgumentError` naming its own argument.
+        """
+
     def begin_round(self, round_num: int, weights: StateDict) -> None:
         """Called when round ``round_num`` starts, with the current global weights (those shared, not local)."""
 

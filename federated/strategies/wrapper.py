@@ -56,6 +56,9 @@ class StrategyWrapper(Strategy):
     def client_algorithms(self) -> list[ClientAlgorithm]:
         return self.inner.client_algorithms()
 
+    def check_round_size(self, clients_per_round: int) -> None:
+        self.inner.check_round_size(clients_per_round)
+
     def begin_round(self, round_num: int, weights: StateDict) -> None:
         self.inner.begin_round(round_num, weights)
 

@@ -14,7 +14,10 @@ from federated.app.config import validate_config
 from federated.strategies.fedadam import FedAdam
 from federated.strategies.fedprox import FedProx
 
-NAMES = ["fedadagrad", "fedadam", "fedavgm", "fedmedian", "fedprox", "fedtrimmedavg", "fedyogi"]
+NAMES = [
+    "bulyan", "fedadagrad", "fedadam", "fedavgm", "fedmedian", "fedprox", "fedtrimmedavg", "fedyogi", "krum",
+    "multikrum",
+]
 
 
 def test_every_strategy_is_registered_and_exported() -> None:
@@ -53,6 +56,15 @@ def test_fedprox_name_alone_uses_the_default_mu() -> None:
             "it is the fraction cut at each end",
         ),
         ({"type": "fedadagrad", "args": {"beta_2": 0.9}}, "strategy.args.beta_2: unknown argument `beta_2`"),
+        (
+            {"type": "krum", "args": {"num_malicious_nodes": -1}},
+            "strategy.args.num_malicious_nodes: must be an int in [0, inf), got -1; it is the attackers tolerated",
+        ),
+        (
+            {"type": "krum", "args": {"num_nodes_to_select": 3}},
+            "strategy.args.num_nodes_to_select: unknown argument `num_nodes_to_select`; accepted: local_keys, "
+            "num_malicious_nodes",
+        ),
     ],
 )
 def test_bad_yaml_argument_is_one_line_config_error(entry: dict[str, Any], message: str) -> None:
