@@ -173,9 +173,9 @@ def _scores(distances: torch.Tensor, nearest: int) -> torch.Tensor:
     return torch.sort(others, dim=1).values[:, :nearest].sum(1)
 
 
-def _check_count(rule: str, count: int, num_malicious: int, needed: int, requirement: str) -> None:
+def _check_count(method: str, count: int, num_malicious: int, needed: int, requirement: str) -> None:
     check_number("num_malicious", num_malicious, low=0, integer=True)
     if count < needed:
         raise ValueError(
-            f"{rule} with f={num_malicious} needs at least {needed} states ({requirement}), got {count}"
+            f"{method} with f={num_malicious} needs at least {needed} states ({requirement}), got {count}"
         )

@@ -114,3 +114,14 @@ def test_server_optimizer_defaults_are_flower_141s(name: str) -> None:
 
     assert "tau" in shared
     assert {arg: ours[arg].default for arg in shared} == {arg: theirs[arg].default for arg in shared}
+
+
+@pytest.mark.parametrize("name", ["Krum", "MultiKrum", "Bulyan"])
+def test_robust_strategy_arguments_and_defaults_are_flower_141s(name: str) -> None:
+    flwr_strategy = pytest.importorskip("flwr.serverapp.strategy")
+    theirs = inspect.signature(getattr(flwr_strategy, name)).parameters
+    ours = inspect.signature(getattr(federated, name)).parameters
+    shared = {arg: p.default for arg, p in ours.items() if arg != "local_keys"}  # Flower has no local keys
+
+    assert set(shared) <= set(theirs)
+    assert shared == {arg: theirs[arg].default for arg in shared}
