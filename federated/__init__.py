@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from federated.progress import RoundProgress as RoundProgress
     from federated.results import FederationResult as FederationResult
     from federated.results import RoundResult as RoundResult
+    from federated.strategies.bulyan import Bulyan as Bulyan
     from federated.strategies.fedadagrad import FedAdagrad as FedAdagrad
     from federated.strategies.fedadam import FedAdam as FedAdam
     from federated.strategies.fedavg import FedAvg as FedAvg
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from federated.strategies.fedprox import FedProx as FedProx
     from federated.strategies.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
     from federated.strategies.fedyogi import FedYogi as FedYogi
+    from federated.strategies.krum import Krum as Krum
+    from federated.strategies.multikrum import MultiKrum as MultiKrum
     from federated.strategies.scaffold import Scaffold as Scaffold
     from federated.strategies.strategy import Strategy as Strategy
     from federated.strategies.wrapper import StrategyWrapper as StrategyWrapper
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MLP",
     "Backend",
+    "Bulyan",
     "CheckpointError",
     "Client",
     "ClientEvaluation",
@@ -71,6 +75,8 @@ __all__ = [
     "FederationError",
     "FederationResult",
     "FitTask",
+    "Krum",
+    "MultiKrum",
     "NotEnoughClientsError",
     "RayBackend",
     "RoundProgress",
@@ -85,6 +91,7 @@ __all__ = [
 
 _LAZY = {
     "Backend": "federated.backends.backend",
+    "Bulyan": "federated.strategies.bulyan",
     "CheckpointError": "federated.exceptions",
     "Client": "federated.client.client",
     "ClientEvaluation": "federated.messages",
@@ -106,7 +113,9 @@ _LAZY = {
     "FederatedTrainer": "federated.trainer",
     "FederationError": "federated.exceptions",
     "FederationResult": "federated.results",
+    "Krum": "federated.strategies.krum",
     "MLP": "federated.models",
+    "MultiKrum": "federated.strategies.multikrum",
     "NotEnoughClientsError": "federated.exceptions",
     "RayBackend": "federated.backends.ray_backend",
     "RoundProgress": "federated.progress",

@@ -138,8 +138,11 @@ def min_clients(value: Any, per_round: int) -> int:
     return int(value)
 
 
-def strategy(value: Any) -> Strategy:
-    return _named("strategy", value, Strategy, "a registered name such as 'fedavg' or a federated.Strategy")
+def strategy(value: Any, num_clients: int, clients_per_round: int) -> Strategy:
+    """The strategy ``value`` names, told the federation's size (it refuses too small a round: Krum's n >= 2f + 3)."""
+    built: Strategy = _named("strategy", value, Strategy, "a registered name such as 'fedavg' or a federated.Strategy")
+    built.begin_federation(num_clients, clients_per_round)
+    return built
 
 
 def backend(value: Any) -> Backend:

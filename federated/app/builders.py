@@ -88,6 +88,8 @@ ARGUMENT_KEYS = {
     "keep_optimizer_state": "clients.keep_optimizer_state",
     "round_timeout": "clients.round_timeout",
     "local_keys": "strategy.args.local_keys",
+    "num_malicious_nodes": "strategy.args.num_malicious_nodes",  # too many for the clients per round
+    "num_nodes_to_select": "strategy.args.num_nodes_to_select",
 }
 """The config key of each ``FederatedTrainer`` argument (``clients_per_round`` and ``evaluate_clients`` have two:
 see :func:`_config_key`)."""

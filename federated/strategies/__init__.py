@@ -2,10 +2,11 @@
 
 Importing this package registers every strategy under its YAML name (``fedavg``, ``fedprox``, ...).
 The maths are pure functions in :mod:`~federated.strategies.aggregate` and
-:mod:`~federated.strategies.server_opt`; the classes only coordinate.
+:mod:`~federated.strategies.server_opt` and :mod:`~federated.strategies.robust`; the classes only coordinate.
 """
 
 from federated.strategies.buffered import BufferedStrategy as BufferedStrategy
+from federated.strategies.bulyan import Bulyan as Bulyan
 from federated.strategies.fedadagrad import FedAdagrad as FedAdagrad
 from federated.strategies.fedadam import FedAdam as FedAdam
 from federated.strategies.fedavg import FedAvg as FedAvg
@@ -16,6 +17,8 @@ from federated.strategies.fedopt import FedOpt as FedOpt
 from federated.strategies.fedprox import FedProx as FedProx
 from federated.strategies.fedtrimmedavg import FedTrimmedAvg as FedTrimmedAvg
 from federated.strategies.fedyogi import FedYogi as FedYogi
+from federated.strategies.krum import Krum as Krum
+from federated.strategies.multikrum import MultiKrum as MultiKrum
 from federated.strategies.scaffold import Scaffold as Scaffold
 from federated.strategies.server_step import ServerStep as ServerStep
 from federated.strategies.strategy import Strategy as Strategy
@@ -23,6 +26,7 @@ from federated.strategies.wrapper import StrategyWrapper as StrategyWrapper
 
 __all__ = [
     "BufferedStrategy",
+    "Bulyan",
     "FedAdagrad",
     "FedAdam",
     "FedAvg",
@@ -33,6 +37,8 @@ __all__ = [
     "FedProx",
     "FedTrimmedAvg",
     "FedYogi",
+    "Krum",
+    "MultiKrum",
     "Scaffold",
     "ServerStep",
     "Strategy",

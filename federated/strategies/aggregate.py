@@ -177,12 +177,7 @@ def median(states: Sequence[StateDict]) -> dict[str, torch.Tensor]:
         >>> median(states)["w"]
         tensor([2., 1.])
     """
-    out: dict[str, torch.Tensor] = {}
-    for name, ranked in _sorted_stacks(states):
-        count = ranked.shape[0]
-        middle = ranked[count // 2] if count % 2 else (ranked[count // 2 - 1] + ranked[count // 2]) / 2
-        out[name] = _cast(middle, states[0][name].dtype)
-    return out
+    return {name: _cast(_middle(ranked), states[0][name].dtype) for name, ranked in _sorted_stacks(states)}
 
 
 def trimmed_mean(states: Sequence[StateDict], beta: float) -> dict[str, torch.Tensor]:
@@ -212,6 +207,22 @@ def trimmed_mean(states: Sequence[StateDict], beta: float) -> dict[str, torch.Te
 
 def _sorted_stacks(states: Sequence[StateDict]) -> Iterator[tuple[str, torch.Tensor]]:
     """For each tensor name, the K values of each coordinate sorted along a new first dimension (float64)."""
+    for name, stacked in _stacks(states):
+        yield name, torch.sort(stacked, dim=0).values
+
+
+def _middle(ranked: torch.Tensor) -> torch.Tensor:
+    """The median of values sorted along the first dimension: for an even count, the mean of the two middle ones."""
+    count = ranked.shape[0]
+    return ranked[count // 2] if count % 2 else (ranked[count // 2 - 1] + ranked[count // 2]) / 2
+
+
+def _stacks(states: Sequence[StateDict]) -> Iterator[tuple[str, torch.Tensor]]:
+    """For each tensor name, the K tensors stacked along a new first dimension (float64), one name at a time.
+
+    Raises:
+        ValueError: ``states`` is empty, the states do not have the same names and shapes, or one is complex.
+    """
     if not states:
         raise ValueError("cannot aggregate zero states: `states` is empty")
     first = states[0]
@@ -219,12 +230,11 @@ def _sorted_stacks(states: Sequence[StateDict]) -> Iterator[tuple[str, torch.Ten
         _check_names(first, state)
     for name, tensor in first.items():
         if tensor.is_complex():
-            raise ValueError(f"`{name}` is complex: coordinate-wise order statistics need real tensors")
+            raise ValueError(f"`{name}` is complex: the robust aggregates rank and compare real tensors only")
         for state in states[1:]:
             if state[name].shape != tensor.shape:
                 raise ValueError(f"`{name}` has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
-        stacked = torch.stack([state[name].to(device=tensor.device, dtype=torch.float64) for state in states])
-        yield name, torch.sort(stacked, dim=0).values
+        yield name, torch.stack([state[name].to(device=tensor.device, dtype=torch.float64) for state in states])
 
 
 def _cast(mean: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -79,6 +79,10 @@ class Strategy:
     def begin_federation(self, num_clients: int, clients_per_round: int) -> None:
         """Called once, when the federation is built (before a resume restores :meth:`state_dict`), with its size.
 
+        Nothing by default. SCAFFOLD keeps ``num_clients``; a strategy that needs a number of
+        updates per round (Krum's ``n >= 2f + 3``) refuses too small a round here, with an
+        :class:`~callbacks.ArgumentError` naming its own argument.
+
         Args:
             num_clients: How many clients the federation has (SCAFFOLD divides by it).
             clients_per_round: How many are selected each round.

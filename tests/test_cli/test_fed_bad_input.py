@@ -141,6 +141,17 @@ BAD_INPUTS = [
      "strategy.args.server_learning_rate: unknown argument `server_learning_rate` (an argument of `fedavgm`)", ""),
     ("flower-eta", _yaml(strategy={"type": "fedavg", "args": {"eta": 0.1}}), [],
      "strategy.args.eta: unknown argument `eta` (an argument of `fedadagrad`, `fedadam`, `fedyogi`)", ""),
+    ("krum-too-few-clients", _yaml(strategy={"type": "krum", "args": {"num_malicious_nodes": 1}}), [],
+     "strategy.args.num_malicious_nodes: 1 needs at least 5 updates per round (n >= 2f + 3), but each round selects "
+     "2 clients; select at least 5 or lower it", ""),
+    ("krum-default-too-few-clients", _yaml(strategy={"type": "krum"}), [], "strategy.args.num_malicious_nodes: 0 "
+     "needs at least 3 updates per round (n >= 2f + 3), but each round selects 2 clients; select at least 3", ""),
+    ("bulyan-too-few-clients", _yaml(clients={"fraction": 1.0}, strategy={"type": "bulyan", "args": {
+     "num_malicious_nodes": 1}}), [], "strategy.args.num_malicious_nodes: 1 needs at least 7 updates per round "
+     "(n >= 4f + 3), but each round selects 4 clients", ""),
+    ("multikrum-selects-more-than-sent", _yaml(clients={"per_round": 4}, strategy={"type": "multikrum", "args": {
+     "num_nodes_to_select": 5}}), [], "strategy.args.num_nodes_to_select: 5 needs at least 5 updates per round "
+     "(n >= num_nodes_to_select), but each round selects 4 clients; select at least 5 or lower it", ""),
     ("output-dir-below-a-file", _yaml(output_dir="c.yaml/runs"), [], "output_dir: cannot create 'c.yaml/runs'", ""),
     ("output-dir-under-proc", _yaml(output_dir="/proc/fed-runs"), [], "output_dir: cannot write under '/proc'", ""),
 ]

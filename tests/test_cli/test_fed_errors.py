@@ -34,6 +34,20 @@ def load(num_clients, seed, noise: float = 0.0):
     return digits(num_clients=num_clients, partition="iid", seed=seed)
 '''
 
+ONE_FAILING_CLIENT = '''
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from federated.data.datasets import digits
+
+
+def load(num_clients, seed):
+    data = digits(num_clients=num_clients, partition="iid", seed=seed)
+    # the last client's labels are out of range: its fit raises in every round
+    data.client_loaders[-1] = DataLoader(TensorDataset(torch.rand(8, 64), torch.full((8,), 99)), batch_size=4)
+    return data
+'''
+
 EXPLODING_MODEL = '''
 from federated.models import MLP
 
@@ -302,6 +316,30 @@ def test_fed_failure_in_a_client_fit_exits_1_with_one_line_naming_it(
     assert len(errors) == 1 and proc.stderr.splitlines()[-1] == errors[0]
     assert errors[0].startswith("error: training failed: round 1: 0 of 2 selected clients succeeded")
     assert "`min_clients=1`" in errors[0] and reported in errors[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_fed_round_left_too_small_for_krum_exits_1_with_one_line_saying_why(tmp_path: Path) -> None:
+    # Prepare: Krum with f=1 needs 5 updates; all 5 clients are selected, and one fails
+    (tmp_path / "one_failing_client.py").write_text(ONE_FAILING_CLIENT)
+    config = small_config(
+        data={"type": "one_failing_client:load", "num_clients": 5},
+        clients={"per_round": 5},
+        strategy={"type": "krum", "args": {"num_malicious_nodes": 1}},
+    )
+    write_config(tmp_path / "c.yaml", config)
+
+    # Execute
+    proc = run_cli(tmp_path, "--config", "c.yaml")
+
+    # Assert
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr
+    assert errors == [
+        "error: training failed: ValueError: round 1: Krum received 4 updates, but needs at least 5 "
+        "(n >= 2f + 3, `num_malicious_nodes=1`): the round's other clients failed"
+    ], proc.stderr
+    assert proc.stderr.splitlines()[-1] == errors[0]
     assert "Traceback" not in proc.stderr
 
 

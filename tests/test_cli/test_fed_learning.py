@@ -1,4 +1,4 @@
-"""The CLI trains: the README's default federation learns, early stopping ends a run, user callbacks run."""
+"""The CLI trains: the default and the robust examples learn, early stopping ends a run, user callbacks run."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from cli_helpers import REPO, read_metrics, run_cli, small_config, write_config
 
 RECORDER = '''
@@ -47,6 +48,17 @@ def test_fed_learns_the_default_example(tmp_path: Path) -> None:
     assert "round  20/20" in proc.stderr  # one progress line per round when not on a terminal
     assert "rounds run: 20 of 20\nbest accuracy: " in proc.stdout
     assert "outputs: digits" in proc.stdout
+
+
+def test_fed_learns_the_robust_example(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "--config", str(REPO / "examples" / "robust.yaml"), "--output-dir", "robust")
+
+    rows = read_metrics(tmp_path / "robust" / "metrics.csv")
+    saved = yaml.safe_load((tmp_path / "robust" / "config.yaml").read_text())
+    assert proc.returncode == 0, proc.stderr
+    assert saved["strategy"] == {"type": "multikrum", "args": {"num_malicious_nodes": 2, "num_nodes_to_select": 9}}
+    assert [int(r["round"]) for r in rows] == list(range(1, 11))
+    assert float(rows[-1]["accuracy"]) >= 0.90  # 0.956 here
 
 
 @pytest.fixture(scope="module")

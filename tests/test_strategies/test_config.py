@@ -15,7 +15,8 @@ from federated.strategies.fedadam import FedAdam
 from federated.strategies.fedprox import FedProx
 
 NAMES = [
-    "fedadagrad", "fedadam", "fedavgm", "fedmedian", "fednova", "fedprox", "fedtrimmedavg", "fedyogi", "scaffold"
+    "bulyan", "fedadagrad", "fedadam", "fedavgm", "fedmedian", "fednova", "fedprox", "fedtrimmedavg", "fedyogi",
+    "krum", "multikrum", "scaffold",
 ]
 
 
@@ -60,6 +61,15 @@ def test_fedprox_name_alone_uses_the_default_mu() -> None:
                                                        "`eta_g`?)"),
         ({"type": "scaffold", "args": {"weighted": "yes"}}, "strategy.args.weighted: expected bool, got str 'yes'"),
         ({"type": "fednova", "args": {"momentum": 1.0}}, "strategy.args.momentum: must be a number in [0, 1), got 1"),
+        (
+            {"type": "krum", "args": {"num_malicious_nodes": -1}},
+            "strategy.args.num_malicious_nodes: must be an int in [0, inf), got -1; it is the attackers tolerated",
+        ),
+        (
+            {"type": "krum", "args": {"num_nodes_to_select": 3}},
+            "strategy.args.num_nodes_to_select: unknown argument `num_nodes_to_select`; accepted: local_keys, "
+            "num_malicious_nodes",
+        ),
     ],
 )
 def test_bad_yaml_argument_is_one_line_config_error(entry: dict[str, Any], message: str) -> None:
@@ -109,3 +119,14 @@ def test_server_optimizer_defaults_are_flower_141s(name: str) -> None:
 
     assert "tau" in shared
     assert {arg: ours[arg].default for arg in shared} == {arg: theirs[arg].default for arg in shared}
+
+
+@pytest.mark.parametrize("name", ["Krum", "MultiKrum", "Bulyan"])
+def test_robust_strategy_arguments_and_defaults_are_flower_141s(name: str) -> None:
+    flwr_strategy = pytest.importorskip("flwr.serverapp.strategy")
+    theirs = inspect.signature(getattr(flwr_strategy, name)).parameters
+    ours = inspect.signature(getattr(federated, name)).parameters
+    shared = {arg: p.default for arg, p in ours.items() if arg != "local_keys"}  # Flower has no local keys
+
+    assert set(shared) <= set(theirs)
+    assert shared == {arg: theirs[arg].default for arg in shared}
