@@ -15,7 +15,10 @@ VENV ?= .venv
 # TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for PyTorch's own CPU builds.
 TORCH ?= torch==2.13.0
 TORCH_INDEX_URL ?=
-EXTRAS ?= dev,ray,flower
+EXTRAS ?= dev,ray,flower,oiafed
+# With the oiafed extra: OiaFed's package without its dependencies (its callbacks need only the
+# extra's loguru, omegaconf and toml; its runner's torchvision and torchaudio are not needed).
+OIAFED ?= oiafed==0.2.3
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lightning-bridge-installed
@@ -36,6 +39,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-input $(if $(TORCH_INDEX_URL),--index-url '$(TORCH_INDEX_URL)') '$(TORCH)'
+	$(if $(findstring oiafed,$(EXTRAS)),$(BIN)/python -m pip install --quiet --no-input --no-deps '$(OIAFED)')
 	$(BIN)/python -m pip install --quiet --no-input -e '.[$(EXTRAS)]'
 	@touch $@
 

@@ -12,14 +12,14 @@ HookResult: TypeAlias = Awaitable[None] | None
 
 HOOK_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "on_train_start": ("trainer",),
-    "on_epoch_start": ("epoch", "learner", "round_num"),
+    "on_epoch_start": ("epoch", "learner", "round_num", "update"),
     "on_batch_start": ("epoch", "batch_idx"),
     "on_train_step_end": ("epoch", "batch_idx", "loss", "metrics"),
     "on_batch_end": ("epoch", "batch_idx"),
     "on_validation_start": ("epoch",),
     "on_validation_end": ("epoch", "logs"),
     "on_save_checkpoint": ("epoch", "round_num", "path"),
-    "on_epoch_end": ("epoch", "logs", "learner", "metrics", "round_num"),
+    "on_epoch_end": ("epoch", "logs", "learner", "metrics", "round_num", "update"),
     "on_exception": ("exception",),
     "on_train_end": ("trainer", "result"),
     "on_round_start": ("trainer", "round_num"),
@@ -75,7 +75,7 @@ class Callback:
     def on_epoch_start(self, *args: Any, **kwargs: Any) -> HookResult:
         """Called when a training epoch (or a client's local epoch) begins.
 
-        Supplies ``epoch``, ``learner``, ``round_num``.
+        Supplies ``epoch``, ``learner``, ``round_num``, ``update`` (the client's ``ClientUpdate``, in the round loop).
         """
         return None
 
@@ -124,7 +124,7 @@ class Callback:
     def on_epoch_end(self, *args: Any, **kwargs: Any) -> HookResult:
         """Called after training and validation of an epoch: the last hook of the epoch.
 
-        Supplies ``epoch``, ``logs``, ``learner``, ``metrics``, ``round_num``.
+        Supplies ``epoch``, ``logs``, ``learner``, ``metrics``, ``round_num``, ``update`` (in the round loop).
         """
         return None
 

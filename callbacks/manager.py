@@ -11,6 +11,7 @@ from typing import Any, Literal
 from callbacks._async import run_sync
 from callbacks.callback import CONTEXT_ARGUMENTS, HOOK_ARGUMENTS, Callback
 from callbacks.exceptions import HookSignatureError
+from callbacks.oiafed.adapter import adapt
 
 __all__ = ["CallbackManager", "OnError"]
 
@@ -48,7 +49,8 @@ class CallbackManager:
 
     Args:
         callbacks: Native callbacks (subclasses of :class:`~callbacks.Callback`, or any object with
-            hook methods of the same names). Defaults to no callbacks.
+            hook methods of the same names), or OiaFed 0.2 callbacks, each of which runs wrapped
+            in a :class:`~callbacks.oiafed.OiaFedCallback`. Defaults to no callbacks.
         on_error: ``"warn"`` logs a hook that raises (callback, hook, traceback) and goes on;
                 ``"raise"`` re-raises; in ``on_exception`` and ``on_train_end`` only once every callback
             has had the hook, the first error then. ``KeyboardInterrupt`` and ``SystemExit`` always
@@ -56,6 +58,7 @@ class CallbackManager:
 
     Raises:
         HookSignatureError: A hook asks for an argument its event cannot supply.
+        TypeError: An OiaFed callback this project cannot serve (see :func:`~callbacks.oiafed.adapt`).
         ValueError: ``on_error`` is neither ``"warn"`` nor ``"raise"``.
 
     Example:
@@ -77,7 +80,7 @@ class CallbackManager:
     def __init__(self, callbacks: Iterable[Any] = (), *, on_error: OnError = "warn") -> None:
         if on_error not in ("warn", "raise"):
             raise ValueError(f"`on_error` can be 'warn' or 'raise', got {on_error!r}")
-        self.callbacks: list[Any] = list(callbacks)
+        self.callbacks: list[Any] = [adapt(callback) for callback in callbacks]
         self.on_error: OnError = on_error
         self._bindings: dict[str, tuple[_Binding, ...]] = {}
         for hook in HOOK_ARGUMENTS:

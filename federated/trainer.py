@@ -367,7 +367,9 @@ class FederatedTrainer:
         if not (manager.overrides("on_epoch_start") or manager.overrides("on_epoch_end")):
             return
         for epoch, metrics in enumerate(update.epoch_metrics):
-            manager.call("on_epoch_start", learner=client, epoch=epoch, round_num=round_num, trainer=self)
+            manager.call(
+                "on_epoch_start", learner=client, epoch=epoch, round_num=round_num, update=update, trainer=self
+            )
             manager.call(
                 "on_epoch_end",
                 learner=client,
@@ -375,6 +377,7 @@ class FederatedTrainer:
                 metrics=metrics,
                 logs=metrics,
                 round_num=round_num,
+                update=update,
                 trainer=self,
             )
 

@@ -24,12 +24,18 @@ def _venv_recipe(*assignments: str) -> list[str]:
 
 
 def test_venv_installs_pinned_torch_before_the_package() -> None:
-    torch_line, package_line = _venv_recipe()
+    torch_line, *_, package_line = _venv_recipe()
     assert "'torch==2.13.0'" in torch_line and "--index-url" not in torch_line
-    assert "-e '.[dev,ray,flower]'" in package_line
+    assert "-e '.[dev,ray,flower,oiafed]'" in package_line
+
+
+def test_venv_installs_oiafed_without_its_dependencies_with_the_oiafed_extra() -> None:
+    _, oiafed_line, _ = _venv_recipe()
+    assert "--no-deps 'oiafed==0.2.3'" in oiafed_line
+    assert not any("oiafed" in line for line in _venv_recipe("EXTRAS=dev"))
 
 
 def test_venv_takes_torch_from_torch_index_url() -> None:
-    torch_line, package_line = _venv_recipe("TORCH_INDEX_URL=https://example.invalid/whl/cpu")
+    torch_line, *_, package_line = _venv_recipe("TORCH_INDEX_URL=https://example.invalid/whl/cpu")
     assert "--index-url 'https://example.invalid/whl/cpu' 'torch==2.13.0'" in torch_line
     assert "--index-url" not in package_line  # the package's own dependencies come from the usual index

@@ -1,0 +1,44 @@
+"""Recognising OiaFed callbacks by their base class's module path, and loading OiaFed's callback modules."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+
+import pytest
+
+from callbacks import Callback, CallbackManager
+from callbacks.oiafed import OiaFedCallback, is_oiafed_callback
+
+needs_oiafed = pytest.mark.skipif(importlib.util.find_spec("oiafed") is None, reason="needs the oiafed extra")
+
+
+def test_oiafed_nothing_imported_without_an_oiafed_callback(fresh_python: Callable[..., None]) -> None:
+    fresh_python(
+        "import sys",
+        "from callbacks import CallbackManager, EarlyStopping",
+        "import federated",
+        "CallbackManager([EarlyStopping(metric='val_loss')])",
+        "assert not any(name.split('.')[0] == 'oiafed' for name in sys.modules), sorted(sys.modules)",
+    )
+
+
+@needs_oiafed
+def test_oiafed_callback_modules_load_without_the_package_init(fresh_python: Callable[..., None]) -> None:
+    fresh_python(
+        "import sys",
+        "from callbacks.oiafed import import_oiafed, is_oiafed_callback",
+        "builtin = import_oiafed('oiafed.callback.builtin')",
+        "assert is_oiafed_callback(builtin.EarlyStopping())",
+        "assert 'oiafed.runner' not in sys.modules and 'torchvision' not in sys.modules",
+    )
+
+
+def test_oiafed_recognised_by_base_module_path_only() -> None:
+    lookalike = type("Callback", (), {"__module__": "elsewhere.callback.base"})
+    oiafed_like = type("Callback", (), {"__module__": "oiafed.callback.base"})
+    user = type("Mine", (oiafed_like,), {})
+
+    assert is_oiafed_callback(user()) and not is_oiafed_callback(lookalike()) and not is_oiafed_callback(Callback())
+    manager = CallbackManager([user(), Callback()])
+    assert isinstance(manager.callbacks[0], OiaFedCallback) and type(manager.callbacks[1]) is Callback
