@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from callbacks.arguments import check_arguments, echo, suggest
 from callbacks.exceptions import ArgumentError, ConfigError, RegistryError
+from callbacks.oiafed.loader import OIAFED_CALLBACK_TYPES, import_oiafed
 
 __all__ = ["build", "build_callbacks", "register", "registered", "resolve"]
 
@@ -99,6 +100,10 @@ def _is_type_name(name: Any) -> bool:
 def resolve(kind: str, type_name: Any, path: str = "type") -> Any:
     """Return the object registered as ``type_name`` under ``kind``, or imported from ``pkg.mod:Name``.
 
+    A callback type may also be one of OiaFed 0.2's registry names (``federated.callback.early_stopping``,
+    see :data:`~callbacks.oiafed.OIAFED_CALLBACK_TYPES`); those and import paths into ``oiafed`` load
+    through :func:`~callbacks.oiafed.import_oiafed`.
+
     Raises:
         ConfigError: Unknown name (the known ones are listed, with a close match) or failed import.
     """
@@ -106,10 +111,13 @@ def resolve(kind: str, type_name: Any, path: str = "type") -> Any:
         raise ConfigError(
             f"expected a {kind} type name or an import path `pkg.module:Name`, got {echo(type_name)}", path
         )
+    if kind == "callback" and type_name in OIAFED_CALLBACK_TYPES:
+        type_name = OIAFED_CALLBACK_TYPES[type_name]
     if ":" in type_name:
         module_name, _, attr = type_name.partition(":")
         try:
-            module = importlib.import_module(module_name)
+            oiafed = module_name.split(".")[0] == "oiafed"
+            module = import_oiafed(module_name) if oiafed else importlib.import_module(module_name)
         except (Exception, SystemExit) as exc:  # the module's own code runs: whatever it raises is this entry's
             raise ConfigError(f"cannot import `{module_name}` ({type(exc).__name__}: {exc})", path) from exc
         try:
@@ -119,9 +127,10 @@ def resolve(kind: str, type_name: Any, path: str = "type") -> Any:
     names = _names(kind)
     if type_name in names:
         return names[type_name]
-    known = ", ".join(sorted(names)) or "none"
+    choices = [*names, *OIAFED_CALLBACK_TYPES] if kind == "callback" else list(names)
+    known = ", ".join(sorted(choices)) or "none"
     raise ConfigError(
-        f"unknown {kind} type {echo(type_name)}{suggest(type_name, list(names))}; known: {known}, "
+        f"unknown {kind} type {echo(type_name)}{suggest(type_name, choices)}; known: {known}, "
         "or an import path `pkg.module:Name`",
         path,
     )

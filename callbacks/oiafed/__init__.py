@@ -11,6 +11,7 @@ from __future__ import annotations
 from callbacks.oiafed.adapter import OiaFedCallback as OiaFedCallback
 from callbacks.oiafed.adapter import adapt as adapt
 from callbacks.oiafed.loader import OIAFED_BASE as OIAFED_BASE
+from callbacks.oiafed.loader import OIAFED_CALLBACK_TYPES as OIAFED_CALLBACK_TYPES
 from callbacks.oiafed.loader import OIAFED_SYNC_BASE as OIAFED_SYNC_BASE
 from callbacks.oiafed.loader import import_oiafed as import_oiafed
 from callbacks.oiafed.loader import is_oiafed_callback as is_oiafed_callback
@@ -18,6 +19,7 @@ from callbacks.oiafed.loader import is_oiafed_sync_callback as is_oiafed_sync_ca
 
 __all__ = [
     "OIAFED_BASE",
+    "OIAFED_CALLBACK_TYPES",
     "OIAFED_SYNC_BASE",
     "OiaFedCallback",
     "adapt",

@@ -20,13 +20,31 @@ import sys
 import types
 from typing import Any
 
-__all__ = ["OIAFED_BASE", "OIAFED_SYNC_BASE", "import_oiafed", "is_oiafed_callback", "is_oiafed_sync_callback"]
+__all__ = [
+    "OIAFED_BASE",
+    "OIAFED_CALLBACK_TYPES",
+    "OIAFED_SYNC_BASE",
+    "import_oiafed",
+    "is_oiafed_callback",
+    "is_oiafed_sync_callback",
+]
 
 OIAFED_BASE = "oiafed.callback.base.Callback"
 """The base class of OiaFed's callbacks, by module path: an object whose class derives from it is OiaFed-style."""
 
 OIAFED_SYNC_BASE = "oiafed.callback.sync_callback.SyncCallback"
 """The base class of OiaFed's synchronisation callbacks (``TrackerSyncCallback``), by module path."""
+
+
+OIAFED_CALLBACK_TYPES: dict[str, str] = {
+    "federated.callback.early_stopping": "oiafed.callback.builtin:EarlyStopping",
+    "federated.callback.logging": "oiafed.callback.builtin:LoggingCallback",
+    "federated.callback.mlflow": "oiafed.callback.builtin:MLflowCallback",
+    "federated.callback.model_checkpoint": "oiafed.callback.builtin:ModelCheckpoint",
+    "federated.callback.tracker_sync": "oiafed.callback.tracker_sync:TrackerSyncCallback",
+}
+"""OiaFed 0.2's registry names of its built-in callbacks (its ``@register``), and their classes' import paths.
+A configuration's callback ``type`` may be one of them, or an import path into ``oiafed``."""
 
 
 def _derives(obj: Any, base: str) -> bool:

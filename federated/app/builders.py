@@ -425,8 +425,8 @@ def watched_metric(callbacks: list[Any], config: Mapping[str, Any]) -> tuple[str
     That is the server's ``accuracy``, or ``clients/accuracy`` when only the clients evaluate.
     """
     for cb in callbacks:
-        if type(cb).__name__ == "EarlyStopping":
-            return cb.metric, cb.mode
+        if type(cb).__name__ == "EarlyStopping":  # the native one watches its `metric`, OiaFed's its `monitor`
+            return getattr(cb, "metric", None) or cb.monitor, cb.mode
     evaluated = config["evaluate"]["clients"]
     server = config["evaluate"]["server"] and config["data"]["test_fraction"] > 0
     on_clients = _how_many(evaluated) is not None

@@ -24,7 +24,7 @@ def build_callbacks_at(entries: Sequence[Any], path: str) -> list[Any]:
 
     A ``type`` is a registered name or an import path: ``pkg.module:Class``, or, for a name that
     is not registered, ``pkg.module.Class`` (``lightning.pytorch.callbacks.EarlyStopping``, a
-    Lightning callback for the client fits).
+    Lightning callback for the client fits); or one of OiaFed's registry names, ``federated.callback.<name>``.
     """
     built = []
     for i, entry in enumerate(entries):
@@ -38,10 +38,16 @@ def build_callbacks_at(entries: Sequence[Any], path: str) -> list[Any]:
     return built
 
 
+_OIAFED_NAMES = "federated.callback."
+"""The prefix of OiaFed's registry names (``callbacks.oiafed.OIAFED_CALLBACK_TYPES``)."""
+
+
 def _import_path(entry: Any) -> Any:
     """``entry``, a dotted ``type`` ``pkg.module.Class`` that is no registered name written ``pkg.module:Class``."""
     kind = entry.get("type") if isinstance(entry, Mapping) else entry
     if not isinstance(kind, str) or ":" in kind or "." not in kind.strip(".") or kind in registered("callback"):
+        return entry
+    if kind.startswith(_OIAFED_NAMES):  # OiaFed's registry names, known or misspelt, are no module paths
         return entry
     module, _, name = kind.rpartition(".")
     typed = f"{module}:{name}"

@@ -42,3 +42,16 @@ def test_oiafed_recognised_by_base_module_path_only() -> None:
     assert is_oiafed_callback(user()) and not is_oiafed_callback(lookalike()) and not is_oiafed_callback(Callback())
     manager = CallbackManager([user(), Callback()])
     assert isinstance(manager.callbacks[0], OiaFedCallback) and type(manager.callbacks[1]) is Callback
+
+
+@needs_oiafed
+def test_oiafed_registry_names_and_import_paths_resolve_to_oiafeds_classes() -> None:
+    from callbacks import resolve
+    from callbacks.oiafed import OIAFED_CALLBACK_TYPES, import_oiafed
+
+    builtin = import_oiafed("oiafed.callback.builtin")
+
+    assert resolve("callback", "federated.callback.early_stopping") is builtin.EarlyStopping
+    assert resolve("callback", "oiafed.callback.builtin:ModelCheckpoint") is builtin.ModelCheckpoint
+    for name in OIAFED_CALLBACK_TYPES:
+        assert resolve("callback", name).__module__.startswith("oiafed.callback.")
