@@ -67,7 +67,8 @@ class LightningCallbackAdapter(LightningCallback):
     def __init__(self, callbacks: CallbackSource = None, on_error: OnError = "warn") -> None:
         natives = load_natives(callbacks)
         self.manager = CallbackManager(natives, on_error=on_error)
-        self._each = [CallbackManager([cb], on_error=on_error) for cb in natives]  # end hooks, one at a time
+        # end hooks, one callback at a time, on the same (OiaFed callbacks: the same wrapped) objects
+        self._each = [CallbackManager([cb], on_error=on_error) for cb in self.manager.callbacks]
         self._stateful = stateful_callbacks(natives)
         self._on_batch_start = self.manager.overrides("on_batch_start")
         self._on_train_step_end = self.manager.overrides("on_train_step_end")

@@ -213,6 +213,7 @@ def test_oiafed_callback_every_hook_fires_with_oiafeds_arguments(
     assert client_counts["on_epoch_start"] == client_counts["on_epoch_end"] == 12
     assert client_counts["on_step_start"] == client_counts["on_step_end"] == batches
     assert [v for h, v in client if h == "on_epoch_end"] == [1, 2] * 6
+    assert [v for h, v in client if h == "on_fit_end"] == [2] * 6  # each fit's TrainResult holds its 2 epochs
 
 
 def test_oiafed_early_stopping_stops_at_its_round(federation: Callable[..., FederatedTrainer]) -> None:
