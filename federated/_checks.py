@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from callbacks import ArgumentError, BridgeError, CallbackManager, OnError, build_callbacks, resolve
 from callbacks.arguments import one_line
 from callbacks.callback import stateful_callbacks
+from callbacks.oiafed import adapt
 from federated.backends.backend import Backend
 from federated.client.client import Client, client_logger, split_callbacks
 from federated.rules import COUNT, FRACTION, POSITIVE
@@ -171,8 +172,11 @@ def native_callbacks(value: Any, name: str) -> list[Any]:
         raise TypeError(f"`{name}` must be a list of native callbacks (or of {{type, args}} entries)")
     items = list(value)
     if any(isinstance(item, (Mapping, str)) for item in items):
-        return build_callbacks(items, path=name)
-    return items
+        items = build_callbacks(items, path=name)
+    try:  # OiaFed callbacks wrapped once, here: the wrapper carries them to other processes
+        return [adapt(item) for item in items]
+    except TypeError as exc:
+        raise ArgumentError(name, one_line(exc)) from exc
 
 
 def on_error(value: Any) -> OnError:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import pickle
 from typing import Any
 
 from callbacks._async import run_sync
 from callbacks.callback import Callback
-from callbacks.oiafed.loader import OIAFED_BASE, is_oiafed_callback, is_oiafed_sync_callback
+from callbacks.oiafed.loader import OIAFED_BASE, import_oiafed, is_oiafed_callback, is_oiafed_sync_callback
 from callbacks.oiafed.views import LearnerView, TrainerView, epoch_metrics, eval_result, round_metrics, train_result
 
 __all__ = ["OiaFedCallback", "adapt"]
@@ -77,6 +78,11 @@ class OiaFedCallback(Callback):
         self._tracker = _tracker_for(callback)
         self._epochs: list[Any] = []
         self._global_epochs: dict[str, int] = {}
+
+    def __reduce__(self) -> tuple[Any, tuple[str, bytes]]:
+        # A process that unpickles it (a Ray worker, a Flower client) loads OiaFed's module the way this
+        # one did, without oiafed/__init__, before the callback itself; the per-fit records start afresh.
+        return _unpickle, (type(self.callback).__module__, pickle.dumps(self.callback))
 
     @property
     def state_key(self) -> str:
@@ -185,13 +191,17 @@ class OiaFedCallback(Callback):
         """OiaFed's ``on_step_end(learner, step, StepMetrics)``."""
         if not _overrides(self.callback, "on_step_end"):
             return
-        from callbacks.oiafed.loader import import_oiafed
-
         value = float(loss) if loss is not None else float("nan")
         step = import_oiafed("oiafed.core.types").StepMetrics(
             loss=value, batch_size=_batch_size(kwargs.get("trainer")), metrics=dict(kwargs.get("metrics") or {})
         )
         self._fire("on_step_end", self._learner(pl_module, "learner"), batch_idx, step)
+
+
+def _unpickle(module: str, payload: bytes) -> OiaFedCallback:
+    if module.split(".")[0] == "oiafed":
+        import_oiafed(module)
+    return OiaFedCallback(pickle.loads(payload))
 
 
 def _overrides(callback: Any, hook: str) -> bool:

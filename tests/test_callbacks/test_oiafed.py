@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import pickle
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +57,19 @@ def test_oiafed_registry_names_and_import_paths_resolve_to_oiafeds_classes() -> 
     assert resolve("callback", "oiafed.callback.builtin:ModelCheckpoint") is builtin.ModelCheckpoint
     for name in OIAFED_CALLBACK_TYPES:
         assert resolve("callback", name).__module__.startswith("oiafed.callback.")
+
+
+@needs_oiafed
+def test_oiafed_callback_unpickles_in_a_fresh_process(fresh_python: Callable[..., None], tmp_path: Path) -> None:
+    from callbacks.oiafed import import_oiafed
+
+    builtin = import_oiafed("oiafed.callback.builtin")
+    wrapped = OiaFedCallback(builtin.LoggingCallback(log_round=False))
+    (tmp_path / "cb.pkl").write_bytes(pickle.dumps(wrapped))
+
+    fresh_python(
+        "import pickle, sys",
+        f"wrapped = pickle.loads(open({str(tmp_path / 'cb.pkl')!r}, 'rb').read())",
+        "assert type(wrapped.callback).__name__ == 'LoggingCallback' and wrapped.callback.log_round is False",
+        "assert 'oiafed.runner' not in sys.modules",
+    )
