@@ -156,6 +156,15 @@ class CallbackManager:
 
 
 def _overridden(callback: Any, hook: str) -> Callable[..., Any] | None:
+    """``callback``'s ``hook``, unless it does not override it or narrows itself to other hooks.
+
+    A wrapper that defines every hook but serves only some (:class:`~callbacks.oiafed.OiaFedCallback`)
+    names those in ``served_hooks``; the others are never bound, so drivers skip them as for a
+    callback that does not define them (no per-batch work for a hook nobody serves).
+    """
+    served = getattr(callback, "served_hooks", None)
+    if served is not None and hook not in served:
+        return None
     fn = getattr(callback, hook, None)
     if not callable(fn):
         return None

@@ -16,6 +16,23 @@ __all__ = ["OiaFedCallback", "adapt"]
 
 _MLFLOW = "oiafed.callback.builtin.MLflowCallback"
 
+_LEARNER_HOOKS = (
+    "on_fit_start", "on_fit_end", "on_epoch_start", "on_epoch_end", "on_step_start", "on_step_end", "on_evaluate_end"
+)
+"""OiaFed's hooks about a learner: the epoch hooks here keep the epoch counts and records they all read."""
+
+_SERVES: dict[str, tuple[str, ...]] = {
+    "on_train_start": ("on_system_start", "on_train_begin", "on_fit_start"),
+    "on_round_start": ("on_round_begin",),
+    "on_round_end": ("on_round_end", "on_evaluate_end"),
+    "on_train_end": ("on_train_end", "on_system_stop", "on_fit_end"),
+    "on_epoch_start": _LEARNER_HOOKS,
+    "on_epoch_end": _LEARNER_HOOKS,
+    "on_batch_start": ("on_step_start",),
+    "on_train_step_end": ("on_step_end",),
+}
+"""Each native hook of :class:`OiaFedCallback`, and the OiaFed hooks it fires (or keeps records for)."""
+
 
 def adapt(callback: Any) -> Any:
     """``callback`` as the dispatcher runs it: an OiaFed callback in an :class:`OiaFedCallback`, others as they are.
@@ -75,6 +92,9 @@ class OiaFedCallback(Callback):
         if not is_oiafed_callback(callback):
             raise TypeError(f"OiaFedCallback wraps a subclass of {OIAFED_BASE}, got {type(callback).__name__}")
         self.callback = callback
+        self._hooks = frozenset(h for hooks in _SERVES.values() for h in hooks if _overrides(callback, h))
+        # the native hooks the dispatcher calls: those firing an OiaFed hook the callback overrides
+        self.served_hooks = frozenset(native for native, hooks in _SERVES.items() if self._hooks.intersection(hooks))
         self._tracker = _tracker_for(callback)
         self._epochs: list[Any] = []
         self._global_epochs: dict[str, int] = {}
@@ -90,7 +110,7 @@ class OiaFedCallback(Callback):
         return f"OiaFed[{type(self.callback).__qualname__}]"
 
     def _fire(self, hook: str, *args: Any) -> None:
-        if not _overrides(self.callback, hook):
+        if hook not in self._hooks:
             return
         out = getattr(self.callback, hook)(*args)
         if out is not None and inspect.isawaitable(out):
@@ -189,8 +209,6 @@ class OiaFedCallback(Callback):
 
     def on_train_step_end(self, batch_idx: int, loss: Any = None, pl_module: Any = None, **kwargs: Any) -> None:
         """OiaFed's ``on_step_end(learner, step, StepMetrics)``."""
-        if not _overrides(self.callback, "on_step_end"):
-            return
         value = float(loss) if loss is not None else float("nan")
         step = import_oiafed("oiafed.core.types").StepMetrics(
             loss=value, batch_size=_batch_size(kwargs.get("trainer")), metrics=dict(kwargs.get("metrics") or {})

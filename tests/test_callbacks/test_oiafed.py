@@ -73,3 +73,27 @@ def test_oiafed_callback_unpickles_in_a_fresh_process(fresh_python: Callable[...
         "assert type(wrapped.callback).__name__ == 'LoggingCallback' and wrapped.callback.log_round is False",
         "assert 'oiafed.runner' not in sys.modules",
     )
+
+
+@needs_oiafed
+def test_oiafed_callback_is_bound_only_to_the_native_hooks_its_own_hooks_need() -> None:
+    # Prepare: an OiaFed callback with round hooks only, and one with a step hook
+    from callbacks.oiafed import import_oiafed
+
+    base = import_oiafed("oiafed.callback.base").Callback
+
+    class RoundsOnly(base):  # type: ignore[misc, valid-type]
+        async def on_round_end(self, trainer: object, round_num: int, context: object = None) -> None:
+            pass
+
+    class Steps(base):  # type: ignore[misc, valid-type]
+        async def on_step_end(self, learner: object, step: int, metrics: object = None) -> None:
+            pass
+
+    # Execute
+    rounds, steps = CallbackManager([RoundsOnly()]), CallbackManager([Steps()])
+
+    # Assert: no per-batch dispatch for a callback without step hooks
+    assert rounds.overrides("on_round_end") and not rounds.overrides("on_train_step_end")
+    assert not rounds.overrides("on_batch_start") and not rounds.overrides("on_epoch_end")
+    assert steps.overrides("on_train_step_end") and not steps.overrides("on_batch_start")
