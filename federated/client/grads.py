@@ -1,40 +1,25 @@
-"""What client algorithms that act on gradients share: tensors paired with parameters, and the pending grad scale."""
+"""What client algorithms that act on gradients share: the parameters a step updates, and the pending grad scale."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 if TYPE_CHECKING:
-    from lightning.pytorch import LightningModule, Trainer
+    from lightning.pytorch import Trainer
 
-    from federated.messages import StateDict
-
-__all__ = ["anchors", "grad_scale_pending"]
+__all__ = ["grad_scale_pending", "stepped"]
 
 
-def anchors(module: LightningModule, tensors: StateDict, who: str) -> dict[int, torch.Tensor]:
-    """``tensors`` by ``id()`` of the trainable parameter of ``module`` of each name, on its device and dtype.
-
-    Called at ``on_fit_start``, when the module is on its device.
-
-    Raises:
-        ValueError: A trainable parameter has no tensor of its shape in ``tensors`` (``who`` names the algorithm).
-    """
-    out: dict[int, torch.Tensor] = {}
-    for name, param in module.named_parameters():
-        if not param.requires_grad:
-            continue
-        tensor = tensors.get(name)
-        if tensor is None or tensor.shape != param.shape:
-            found = "missing" if tensor is None else f"of shape {tuple(tensor.shape)}"
-            raise ValueError(
-                f"{who}: no `{name}` of shape {tuple(param.shape)} ({found}); it needs the module's parameters "
-                "under their state_dict names"
-            )
-        out[id(param)] = tensor.detach().to(device=param.device, dtype=param.dtype)
-    return out
+def stepped(optimizer: Any) -> Iterator[tuple[float, torch.Tensor, torch.Tensor]]:
+    """``(lr, parameter, gradient)`` for each parameter of ``optimizer`` with a gradient; a group's ``lr`` read once."""
+    for group in optimizer.param_groups:
+        lr = float(group["lr"])
+        for param in group["params"]:
+            if param.grad is not None:
+                yield lr, param, param.grad
 
 
 def grad_scale_pending(trainer: Trainer, optimizer: Any) -> torch.Tensor | None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from federated.client.algorithm import ClientAlgorithm
-from federated.client.grads import grad_scale_pending
+from federated.client.grads import grad_scale_pending, stepped
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
@@ -47,15 +47,14 @@ class ProximalTerm(ClientAlgorithm):
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         scale = grad_scale_pending(trainer, optimizer)
         with torch.no_grad():
-            for group in optimizer.param_groups:
-                for param in group["params"]:
-                    anchor = self._anchors.get(id(param))
-                    if anchor is None or param.grad is None:
-                        continue
-                    term = param.detach() - anchor
-                    if scale is not None:
-                        term = term * scale.to(term.dtype)
-                    param.grad.add_(term, alpha=self.mu)
+            for _, param, grad in stepped(optimizer):
+                anchor = self._anchors.get(id(param))
+                if anchor is None:
+                    continue
+                term = param.detach() - anchor
+                if scale is not None:
+                    term = term * scale.to(term.dtype)
+                grad.add_(term, alpha=self.mu)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._anchors = {}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from federated.client.algorithm import ClientAlgorithm
-from federated.client.grads import grad_scale_pending
+from federated.client.grads import grad_scale_pending, stepped
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
@@ -76,15 +76,14 @@ class ControlVariate(ClientAlgorithm):
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         scale = grad_scale_pending(trainer, optimizer)
         with torch.no_grad():
-            for group in optimizer.param_groups:
-                for param in group["params"]:
-                    key = id(param)
-                    if key not in self._lr_sums or param.grad is None:
-                        continue
-                    self._lr_sums[key] += float(group["lr"])
-                    correction = self._corrections.get(key)
-                    if correction is not None:
-                        param.grad.add_(correction if scale is None else correction * scale.to(correction.dtype))
+            for lr, param, grad in stepped(optimizer):
+                key = id(param)
+                if key not in self._lr_sums:
+                    continue
+                self._lr_sums[key] += lr
+                correction = self._corrections.get(key)
+                if correction is not None:
+                    grad.add_(correction if scale is None else correction * scale.to(correction.dtype))
 
     def end(self, module: LightningModule) -> tuple[dict[str, Any], dict[str, Any]]:
         delta: dict[str, torch.Tensor] = {}
