@@ -15,7 +15,7 @@ VENV ?= .venv
 # TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for PyTorch's own CPU builds.
 TORCH ?= torch==2.13.0
 TORCH_INDEX_URL ?=
-EXTRAS ?= dev,ray,flower,oiafed
+EXTRAS ?= dev,ray,flower,oiafed,privacy
 # With the oiafed extra: OiaFed's package without its dependencies (its callbacks need only the
 # extra's loguru, omegaconf and toml; its runner's torchvision and torchaudio are not needed).
 OIAFED ?= oiafed==0.2.3
