@@ -28,6 +28,7 @@ from callbacks.manager import OnError as OnError
 from callbacks.metrics_logger import MetricsLogger as MetricsLogger
 from callbacks.model_checkpoint import ModelCheckpoint as ModelCheckpoint
 from callbacks.monitor import MonitorCallback as MonitorCallback
+from callbacks.privacy_budget import PrivacyBudget as PrivacyBudget
 from callbacks.registry import build as build
 from callbacks.registry import build_callbacks as build_callbacks
 from callbacks.registry import register as register
@@ -57,6 +58,7 @@ __all__ = [
     "ModelCheckpoint",
     "MonitorCallback",
     "OnError",
+    "PrivacyBudget",
     "RegistryError",
     "TensorBoard",
     "TrainerLike",

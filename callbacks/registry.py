@@ -27,6 +27,7 @@ _BUILT_INS: dict[str, str] = {
     "callback.lr_scheduler": "callbacks.lr_scheduler.LRScheduler",
     "callback.metrics_logger": "callbacks.metrics_logger.MetricsLogger",
     "callback.model_checkpoint": "callbacks.model_checkpoint.ModelCheckpoint",
+    "callback.privacy_budget": "callbacks.privacy_budget.PrivacyBudget",
     "callback.tensorboard": "callbacks.tensorboard.TensorBoard",
 }
 """The built-in callbacks' names and classes. The names are reserved from the start, whatever the import

@@ -21,8 +21,10 @@ from callbacks import ArgumentError, BridgeError, CallbackManager, OnError, buil
 from callbacks.arguments import one_line
 from callbacks.callback import stateful_callbacks
 from callbacks.oiafed import adapt
+from callbacks.privacy_budget import PrivacyBudget
 from federated.backends.backend import Backend
 from federated.client.client import Client, client_logger, split_callbacks
+from federated.privacy.dp_wrapper import privacy_account
 from federated.rules import COUNT, FRACTION, POSITIVE
 from federated.strategies.strategy import Strategy
 
@@ -346,3 +348,28 @@ def selection_weights(weights: Any, num_clients: int) -> list[float]:
     if not any(out):
         raise ArgumentError("client_selection_weights", "gives no client a positive weight; no client can be selected")
     return out
+
+
+def privacy_budgets(callbacks: Sequence[Any], strategy: Strategy) -> None:
+    """Refuse a ``PrivacyBudget`` on ``privacy/epsilon`` that no account feeds, or that the first round spends.
+
+    Raises:
+        ArgumentError: At ``callbacks[i]`` or ``callbacks[i].max_epsilon``.
+    """
+    account = privacy_account(strategy)
+    for i, callback in enumerate(callbacks):
+        if not isinstance(callback, PrivacyBudget) or callback.metric != "privacy/epsilon":
+            continue
+        if account is None:
+            raise ArgumentError(
+                f"callbacks[{i}]",
+                "PrivacyBudget watches `privacy/epsilon`, which only a strategy wrapped for differential privacy "
+                "with a `delta` publishes (YAML: a `privacy` section with `delta`)",
+            )
+        first = account.epsilon(1)
+        if first > callback.max_epsilon:
+            raise ArgumentError(
+                f"callbacks[{i}].max_epsilon",
+                f"is {callback.max_epsilon:g}, and the first round alone spends epsilon {first:.4g} at delta "
+                f"{account.delta:g}: raise the budget, the noise or the number of clients",
+            )

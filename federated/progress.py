@@ -14,6 +14,9 @@ from callbacks import Callback
 
 __all__ = ["RoundProgress"]
 
+_SHOWN = ("accuracy", "val_loss", "train_loss", "privacy/epsilon", "dp/epsilon")
+"""The metrics a round's line shows when the round has them, after the watched one."""
+
 
 class RoundProgress(Callback):
     """Shows the rounds: a tqdm bar with the live metric on a terminal, one line per round otherwise.
@@ -54,7 +57,7 @@ class RoundProgress(Callback):
             self._bar = tqdm(total=self._planned, initial=trainer.current_round, desc="rounds", file=self.stream)
 
     def on_round_end(self, trainer: Any, round_num: int, result: Any) -> None:
-        shown = {k: v for k, v in result.metrics.items() if k in (self.metric, "accuracy", "val_loss", "train_loss")}
+        shown = {k: v for k, v in result.metrics.items() if k in (self.metric, *_SHOWN)}
         if self._bar is not None:
             self._bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()}, refresh=False)
             self._bar.update(1)

@@ -16,7 +16,7 @@ from typing import Any
 
 from callbacks.arguments import check_number, span
 
-__all__ = ["COUNT", "FRACTION", "HELD_OUT", "POSITIVE", "SEED", "Rule"]
+__all__ = ["COUNT", "DELTA", "FRACTION", "HELD_OUT", "NON_NEGATIVE", "POSITIVE", "QUANTILE", "SEED", "Rule"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,15 @@ HELD_OUT = Rule(0, 1, high_open=True)
 
 POSITIVE = Rule(0, low_open=True)
 """A finite number above 0: a round's timeout in seconds, a Dirichlet partition's ``alpha``."""
+
+NON_NEGATIVE = Rule(0)
+"""A finite number of at least 0: a noise multiplier (0 adds no noise)."""
+
+QUANTILE = Rule(0, 1)
+"""A quantile or share that may be all or nothing: adaptive clipping's target share of clipped updates."""
+
+DELTA = Rule(0, 1, low_open=True, high_open=True)
+"""The delta of an (epsilon, delta) privacy guarantee: above 0, below 1 (commonly well under 1 / the clients)."""
 
 SEED = Rule(0, 2**32 - 1, integer=True)
 """A seed: NumPy's legacy generator and scikit-learn's ``random_state`` take 32 bits."""

@@ -171,6 +171,7 @@ class FederatedTrainer:
         self.algorithms = check_algorithms(self.strategy.client_algorithms(), type(self.strategy).__name__)
         policy = _checks.on_error(on_error)
         self.manager = _checks.server_callbacks(_checks.native_callbacks(callbacks, "callbacks"), policy)
+        _checks.privacy_budgets(self.manager.callbacks, self.strategy)
         self._client_callbacks = _checks.client_callbacks(client_callbacks, policy)
         self.clients = _checks.clients(loaders, self._client_callbacks, client_loggers, policy)
         self.evaluate_clients = _checks.evaluate_clients(evaluate_clients, self.clients, remote=remote)
@@ -290,7 +291,7 @@ class FederatedTrainer:
         self._aggregate(round_num, updates)
         evaluations, eval_failures = self._evaluate_clients(round_num)
         evaluated = client_metrics(evaluations, self.evaluate_metrics_aggregation_fn)
-        metrics = {**_weighted_metrics(updates), **self._evaluate(), **evaluated}
+        metrics = {**_weighted_metrics(updates), **self.strategy.round_metrics(), **self._evaluate(), **evaluated}
         result = RoundResult(round_num, metrics, updates, [*failures, *eval_failures], selected, evaluations)
         self._end_round(result)
 

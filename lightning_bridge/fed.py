@@ -137,7 +137,8 @@ def _fail(status: int, message: str) -> int:
 def _print_summary(summary: dict[str, Any], wall: float) -> None:
     lines = [
         f"rounds run: {summary['rounds']} of {summary['planned']}"
-        + (" (stopped early by a callback)" if summary["stopped_early"] else ""),
+        + (f" ({'; '.join(summary.get('stopped_by') or ['stopped early by a callback'])})"
+           if summary["stopped_early"] else ""),
         f"best {summary['metric']}: {summary['best']:.4f} at round {summary['best_round']}"
         if summary.get("best") is not None
         else f"no `{summary['metric']}` reported",

@@ -19,25 +19,22 @@ import lightning
 
 from callbacks import (
     ArgumentError,
-    BridgeError,
     ConfigError,
     MetricsLogger,
     ModelCheckpoint,
     TensorBoard,
-    build,
-    registered,
     resolve,
 )
 from callbacks.arguments import check_arguments, one_line, suggest
-from federated.app.callback_entries import USER_CODE_ERRORS, build_callbacks_at
+from federated.app.callback_entries import USER_CODE_ERRORS, build_callbacks_at, built_entry
 from federated.app.callback_entries import raised as _raised
-from federated.app.config import DEFAULTS, FLOWER_NAMES, flower_hint
+from federated.app.config import DEFAULTS
 from federated.app.flower_aggregation import as_aggregation
+from federated.app.strategy_entry import build_federation_strategy
 from federated.app.writer_paths import PATH_ARGUMENTS, place_defaults, resolve_writer_path, within
 from federated.backends.backend import Backend
 from federated.data.datasets import FederatedData, as_federated_data, site_of
 from federated.progress import RoundProgress
-from federated.strategies.strategy import Strategy
 from federated.trainer import FederatedTrainer
 
 __all__ = [
@@ -90,6 +87,8 @@ ARGUMENT_KEYS = {
     "local_keys": "strategy.args.local_keys",
     "num_malicious_nodes": "strategy.args.num_malicious_nodes",  # too many for the clients per round
     "num_nodes_to_select": "strategy.args.num_nodes_to_select",
+    "num_sampled_clients": "privacy.args.num_sampled_clients",  # unequal to the clients per round
+    "clipped_count_stddev": "privacy.args.clipped_count_stddev",  # too little for the noise
 }
 """The config key of each ``FederatedTrainer`` argument (``clients_per_round`` and ``evaluate_clients`` have two:
 see :func:`_config_key`)."""
@@ -107,7 +106,7 @@ def build_trainer(config: Mapping[str, Any]) -> FederatedTrainer:
     # ServerApp an empty node config), and the federation knows its clients by number
     data = build_data(config["data"], config["seed"], node_config={} if backend.remote_data else None)
     model = build_model(config["model"], data)
-    strategy = build_strategy(config["strategy"])
+    strategy = build_federation_strategy(config)
     callbacks, client_callbacks = build_run_callbacks(config)
     clients, evaluated = config["clients"], config["evaluate"]["clients"]
     try:
@@ -166,6 +165,9 @@ def _config_key(argument: str, config: Mapping[str, Any]) -> tuple[str, bool]:
     root = re.match(r"\w+", argument)
     name = root.group(0) if root else argument
     rest = argument[len(name):]
+    entry = re.fullmatch(r"(\[\d+\])(?:\.(\w+))?", rest)
+    if name in ("callbacks", "client_callbacks") and entry:  # a callback (`callbacks[1]`) or its argument
+        return f"{name}{entry.group(1)}" + (f".args.{entry.group(2)}" if entry.group(2) else ""), True
     if name in ("clients_per_round", "evaluate_clients"):
         section = "clients" if name == "clients_per_round" else "evaluate.clients"
         given = _at(config, section)
@@ -310,53 +312,14 @@ def build_model(section: Mapping[str, Any], data: FederatedData) -> lightning.Li
     return model
 
 
-def build_strategy(section: Mapping[str, Any]) -> Strategy:
-    """Build the ``strategy`` entry and check that it is a ``federated.Strategy``.
-
-    An argument the strategy does not take, but Flower or another strategy does, is refused with the
-    key that takes it here (``fraction_fit``: ``clients.fraction``; ``eta``: ``fedadam``, ...).
-    """
-    target = resolve("strategy", section["type"], "strategy.type")
-    if callable(target):
-        check_arguments(target, section["args"], "strategy.args", elsewhere=_strategy_arguments_elsewhere())
-    return _built("strategy", section, Strategy)
-
-
 def build_backend(section: Mapping[str, Any]) -> Backend:
     """Build the ``backend`` entry (``sequential``, ``ray``, ``flower`` or an import path) and check it is a Backend."""
     import federated.backends  # noqa: F401 - registers the backends
 
     try:
-        return _built("backend", section, Backend, passed=(ImportError,))
+        return built_entry("backend", section, Backend, passed=(ImportError,))
     except ImportError as exc:  # the ray or flower extra is missing: the backend's one line says what to install
         raise ConfigError(one_line(exc), "backend.type") from exc
-
-
-def _built(kind: str, section: Mapping[str, Any], base: type[_T], passed: tuple[type[Exception], ...] = ()) -> _T:
-    """The ``kind`` entry built, if a ``base``; what its code raises (but ``passed``) is an error at ``kind.args``."""
-    reraised: tuple[type[BaseException], ...] = (BridgeError, *passed)
-    try:
-        built = build(kind, section, kind)
-    except reraised:
-        raise
-    except USER_CODE_ERRORS as exc:
-        raise ConfigError(_raised(f"`{section['type']}`", exc), f"{kind}.args") from exc
-    if not isinstance(built, base):
-        raise ConfigError(
-            f"`{section['type']}` built a {type(built).__name__}, not a federated.{base.__name__}", f"{kind}.type"
-        )
-    return built
-
-
-def _strategy_arguments_elsewhere() -> dict[str, str]:
-    """Where a strategy argument belongs when the configured strategy does not take it."""
-    takers: dict[str, list[str]] = {}
-    for name in registered("strategy"):
-        target = resolve("strategy", name)
-        for arg in inspect.signature(target).parameters:
-            takers.setdefault(arg, []).append(f"`{name}`")
-    hints = {arg: f" (an argument of {', '.join(names)})" for arg, names in takers.items()}
-    return {**hints, **{name: flower_hint(name) for name in FLOWER_NAMES}}
 
 
 def build_run_callbacks(config: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:

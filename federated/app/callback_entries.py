@@ -1,14 +1,16 @@
-"""The ``callbacks`` and ``client_callbacks`` entries of a config, built; what user code raising there becomes."""
+"""A config's registered entries built (callbacks, a strategy, a backend); what user code raising there becomes."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from callbacks import BridgeError, ConfigError, build, registered
 from callbacks.arguments import one_line
 
-__all__ = ["USER_CODE_ERRORS", "build_callbacks_at", "raised"]
+__all__ = ["USER_CODE_ERRORS", "build_callbacks_at", "built_entry", "raised"]
+
+_T = TypeVar("_T")
 
 USER_CODE_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
 """What user code may raise while it is built, as a config error of its entry (a Ctrl-C still stops)."""
@@ -17,6 +19,22 @@ USER_CODE_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
 def raised(what: str, exc: BaseException) -> str:
     """The line saying that ``what`` (user code) raised ``exc``."""
     return f"{what} raised {type(exc).__name__}: {one_line(exc)}"
+
+
+def built_entry(kind: str, section: Mapping[str, Any], base: type[_T], passed: tuple[type[Exception], ...] = ()) -> _T:
+    """The ``kind`` entry built, if a ``base``; what its code raises (but ``passed``) is an error at ``kind.args``."""
+    reraised: tuple[type[BaseException], ...] = (BridgeError, *passed)
+    try:
+        built = build(kind, section, kind)
+    except reraised:
+        raise
+    except USER_CODE_ERRORS as exc:
+        raise ConfigError(raised(f"`{section['type']}`", exc), f"{kind}.args") from exc
+    if not isinstance(built, base):
+        raise ConfigError(
+            f"`{section['type']}` built a {type(built).__name__}, not a federated.{base.__name__}", f"{kind}.type"
+        )
+    return built
 
 
 def build_callbacks_at(entries: Sequence[Any], path: str) -> list[Any]:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from callbacks import ConfigError, load_yaml, read_yaml_file
 from callbacks.arguments import echo, matches, mismatch, suggest
-from federated.rules import COUNT, FRACTION, HELD_OUT, POSITIVE, SEED, Rule
+from federated.rules import COUNT, DELTA, FRACTION, HELD_OUT, POSITIVE, SEED, Rule
 
 __all__ = [
     "DEFAULTS",
@@ -137,6 +137,13 @@ _SCHEMA = _Section(
             }
         ),
         "strategy": _Section({"type": _Field(str, "fedavg"), "args": _Field(dict, {})}),
+        "privacy": _Section(
+            {
+                "type": _Field(str | None, None),
+                "args": _Field(dict, {}),
+                "delta": _Field(float | None, None, _within(DELTA)),
+            }
+        ),
         "backend": _Section({"type": _Field(str, "sequential"), "args": _Field(dict, {})}),
         "trainer": _Section(open_keys=True),
         "callbacks": _Field(list, [], _entries),

@@ -40,9 +40,10 @@ import torch
 from callbacks import ConfigError, dump_yaml, load_yaml
 from callbacks.arguments import echo, one_line
 from federated import _checks
-from federated.app.builders import build_callbacks_at, build_data, build_model, build_strategy
+from federated.app.builders import build_callbacks_at, build_data, build_model
 from federated.app.config import validate_config
 from federated.app.run import prepare_run
+from federated.app.strategy_entry import build_federation_strategy
 from federated.backends import flower_messages as messages
 from federated.backends import flower_records as records
 from federated.backends.flower_backend import FlowerBackend
@@ -274,7 +275,7 @@ def _site(config_text: str, setup: Mapping[str, Any], node_config: Mapping[str, 
     [(train_data, val_data)] = _checks.client_loaders(data.client_loaders, config["data"]["batch_size"])
     template = build_callbacks_at(config["client_callbacks"], "client_callbacks")
     client = Client(partition, train_data, template, on_error=config["on_error"], val_data=val_data)
-    strategy = build_strategy(config["strategy"])
+    strategy = build_federation_strategy(config)
     algorithms = check_algorithms(strategy.client_algorithms(), type(strategy).__name__)
     _built[:] = [_Site(key, client, ClientRunner(model, **setup, algorithms=algorithms))]
     return _built[0]

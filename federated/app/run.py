@@ -148,6 +148,7 @@ class Run:
             "rounds": len(result.history),
             "planned": self.config["rounds"],
             "stopped_early": result.stopped_early,
+            "stopped_by": [str(r) for r in (getattr(cb, "stop_reason", None) for cb in self.trainer.callbacks) if r],
             "metric": self.metric,
             "best": best[0] if best else None,
             "best_round": best[1] if best else None,

@@ -123,6 +123,13 @@ class Strategy:
         """Return the new global weights from the updates folded in this round."""
         raise NotImplementedError(f"{type(self).__name__} must implement `finish_round()`")
 
+    def round_metrics(self) -> dict[str, float]:
+        """Metrics of the round just aggregated, for the round's metrics (after :meth:`finish_round`); none by default.
+
+        The DP wrappers put their account here (``privacy/epsilon``).
+        """
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """The state to checkpoint between rounds: tensors and primitives, empty when stateless."""
         return {}

@@ -74,6 +74,9 @@ class StrategyWrapper(Strategy):
     def finish_round(self) -> dict[str, torch.Tensor]:
         return self.inner.finish_round()
 
+    def round_metrics(self) -> dict[str, float]:
+        return self.inner.round_metrics()
+
     def state_dict(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict(), **self.wrapper_state_dict()}
 

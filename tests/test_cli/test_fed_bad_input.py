@@ -155,6 +155,31 @@ BAD_INPUTS = [
     ("output-dir-below-a-file", _yaml(output_dir="c.yaml/runs"), [], "output_dir: cannot create 'c.yaml/runs'", ""),
     ("output-dir-under-proc", _yaml(output_dir="/proc/fed-runs"), [], "output_dir: cannot write under '/proc'", ""),
 ]
+_UNWEIGHTED = {"type": "fedavg", "args": {"weighted": False}}
+_PRIVATE = {"type": "server_fixed_clipping", "args": {"noise_multiplier": 1.0, "clipping_norm": 1.0}, "delta": 1e-3}
+BAD_INPUTS += [
+    ("privacy-negative-noise", _yaml(strategy=_UNWEIGHTED, privacy={**_PRIVATE, "args": {
+     "noise_multiplier": -1, "clipping_norm": 1.0}}), [], "privacy.args.noise_multiplier: must be a number in [0, inf)",
+     "got -1"),
+    ("privacy-clipping-norm-0", _yaml(strategy=_UNWEIGHTED, privacy={**_PRIVATE, "args": {
+     "noise_multiplier": 1.0, "clipping_norm": 0}}), [], "privacy.args.clipping_norm: must be a number in (0, inf)",
+     ""),
+    ("privacy-delta-1", _yaml(strategy=_UNWEIGHTED, privacy={**_PRIVATE, "delta": 1.0}), [],
+     "privacy.delta: must be in (0, 1)", ""),
+    ("privacy-account-of-weighted-mean", _yaml(privacy=_PRIVATE), [], "privacy.delta: the privacy account needs the "
+     "unweighted mean", "weighted: false"),
+    ("privacy-args-without-type", _yaml(privacy={"args": {"clipping_norm": 1.0}}), [],
+     "privacy.args: is set, but `privacy.type` is not", ""),
+    ("privacy-unknown-type", _yaml(privacy={"type": "gaussian"}), [], "privacy.type: ", "server_fixed_clipping"),
+    ("privacy-sampled-clients-unequal", _yaml(strategy=_UNWEIGHTED, privacy={**_PRIVATE, "args": {
+     "noise_multiplier": 1.0, "clipping_norm": 1.0, "num_sampled_clients": 3}}), [],
+     "privacy.args.num_sampled_clients: is 3, but the federation samples 2 clients per round", ""),
+    ("privacy-budget-spent-at-start", _yaml(strategy=_UNWEIGHTED, privacy=_PRIVATE, callbacks=[
+     {"type": "privacy_budget", "args": {"max_epsilon": 0.5}}]), [], "callbacks[0].args.max_epsilon: is 0.5, and the "
+     "first round alone spends epsilon", ""),
+    ("privacy-budget-without-account", _yaml(callbacks=[{"type": "privacy_budget", "args": {"max_epsilon": 8}}]), [],
+     "callbacks[0]: ", "privacy/epsilon"),
+]
 if not torch.cuda.is_available():
     BAD_INPUTS.append(
         ("accelerator-cuda", _yaml(trainer={"accelerator": "cuda"}), [], "trainer.accelerator: lightning.Trainer", "")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
+import torch
 from bridge_helpers import QUIET, Seed000Recorder, TinyRegression, hooks, loader
 from lightning.pytorch import Trainer
 
-from callbacks import Callback, EarlyStopping, MetricNotFoundError
+from callbacks import Callback, EarlyStopping, MetricNotFoundError, PrivacyBudget
 from lightning_bridge import LightningCallbackAdapter
 
 
@@ -84,3 +86,25 @@ def test_should_stop_from_a_native_batch_hook_ends_the_fit_with_train_end_once()
     assert [e[1] for e in hooks(recorder.events, "on_epoch_start")] == [0, 1]
     assert recorder.events[-1] == ("on_train_end",)
     assert hooks(recorder.events, "on_train_end") == [("on_train_end",)]
+
+
+class SpendingRegression(TinyRegression):
+    """Logs an account as DP-SGD does: ``dp/epsilon`` after epoch ``e`` is ``e + 1``, and the next epoch's beside it."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.log("dp/epsilon", float(self.current_epoch + 1), on_step=False, on_epoch=True)
+        self.log("dp/epsilon_next", float(self.current_epoch + 2), on_step=False, on_epoch=True)
+        return super().training_step(batch, batch_idx)
+
+
+def test_privacy_budget_stops_the_fit_before_the_epoch_that_would_pass_it():
+    # Prepare: a budget of 3.5; after epoch 2 (epsilon 3) one more epoch would spend 4
+    budget = PrivacyBudget(max_epsilon=3.5, metric="dp/epsilon")
+    trainer = Trainer(max_epochs=10, callbacks=[LightningCallbackAdapter([budget], on_error="raise")], **QUIET)
+
+    # Execute
+    trainer.fit(SpendingRegression(), loader(), loader())
+
+    # Assert
+    assert trainer.current_epoch == 3 and trainer.should_stop
+    assert budget.stop_reason == "stopped at epoch 2: epsilon 3 of 3.5"

@@ -9,8 +9,8 @@ import pytest
 
 import federated
 from callbacks import ConfigError, build, registered
-from federated.app.builders import build_strategy
 from federated.app.config import validate_config
+from federated.app.strategy_entry import build_strategy
 from federated.strategies.fedadam import FedAdam
 from federated.strategies.fedprox import FedProx
 
