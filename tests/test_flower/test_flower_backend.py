@@ -284,3 +284,31 @@ def test_flower_backend_runs_scaffold_as_the_sequential_backend(tmp_path: Path) 
         kept = records.node_algorithm_states(grid.node_states[node_id], client_id)
         expected = sequential_ckpt["clients"][client_id]["algorithms"]
         torch.testing.assert_close(kept, expected, rtol=0, atol=0)
+
+
+def test_flower_backend_runs_client_side_dp_clipping_as_the_sequential_backend(tmp_path: Path) -> None:
+    # Prepare: the clients clip on their SuperNodes (the norm comes down in each task); the server noises
+    changes = {
+        "rounds": 2, "client_callbacks": [], "strategy": {"type": "fedavg", "args": {"weighted": False}},
+        "privacy": {"type": "client_adaptive_clipping", "args": {"noise_multiplier": 0.5, "clipped_count_stddev": 1.0},
+                    "delta": 1e-3},
+    }
+    for run in ("flower", "sequential"):
+        (tmp_path / run).mkdir()
+    flower_config = write_config(tmp_path / "flower", **changes)
+    sequential_config = write_config(tmp_path / "sequential", **changes, backend={"type": "sequential"})
+    grid = FakeGrid(lambda r: {11: node(0), 22: node(1)}, {})
+
+    # Execute
+    flower.serve(grid, SimpleNamespace(run_config={"config": str(flower_config)}))
+    prepare_run(str(sequential_config)).execute()
+
+    # Assert: the same weights, clipping norm and account, bit for bit
+    flower_ckpt, sequential_ckpt = (
+        torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=True)
+        for run in ("flower", "sequential")
+    )
+    for key in ("weights", "strategy"):
+        torch.testing.assert_close(flower_ckpt[key], sequential_ckpt[key], rtol=0, atol=0)
+    assert flower_ckpt["strategy"]["account"]["rounds"] == 2
+    assert flower_ckpt["strategy"]["clipping_norm"] != 0.1  # the norm adapted
