@@ -26,7 +26,7 @@ def _venv_recipe(*assignments: str) -> list[str]:
 def test_venv_installs_pinned_torch_before_the_package() -> None:
     torch_line, *_, package_line = _venv_recipe()
     assert "'torch==2.13.0'" in torch_line and "--index-url" not in torch_line
-    assert "-e '.[dev,ray,flower,oiafed]'" in package_line
+    assert "-e '.[dev,ray,flower,oiafed,privacy]'" in package_line
 
 
 def test_venv_installs_oiafed_without_its_dependencies_with_the_oiafed_extra() -> None:
