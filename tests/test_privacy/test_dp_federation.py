@@ -164,3 +164,23 @@ def test_round_short_of_its_sampled_clients_keeps_the_weights_and_spends_nothing
     assert strategy.account is not None and strategy.account.rounds == 0
     assert result.history[0].metrics["privacy/epsilon"] == 0.0
     assert "1 of the 2 sampled clients' updates arrived" in caplog.text
+
+
+def test_run_stopped_by_its_budget_does_not_train_on_when_resumed(tmp_path: Path) -> None:
+    # Prepare: a run its budget stopped after round 2 of 6
+    def run() -> tuple[FederatedTrainer, PrivacyBudget]:
+        strategy = DifferentialPrivacyServerSideFixedClipping(FedAvg(weighted=False), 1.0, 1.0, delta=1e-3)
+        budget = PrivacyBudget(max_epsilon=reference_epsilon(1.0, 5, 2, 2, 1e-3) + 1e-3)
+        return federation(strategy, rounds=6, callbacks=(budget,), checkpoint_dir=tmp_path), budget
+
+    first, _ = run()
+    first.fit()
+
+    # Execute
+    resumed, budget = run()
+    result = resumed.fit(resume_from="auto")
+
+    # Assert: no round more; the account and the reason as they were
+    assert [r.round_num for r in result.history] == [1, 2] and result.stopped_early
+    assert resumed.strategy.account.rounds == 2
+    assert budget.stop_reason is not None and budget.stop_reason.startswith("stopped at round 2: epsilon")
