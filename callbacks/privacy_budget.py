@@ -23,8 +23,8 @@ class PrivacyBudget(Callback):
     of a federation whose strategy is wrapped for differential privacy with a ``delta``,
     ``dp/epsilon`` in the epoch logs of DP-SGD. In the round loop it checks at ``on_round_end``;
     centralised, at ``on_epoch_end``. Where only ``metric`` is published, it stops once that has
-    passed the budget. :attr:`stop_reason` says where and why it stopped, and a resumed run that
-    had stopped does not train on.
+    passed the budget. :attr:`stop_reason` says where and why it stopped; its state is checkpointed,
+    so a resumed run still says it.
 
     Args:
         max_epsilon: The budget, above 0.
@@ -70,9 +70,8 @@ class PrivacyBudget(Callback):
         self._restored = True
 
     def on_train_start(self, trainer: TrainerLike, **kwargs: Any) -> None:
-        if self._restored:  # resuming: a run stopped by its budget does not train on
+        if self._restored:  # resuming: keep the state just loaded (the federation keeps its should_stop)
             self._restored = False
-            trainer.should_stop = trainer.should_stop or self.stopped_at is not None
             return
         self.epsilon, self.stopped_at = None, None
 
