@@ -257,25 +257,31 @@ class FitCounter(Callback):
 '''
 
 
-def test_flower_backend_runs_scaffold_as_the_sequential_backend(tmp_path: Path) -> None:
-    # Prepare: the server's variate goes down in each task's payload, the change comes back up; each
-    # client's own variate stays on its SuperNode
-    changes = {"rounds": 3, "client_callbacks": [], "strategy": {"type": "scaffold", "args": {"eta_g": 0.9}}}
+def run_on_flower_and_sequential(tmp_path: Path, changes: dict[str, Any]) -> tuple[FakeGrid, Any, Any]:
+    """The config with ``changes`` served on two fake nodes and run sequentially: the grid, both last.ckpt."""
     for run in ("flower", "sequential"):
         (tmp_path / run).mkdir()
     flower_config = write_config(tmp_path / "flower", **changes)
     sequential_config = write_config(tmp_path / "sequential", **changes, backend={"type": "sequential"})
     grid = FakeGrid(lambda r: {11: node(0), 22: node(1)}, {})
-
-    # Execute
     flower.serve(grid, SimpleNamespace(run_config={"config": str(flower_config)}))
     prepare_run(str(sequential_config)).execute()
-
-    # Assert: the same weights and server variate, bit for bit; the clients' variates on their nodes
     flower_ckpt, sequential_ckpt = (
         torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=True)
         for run in ("flower", "sequential")
     )
+    return grid, flower_ckpt, sequential_ckpt
+
+
+def test_flower_backend_runs_scaffold_as_the_sequential_backend(tmp_path: Path) -> None:
+    # Prepare: the server's variate goes down in each task's payload, the change comes back up; each
+    # client's own variate stays on its SuperNode
+    changes = {"rounds": 3, "client_callbacks": [], "strategy": {"type": "scaffold", "args": {"eta_g": 0.9}}}
+
+    # Execute
+    grid, flower_ckpt, sequential_ckpt = run_on_flower_and_sequential(tmp_path, changes)
+
+    # Assert: the same weights and server variate, bit for bit; the clients' variates on their nodes
     assert [len(r["updates"]) for r in history(tmp_path / "flower" / "out")] == [2, 2, 2]
     for key in ("weights", "strategy"):
         torch.testing.assert_close(flower_ckpt[key], sequential_ckpt[key], rtol=0, atol=0)
@@ -293,21 +299,11 @@ def test_flower_backend_runs_client_side_dp_clipping_as_the_sequential_backend(t
         "privacy": {"type": "client_adaptive_clipping", "args": {"noise_multiplier": 0.5, "clipped_count_stddev": 1.0},
                     "delta": 1e-3},
     }
-    for run in ("flower", "sequential"):
-        (tmp_path / run).mkdir()
-    flower_config = write_config(tmp_path / "flower", **changes)
-    sequential_config = write_config(tmp_path / "sequential", **changes, backend={"type": "sequential"})
-    grid = FakeGrid(lambda r: {11: node(0), 22: node(1)}, {})
 
     # Execute
-    flower.serve(grid, SimpleNamespace(run_config={"config": str(flower_config)}))
-    prepare_run(str(sequential_config)).execute()
+    _, flower_ckpt, sequential_ckpt = run_on_flower_and_sequential(tmp_path, changes)
 
     # Assert: the same weights, clipping norm and account, bit for bit
-    flower_ckpt, sequential_ckpt = (
-        torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=True)
-        for run in ("flower", "sequential")
-    )
     for key in ("weights", "strategy"):
         torch.testing.assert_close(flower_ckpt[key], sequential_ckpt[key], rtol=0, atol=0)
     assert flower_ckpt["strategy"]["account"]["rounds"] == 2
