@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from callbacks import Callback
 from federated import MLP, FedAvg, FederatedTrainer, FedProx, RayBackend, Scaffold, digits_federation
+from federated.privacy import DifferentialPrivacyClientSideAdaptiveClipping
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -83,7 +84,15 @@ def federation(loaders: list[DataLoader], test: DataLoader | None, backend: Any,
     return FederatedTrainer(make_model(), loaders, test, seed=3, backend=backend, on_error="raise", **kwargs)
 
 
-@pytest.mark.parametrize("make_strategy", [lambda: FedProx(mu=0.1), Scaffold], ids=["fedprox", "scaffold"])
+def client_dp() -> DifferentialPrivacyClientSideAdaptiveClipping:
+    """DP-FedAvg clipped on the clients, its norm adapting, its noise drawn on the server, its account kept."""
+    inner = FedAvg(weighted=False)
+    return DifferentialPrivacyClientSideAdaptiveClipping(inner, 0.5, clipped_count_stddev=1.0, delta=1e-3)
+
+
+@pytest.mark.parametrize(
+    "make_strategy", [lambda: FedProx(mu=0.1), Scaffold, client_dp], ids=["fedprox", "scaffold", "client_dp"]
+)
 def test_ray_backend_gives_the_sequential_weights_also_across_a_resume(
     digits6: Any, tmp_path: Path, make_strategy: Any
 ) -> None:
