@@ -221,7 +221,7 @@ def epsilon_of(history: History, delta: float) -> float:
         >>> epsilon_of([], 1e-5)
         0.0
         >>> round(epsilon_of([(1.0, 0.01, 1000)], 1e-5), 3)
-        2.213
+        2.101
     """
     if not history:
         return 0.0

@@ -254,7 +254,8 @@ def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("give `per_round` or `fraction`, not both", "clients")
     if clients["per_round"] is None and clients["fraction"] is None:
         clients["per_round"] = data["num_clients"]
-    if _at_all(raw, "clients", "dp_sgd") and clients["dp_sgd"]["noise_multiplier"] is None:
+    dp_sgd = clients["dp_sgd"]  # its defaults alone (a config resolved already, as Flower's nodes get it) are off
+    if dp_sgd["noise_multiplier"] is None and dp_sgd != DEFAULTS["clients"]["dp_sgd"]:
         raise ConfigError("required to train with DP-SGD (e.g. 1.0); or leave `clients.dp_sgd` out", (
             "clients.dp_sgd.noise_multiplier"
         ))
@@ -268,12 +269,6 @@ def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
             "evaluate.clients.every",
         )
     return config
-
-
-def _at_all(raw: Mapping[str, Any], section: str, key: str) -> bool:
-    """Whether the raw config gives ``section.key`` a value other than null."""
-    inner = raw.get(section)
-    return isinstance(inner, Mapping) and inner.get(key) is not None
 
 
 def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:

@@ -107,7 +107,7 @@ BAD_INPUTS = [
      "clients.dp_sgd.max_grad_norm: must be in (0, inf), got 0", ""),
     ("dp-sgd-delta-one", _yaml(clients={"dp_sgd": {"noise_multiplier": 1.0, "delta": 1.0}}), [],
      "clients.dp_sgd.delta: must be in (0, 1), got 1.0", ""),
-    ("dp-sgd-without-noise", _yaml(clients={"dp_sgd": {"max_grad_norm": 1.0}}), [],
+    ("dp-sgd-without-noise", _yaml(clients={"dp_sgd": {"max_grad_norm": 2.0}}), [],
      "clients.dp_sgd.noise_multiplier: required to train with DP-SGD", ""),
     ("dp-sgd-unknown-key", _yaml(), ["--set", "clients.dp_sgd.sigma=1.0"],
      "clients.dp_sgd.sigma: unknown key", "accepted: noise_multiplier, max_grad_norm, delta, poisson_sampling"),

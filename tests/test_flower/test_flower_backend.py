@@ -257,10 +257,20 @@ class FitCounter(Callback):
 '''
 
 
-def test_flower_backend_runs_scaffold_as_the_sequential_backend(tmp_path: Path) -> None:
-    # Prepare: the server's variate goes down in each task's payload, the change comes back up; each
-    # client's own variate stays on its SuperNode
-    changes = {"rounds": 3, "client_callbacks": [], "strategy": {"type": "scaffold", "args": {"eta_g": 0.9}}}
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        {"strategy": {"type": "scaffold", "args": {"eta_g": 0.9}}},
+        {"clients": {"min_clients": 1, "dp_sgd": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}}},
+    ],
+    ids=["scaffold", "dp_sgd"],
+)
+def test_flower_backend_runs_client_algorithms_as_the_sequential_backend(
+    tmp_path: Path, algorithm: dict[str, Any]
+) -> None:
+    # Prepare: SCAFFOLD's server variate goes down in each task's payload, the change comes back up; each
+    # client's own variate (DP-SGD's: its privacy account) stays on its SuperNode
+    changes = {"rounds": 3, "client_callbacks": [], **algorithm}
     for run in ("flower", "sequential"):
         (tmp_path / run).mkdir()
     flower_config = write_config(tmp_path / "flower", **changes)
