@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback as LightningCallback
@@ -16,6 +18,7 @@ from lightning_bridge.metrics import EPSILON, EPSILON_NEXT
 
 try:
     from opacus.accountants import RDPAccountant  # type: ignore[import-untyped]
+    from opacus.accountants.analysis import rdp as rdp_analysis  # type: ignore[import-untyped]
     from opacus.data_loader import DPDataLoader  # type: ignore[import-untyped]
     from opacus.grad_sample import GradSampleHooks  # type: ignore[import-untyped]
     from opacus.optimizers import DPOptimizer  # type: ignore[import-untyped]
@@ -217,6 +220,9 @@ class DPSGD(LightningCallback):
 def epsilon_of(history: History, delta: float) -> float:
     """The epsilon of an RDP account at ``delta``, as Opacus's ``RDPAccountant`` computes it; ``0.0`` when empty.
 
+    The RDP of ``n`` steps is ``n`` times that of one, which is computed once per ``(noise_multiplier,
+    sample_rate)``: an epoch's report costs microseconds, not the accountant's tens of milliseconds.
+
     Example:
         >>> epsilon_of([], 1e-5)
         0.0
@@ -225,9 +231,18 @@ def epsilon_of(history: History, delta: float) -> float:
     """
     if not history:
         return 0.0
-    accountant = RDPAccountant()
-    accountant.history = list(history)
-    return float(accountant.get_epsilon(delta))
+    rdp = sum(np.asarray(_rdp_of_one_step(float(nm), float(q))) * int(n) for nm, q, n in history)
+    epsilon, _ = rdp_analysis.get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta)
+    return float(epsilon)
+
+
+@functools.lru_cache(maxsize=256)
+def _rdp_of_one_step(noise_multiplier: float, sample_rate: float) -> tuple[float, ...]:
+    """The RDP of one step of the sampled Gaussian mechanism at each of Opacus's default orders."""
+    one = rdp_analysis.compute_rdp(
+        q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=RDPAccountant.DEFAULT_ALPHAS
+    )
+    return tuple(float(x) for x in one)
 
 
 def check_private_model(module: torch.nn.Module) -> None:
