@@ -173,7 +173,7 @@ class FederatedTrainer:
         self.strategy = _checks.strategy(strategy, len(loaders), self.clients_per_round)
         _checks.local_keys(self.strategy, self.model)
         algorithms = [*self.strategy.client_algorithms(), *client_algorithms]
-        self.algorithms = check_algorithms(algorithms, type(self.strategy).__name__)
+        self.algorithms = check_algorithms(algorithms, type(self.strategy).__name__, self.model)
         policy = _checks.on_error(on_error)
         self.manager = _checks.server_callbacks(_checks.native_callbacks(callbacks, "callbacks"), policy)
         self._client_callbacks = _checks.client_callbacks(client_callbacks, policy)

@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - the privacy extra is missing
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
-__all__ = ["DPSGD", "epsilon_of"]
+__all__ = ["DPSGD", "check_private_model", "epsilon_of"]
 
 History = list[tuple[float, float, int]]
 """An RDP account: ``(noise_multiplier, sample_rate, steps)`` runs of steps, as Opacus's ``RDPAccountant`` keeps it."""

@@ -278,7 +278,7 @@ def _site(config_text: str, setup: Mapping[str, Any], node_config: Mapping[str, 
     client = Client(partition, train_data, template, on_error=config["on_error"], val_data=val_data)
     strategy = build_strategy(config["strategy"])
     own = [*strategy.client_algorithms(), *build_client_algorithms(config)]  # the config's, as the server's
-    algorithms = check_algorithms(own, type(strategy).__name__)
+    algorithms = check_algorithms(own, type(strategy).__name__, model)
     _built[:] = [_Site(key, client, ClientRunner(model, **setup, algorithms=algorithms))]
     return _built[0]
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from federated.client.algorithm import ClientAlgorithm
-from lightning_bridge.dp_sgd import DPSGD
+from lightning_bridge.dp_sgd import DPSGD, check_private_model
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule
@@ -38,7 +38,8 @@ class PrivateTraining(DPSGD, ClientAlgorithm):
         poisson_sampling: Draw each batch by Poisson sampling. Defaults to ``True``.
 
     Raises:
-        ArgumentError: An argument out of range.
+        ArgumentError: An argument out of range; when the federation is built, a model Opacus
+            cannot train (BatchNorm: use GroupNorm), naming its layer.
 
     Example:
         >>> algorithm = PrivateTraining(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)
@@ -52,6 +53,9 @@ class PrivateTraining(DPSGD, ClientAlgorithm):
 
     def begin(self, weights: StateDict, payload: Mapping[str, Any], state: Mapping[str, Any]) -> None:
         self.load_state_dict(dict(state))  # this client's account; an empty one before its first fit
+
+    def check_model(self, model: LightningModule) -> None:
+        check_private_model(model)
 
     def end(self, module: LightningModule) -> tuple[dict[str, Any], dict[str, Any]]:
         return {}, self.state_dict()

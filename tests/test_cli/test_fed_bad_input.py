@@ -111,6 +111,8 @@ BAD_INPUTS = [
      "clients.dp_sgd.noise_multiplier: required to train with DP-SGD", ""),
     ("dp-sgd-unknown-key", _yaml(), ["--set", "clients.dp_sgd.sigma=1.0"],
      "clients.dp_sgd.sigma: unknown key", "accepted: noise_multiplier, max_grad_norm, delta, poisson_sampling"),
+    ("dp-sgd-batch-norm", _yaml(clients={"dp_sgd": {"noise_multiplier": 1.0}}, model={"args": {"batch_norm": True}}),
+     [], "model.type: its layer `net.bn` (_BatchNorm1d) cannot train with DP-SGD", "nn.GroupNorm"),
     ("float-as-text", _yaml(model={"args": {"lr": "fast"}}), [],
      "model.args.lr: expected float, got str 'fast' (floats are written like 0.001 or 1e-3)", ""),
     ("log-dir-outside", _yaml(callbacks=[{"type": "tensorboard", "args": {"log_dir": "../../x"}}]), [],

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from callbacks import ArgumentError
 from federated import MLP, FederatedTrainer, Scaffold
 from federated.client import PrivateTraining
 from lightning_bridge.dp_sgd import epsilon_of
@@ -79,3 +80,10 @@ def test_dp_sgd_noise_is_the_task_seeds(digits4: Any, make_model: Callable[..., 
 def test_dp_sgd_cannot_run_with_scaffolds_gradient_correction(digits4: Any, make_model: Callable[..., MLP]) -> None:
     with pytest.raises(ValueError, match="client algorithm 'dp_sgd' cannot run in the same fit as 'scaffold'"):
         FederatedTrainer(make_model(), uneven(digits4), strategy=Scaffold(), client_algorithms=[dp_sgd()])
+
+
+def test_dp_sgd_refuses_a_batch_norm_model_when_the_federation_is_built(
+    digits4: Any, make_model: Callable[..., MLP]
+) -> None:
+    with pytest.raises(ArgumentError, match=r"^`model`: its layer `net.bn` \(_BatchNorm1d\) cannot train with DP-SGD"):
+        FederatedTrainer(make_model(batch_norm=True), uneven(digits4), client_algorithms=[dp_sgd()])
