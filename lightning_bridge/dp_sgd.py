@@ -92,6 +92,7 @@ class DPSGD(LightningCallback):
         self._optimizers: list[Optimizer] = []
         self._sample_rate = 0.0
         self._epoch_start_steps = 0
+        self._logged = False
 
     @property
     def history(self) -> History:
@@ -151,6 +152,7 @@ class DPSGD(LightningCallback):
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._epoch_start_steps = self.steps
+        self._logged = False
 
     @override
     def on_train_batch_end(
@@ -160,6 +162,11 @@ class DPSGD(LightningCallback):
         if batch_idx + 1 >= trainer.num_training_batches:
             self.log_epsilon(pl_module)
 
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._logged:  # an epoch cut short (a stop asked for in a batch): the callbacks after this one see it
+            self.log_epsilon(pl_module)
+
     def log_epsilon(self, pl_module: LightningModule) -> None:
         """Log ``dp/epsilon`` and ``dp/epsilon_next`` (this epoch's steps once more) as epoch metrics of the module."""
         steps = self.steps - self._epoch_start_steps
@@ -167,6 +174,7 @@ class DPSGD(LightningCallback):
         following = [*self.history, (self.noise_multiplier, self._sample_rate, steps)] if steps else self.history
         for name, value in ((EPSILON, spent), (EPSILON_NEXT, epsilon_of(following, self.delta))):
             pl_module.log(name, torch.tensor(value, dtype=torch.float64), on_step=False, on_epoch=True, batch_size=1)
+        self._logged = True
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

@@ -160,3 +160,28 @@ def test_dp_sgd_refuses_bad_arguments_naming_them(kwargs: dict[str, Any], expect
     with pytest.raises(ArgumentError) as raised:
         DPSGD(**arguments)
     assert str(raised.value) == expected
+
+
+class StopAtBatch(LightningCallback):
+    """Asks the fit to stop at training batch ``batch``."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx == self.batch:
+            trainer.should_stop = True
+
+
+def test_dp_sgd_reports_an_epoch_cut_short_and_samples_a_data_modules_loader() -> None:
+    # Prepare: the train loader comes from a LightningDataModule; the first epoch stops after 3 batches
+    from bridge_helpers import RegressionData, TinyRegression
+
+    batches, dp = TrainBatches(), DPSGD(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)
+    fit = trainer(dp, StopAtBatch(2), batches, max_epochs=3)
+    # Execute
+    fit.fit(TinyRegression(), datamodule=RegressionData(samples=64, batch_size=8))
+    # Assert
+    assert isinstance(batches.loaders[0], DPDataLoader)
+    assert dp.history == [(1.0, 1 / 8, 3)]
+    assert float(fit.callback_metrics["dp/epsilon"]) == pytest.approx(dp.epsilon)
