@@ -72,7 +72,8 @@ class DPSGD(LightningCallback):
 
     Raises:
         ArgumentError: An argument out of range; at fit start, a model Opacus cannot train
-            (its offending layer named), several optimizers, gradient accumulation or several devices.
+            (its offending layer named), several optimizers, gradient accumulation, several devices or a
+            loss-scaling precision (``16-mixed`` on a GPU).
 
     Example:
         >>> dp = DPSGD(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)
@@ -123,6 +124,11 @@ class DPSGD(LightningCallback):
         check_private_model(pl_module)
         if trainer.world_size != 1:
             raise ArgumentError("trainer", f"{trainer.world_size} processes; DP-SGD here trains on one device")
+        if getattr(trainer.precision_plugin, "scaler", None) is not None:  # 16-mixed on a GPU: scaled per-sample grads
+            raise ArgumentError(
+                "precision",
+                f"{trainer.precision} scales the loss, which the per-sample clipping would see; use bf16-mixed or 32",
+            )
         if trainer.accumulate_grad_batches != 1:
             raise ArgumentError(
                 "accumulate_grad_batches",
