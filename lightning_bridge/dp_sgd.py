@@ -53,8 +53,8 @@ class DPSGD(LightningCallback):
     ``delta``, and ``dp/epsilon_next``, what one more epoch of the same steps would bring it to (a
     budget callback stops before passing its budget): Lightning's ``callback_metrics``, and the
     native callbacks' ``logs`` through :class:`~lightning_bridge.LightningCallbackAdapter`. The
-    noise and the Poisson draws come from torch's global generators (the train loader's generator,
-    if it has one, for the draws): ``lightning.seed_everything`` makes a fit repeat exactly.
+    noise and the Poisson draws come from generators of their own, seeded at fit start by a draw
+    from torch's global generator: ``lightning.seed_everything`` makes a fit repeat exactly.
 
     The module must compute its loss as a mean over the batch, train with one optimizer without
     gradient accumulation, on one device, and hold only layers Opacus supports (no BatchNorm: use
@@ -150,6 +150,7 @@ class DPSGD(LightningCallback):
             max_grad_norm=self.max_grad_norm,
             expected_batch_size=expected_batch_size,
             loss_reduction="mean",
+            generator=seeded_generator(next(pl_module.parameters()).device),
         )
         private.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=self._sample_rate))
         self._optimizers = optimizers
@@ -214,7 +215,9 @@ class DPSGD(LightningCallback):
                 f"DP-SGD trains on one torch DataLoader over a sized dataset, got {type(loader).__name__}",
             )
         if self.poisson_sampling and not isinstance(loader, DPDataLoader):
-            loader = DPDataLoader.from_data_loader(loader)
+            loader = DPDataLoader.from_data_loader(loader, generator=seeded_generator("cpu"))
+        elif isinstance(loader, DPDataLoader):  # one made already (DPLightningDataModule's): its draws seeded too
+            loader.batch_sampler.generator = seeded_generator("cpu")
         source.instance = loader
         return loader
 
@@ -257,6 +260,17 @@ def _rdp_of_one_step(noise_multiplier: float, sample_rate: float) -> tuple[float
         q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=RDPAccountant.DEFAULT_ALPHAS
     )
     return tuple(float(x) for x in one)
+
+
+def seeded_generator(device: torch.device | str) -> torch.Generator:
+    """A generator on ``device`` seeded by a draw from torch's global CPU generator.
+
+    The noise (on the parameters' device) and the Poisson draws of a fit then follow the seed of
+    the global generator at its start, which ``lightning.seed_everything`` and a federation's task
+    seed set, whatever the device's own generator or the loader's held before.
+    """
+    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def check_private_model(module: torch.nn.Module) -> None:

@@ -185,3 +185,16 @@ def test_dp_sgd_reports_an_epoch_cut_short_and_samples_a_data_modules_loader() -
     assert isinstance(batches.loaders[0], DPDataLoader)
     assert dp.history == [(1.0, 1 / 8, 3)]
     assert float(fit.callback_metrics["dp/epsilon"]) == pytest.approx(dp.epsilon)
+
+
+def test_dp_sgd_fit_repeats_exactly_under_seed_everything_whatever_the_loaders_generator() -> None:
+    def fit(loader_seed: int) -> dict[str, torch.Tensor]:
+        lightning.seed_everything(0)
+        model = MLP(hidden=16)
+        dataset = digits_loader().dataset
+        loader = DataLoader(dataset, batch_size=32, generator=torch.Generator().manual_seed(loader_seed))
+        trainer(DPSGD(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)).fit(model, loader)
+        return model.state_dict()
+
+    first, second = fit(1), fit(2)
+    assert all(torch.equal(first[k], second[k]) for k in first)
