@@ -10,6 +10,7 @@ import copy
 import fnmatch
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,36 +81,65 @@ def client_loaders(client_data: Any, batch_size: int, *, remote: bool = False) -
         raise ArgumentError(
             "client_data",
             f"{client_data} is a number of clients, which only a backend whose clients hold their own data "
-            "takes (backend 'flower'); give this one a DataLoader (or Dataset, (train, val) pair or "
-            "LightningDataModule) per client",
+            f"takes (backend 'flower'); give this one an entry per client: {CLIENT_DATA_FORMS}",
         )
     if isinstance(client_data, (DataLoader, Dataset)) or not isinstance(client_data, Sequence) or not client_data:
         raise ArgumentError(
             "client_data",
-            f"must be a non-empty list with one DataLoader (or Dataset) per client, got {type(client_data).__name__}",
+            f"must be a non-empty list with one entry per client ({CLIENT_DATA_FORMS}), got "
+            f"{type(client_data).__name__}",
         )
     return [_client_pair(d, f"client_data[{i}]", batch_size) for i, d in enumerate(client_data)]
 
 
+CLIENT_DATA_FORMS = (
+    "a DataLoader, a Dataset, a (train, val) pair of them, or a LightningDataModule (lightning.pytorch's or "
+    "pytorch_lightning's, such as Opacus's DPLightningDataModule)"
+)
+"""Every form one client's entry of ``client_data`` may take, as messages name them."""
+
+
 def _client_pair(data: Any, name: str, batch_size: int) -> tuple[DataLoader, DataLoader | None]:
-    if isinstance(data, LightningDataModule):
+    if _is_datamodule(data):
         data.prepare_data()
         data.setup("fit")
-        val = data.val_dataloader() if is_overridden("val_dataloader", data) else None
+        val = data.val_dataloader() if _defines_val_dataloader(data) else None
         return (
             as_loader(data.train_dataloader(), f"{name}.train_dataloader()", batch_size, shuffle=True),
             None if val is None else as_loader(val, f"{name}.val_dataloader()", batch_size, shuffle=False),
         )
     if isinstance(data, tuple):
         if len(data) != 2:
-            accepted = "a DataLoader, a (train, val) pair or a LightningDataModule"
-            raise ArgumentError(name, f"must be {accepted}, got a tuple of {len(data)}")
+            raise ArgumentError(name, f"must be {CLIENT_DATA_FORMS}, got a tuple of {len(data)}")
         train, val = data
         return (
             as_loader(train, f"{name}[0]", batch_size, shuffle=True),
             None if val is None else as_loader(val, f"{name}[1]", batch_size, shuffle=False),
         )
+    if not isinstance(data, (DataLoader, Dataset)):
+        raise TypeError(f"`{name}` must be {CLIENT_DATA_FORMS}, got {type(data).__name__}")
     return as_loader(data, name, batch_size, shuffle=True), None
+
+
+def _is_datamodule(data: Any) -> bool:
+    """Whether ``data`` is a ``LightningDataModule`` of ``lightning.pytorch`` or of ``pytorch_lightning``.
+
+    ``pytorch_lightning`` is looked up only if loaded already: its data modules exist only then.
+    """
+    standalone = sys.modules.get("pytorch_lightning")
+    return isinstance(data, LightningDataModule) or (
+        standalone is not None and isinstance(data, standalone.LightningDataModule)
+    )
+
+
+def _defines_val_dataloader(data: Any) -> bool:
+    """Whether ``data`` defines its own ``val_dataloader``; for a wrapper (DPLightningDataModule), the one it wraps."""
+    inner = getattr(data, "datamodule", None)
+    if _is_datamodule(inner):
+        data = inner
+    standalone = LightningDataModule if isinstance(data, LightningDataModule) else None
+    parent = standalone or sys.modules["pytorch_lightning"].LightningDataModule
+    return is_overridden("val_dataloader", data, parent)
 
 
 def positive_int(value: Any, name: str) -> int:

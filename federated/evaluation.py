@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -115,18 +115,28 @@ def _warn_non_finite(evaluations: Sequence[ClientEvaluation]) -> None:
         log.warning("clients/%s: client(s) %s evaluated it as NaN or infinite; left out of its mean", name, ids)
 
 
-def weighted_mean(pairs: Sequence[tuple[int, Mapping[str, float]]]) -> dict[str, float]:
+def weighted_mean(
+    pairs: Sequence[tuple[int, Mapping[str, float]]], largest: Collection[str] = ()
+) -> dict[str, float]:
     """The sample-weighted mean of each metric over ``(num_samples, metrics)`` pairs; NaN and inf left out.
 
+    The metrics named in ``largest`` take their largest value instead (a privacy loss: the worst
+    client's), an infinite one included.
+
     Example:
-        >>> weighted_mean([(1, {"accuracy": 0.5}), (3, {"accuracy": 1.0})])
-        {'accuracy': 0.875}
+        >>> weighted_mean([(1, {"accuracy": 0.5, "dp/epsilon": 2.0}), (3, {"accuracy": 1.0, "dp/epsilon": 1.5})],
+        ...               largest={"dp/epsilon"})
+        {'accuracy': 0.875, 'dp/epsilon': 2.0}
     """
+    peaks: dict[str, float] = {}
     sums: dict[str, float] = {}
     totals: dict[str, float] = {}
     for num_samples, metrics in pairs:
         for key, value in metrics.items():
-            if math.isfinite(value):
+            if key in largest:
+                if not math.isnan(value):
+                    peaks[key] = max(peaks.get(key, value), value)
+            elif math.isfinite(value):
                 sums[key] = sums.get(key, 0.0) + value * num_samples
                 totals[key] = totals.get(key, 0.0) + num_samples
-    return {key: sums[key] / totals[key] for key in sums}
+    return {**{key: sums[key] / totals[key] for key in sums}, **peaks}

@@ -16,7 +16,7 @@ from callbacks import OnError
 from federated import _checks
 from federated.backends.backend import Backend, FitSetup
 from federated.checkpoint import HistoryLog, lightning_fields, save_checkpoint
-from federated.client.algorithm import check_algorithms
+from federated.client.algorithm import ClientAlgorithm, check_algorithms
 from federated.client.client import Client
 from federated.client.trainer_args import check_trainer_kwargs, quiet_lightning, validation_trainer
 from federated.evaluation import MetricsAggregation, client_metrics, evaluators, sort_evaluations, weighted_mean
@@ -28,7 +28,7 @@ from federated.resume import LAST, ResumePoint, restore_trainer, resume_point, t
 from federated.seeding import check_seed, derive_seed, seed_everything
 from federated.selection import sample_clients
 from federated.strategies.strategy import Strategy
-from lightning_bridge.metrics import floats
+from lightning_bridge.metrics import PRIVACY_LOSSES, floats
 
 __all__ = ["FederatedTrainer"]
 
@@ -102,6 +102,9 @@ class FederatedTrainer:
             The Ray backend frees the late client's worker; the sequential backend cannot stop a
             fit that runs in this process, so the client whose fit ends past the deadline fails
             and the clients after it do not start. ``None`` waits. Defaults to ``None``.
+        client_algorithms: :class:`~federated.client.ClientAlgorithm` objects run in every client fit
+            after the strategy's own, such as ``PrivateTraining`` (DP-SGD, each client with its own
+            privacy account). Defaults to none.
 
     Raises:
         TypeError: An argument of the wrong kind.
@@ -151,6 +154,7 @@ class FederatedTrainer:
         evaluate_metrics_aggregation_fn: MetricsAggregation | None = None,
         keep_optimizer_state: bool = False,
         round_timeout: float | None = None,
+        client_algorithms: Sequence[ClientAlgorithm] = (),
     ) -> None:
         self.batch_size = _checks.positive_int(batch_size, "batch_size")
         self.backend = _checks.backend(backend)
@@ -168,7 +172,8 @@ class FederatedTrainer:
         self.checkpoint_dir = _checks.checkpoint_dir(checkpoint_dir)
         self.strategy = _checks.strategy(strategy, len(loaders), self.clients_per_round)
         _checks.local_keys(self.strategy, self.model)
-        self.algorithms = check_algorithms(self.strategy.client_algorithms(), type(self.strategy).__name__)
+        algorithms = [*self.strategy.client_algorithms(), *client_algorithms]
+        self.algorithms = check_algorithms(algorithms, type(self.strategy).__name__, self.model)
         policy = _checks.on_error(on_error)
         self.manager = _checks.server_callbacks(_checks.native_callbacks(callbacks, "callbacks"), policy)
         _checks.privacy_budgets(self.manager.callbacks, self.strategy)
@@ -441,4 +446,4 @@ class FederatedTrainer:
 
 
 def _weighted_metrics(updates: Sequence[ClientUpdate]) -> dict[str, float]:
-    return weighted_mean([(update.num_samples, update.metrics) for update in updates])
+    return weighted_mean([(update.num_samples, update.metrics) for update in updates], largest=PRIVACY_LOSSES)

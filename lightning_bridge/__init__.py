@@ -13,10 +13,12 @@ from callbacks.lazy import lazy_exports
 if TYPE_CHECKING:
     from lightning_bridge.adapter import LightningCallbackAdapter as LightningCallbackAdapter
     from lightning_bridge.checkpoint_io import RecordingCheckpointIO as RecordingCheckpointIO
+    from lightning_bridge.dp_sgd import DPSGD as DPSGD
 
-__all__ = ["LightningCallbackAdapter", "RecordingCheckpointIO"]
+__all__ = ["DPSGD", "LightningCallbackAdapter", "RecordingCheckpointIO"]
 
 _LAZY = {
+    "DPSGD": "lightning_bridge.dp_sgd",
     "LightningCallbackAdapter": "lightning_bridge.adapter",
     "RecordingCheckpointIO": "lightning_bridge.checkpoint_io",
 }

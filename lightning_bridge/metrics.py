@@ -7,7 +7,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["StepLosses", "first_lr", "floats"]
+__all__ = ["EPSILON", "EPSILON_NEXT", "PRIVACY_LOSSES", "StepLosses", "first_lr", "floats"]
+
+EPSILON = "dp/epsilon"
+"""The metric of the epsilon DP-SGD has spent so far (:class:`~lightning_bridge.dp_sgd.DPSGD`)."""
+
+EPSILON_NEXT = "dp/epsilon_next"
+"""The metric of the epsilon one more epoch of DP-SGD would bring the spent one to."""
+
+PRIVACY_LOSSES = frozenset({EPSILON, EPSILON_NEXT})
+"""Metrics a federated round reports as the largest of its clients' (the worst case), not as their mean."""
 
 
 def floats(metrics: Mapping[str, Any]) -> dict[str, float]:

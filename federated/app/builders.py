@@ -28,6 +28,7 @@ from callbacks import (
 from callbacks.arguments import check_arguments, one_line, suggest
 from federated.app.callback_entries import USER_CODE_ERRORS, build_callbacks_at, built_entry
 from federated.app.callback_entries import raised as _raised
+from federated.app.client_algorithms import build_client_algorithms
 from federated.app.config import DEFAULTS
 from federated.app.flower_aggregation import as_aggregation
 from federated.app.strategy_entry import build_federation_strategy
@@ -84,6 +85,7 @@ ARGUMENT_KEYS = {
     "evaluate_metrics_aggregation_fn": "evaluate.clients.aggregation",
     "keep_optimizer_state": "clients.keep_optimizer_state",
     "round_timeout": "clients.round_timeout",
+    "client_algorithms": "clients.dp_sgd",
     "local_keys": "strategy.args.local_keys",
     "num_malicious_nodes": "strategy.args.num_malicious_nodes",  # too many for the clients per round
     "num_nodes_to_select": "strategy.args.num_nodes_to_select",
@@ -132,6 +134,7 @@ def build_trainer(config: Mapping[str, Any]) -> FederatedTrainer:
             evaluate_metrics_aggregation_fn=_aggregation(evaluated["aggregation"]),
             keep_optimizer_state=clients["keep_optimizer_state"],
             round_timeout=clients["round_timeout"],
+            client_algorithms=build_client_algorithms(config),
         )
     except ArgumentError as exc:
         key, inner = _config_key(exc.argument, config)

@@ -121,6 +121,14 @@ _SCHEMA = _Section(
                 "min_clients": _Field(int, 1, _within(COUNT)),
                 "keep_optimizer_state": _Field(bool, False),
                 "round_timeout": _Field(float | None, None, _within(POSITIVE)),
+                "dp_sgd": _Section(
+                    {
+                        "noise_multiplier": _Field(float | None, None, _within(Rule(0))),
+                        "max_grad_norm": _Field(float, 1.0, _within(POSITIVE)),
+                        "delta": _Field(float, 1e-5, _within(Rule(0, 1, low_open=True, high_open=True))),
+                        "poisson_sampling": _Field(bool, True),
+                    }
+                ),
             }
         ),
         "evaluate": _Section(
@@ -253,6 +261,11 @@ def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("give `per_round` or `fraction`, not both", "clients")
     if clients["per_round"] is None and clients["fraction"] is None:
         clients["per_round"] = data["num_clients"]
+    dp_sgd = clients["dp_sgd"]  # its defaults alone (a config resolved already, as Flower's nodes get it) are off
+    if dp_sgd["noise_multiplier"] is None and dp_sgd != DEFAULTS["clients"]["dp_sgd"]:
+        raise ConfigError("required to train with DP-SGD (e.g. 1.0); or leave `clients.dp_sgd` out", (
+            "clients.dp_sgd.noise_multiplier"
+        ))
     evaluated = config["evaluate"]["clients"]
     if evaluated["per_round"] is not None and evaluated["fraction"] is not None:
         raise ConfigError("give `per_round` or `fraction`, not both", "evaluate.clients")

@@ -41,6 +41,7 @@ from callbacks import ConfigError, dump_yaml, load_yaml
 from callbacks.arguments import echo, one_line
 from federated import _checks
 from federated.app.builders import build_callbacks_at, build_data, build_model
+from federated.app.client_algorithms import build_client_algorithms
 from federated.app.config import validate_config
 from federated.app.run import prepare_run
 from federated.app.strategy_entry import build_federation_strategy
@@ -219,7 +220,8 @@ if server_app is not None:
 class _Site:
     """What one SuperNode builds once per process: its client (data, callback template) and runner.
 
-    The runner's client algorithms are those of the config's ``strategy``, built here as the server builds them.
+    The runner's client algorithms are those of the config's ``strategy`` and ``clients.dp_sgd``, built here as
+    the server builds them.
     """
 
     key: tuple[str, str, int]
@@ -276,7 +278,8 @@ def _site(config_text: str, setup: Mapping[str, Any], node_config: Mapping[str, 
     template = build_callbacks_at(config["client_callbacks"], "client_callbacks")
     client = Client(partition, train_data, template, on_error=config["on_error"], val_data=val_data)
     strategy = build_federation_strategy(config)
-    algorithms = check_algorithms(strategy.client_algorithms(), type(strategy).__name__)
+    own = [*strategy.client_algorithms(), *build_client_algorithms(config)]  # the config's, as the server's
+    algorithms = check_algorithms(own, type(strategy).__name__, model)
     _built[:] = [_Site(key, client, ClientRunner(model, **setup, algorithms=algorithms))]
     return _built[0]
 

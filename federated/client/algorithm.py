@@ -71,6 +71,13 @@ class ClientAlgorithm(LightningCallback):
             state: What this algorithm kept for this client, ``{}`` before its first fit.
         """
 
+    def check_model(self, model: LightningModule) -> None:
+        """Refuse a ``model`` this algorithm cannot train, when the federation is built; nothing by default.
+
+        Raises:
+            ArgumentError: Naming ``model`` and what in it is wrong.
+        """
+
     def end(self, module: LightningModule) -> tuple[dict[str, Any], dict[str, Any]]:
         """After a successful fit of ``module``: ``(reply, state)``, the reply payload and the state to keep.
 
@@ -79,16 +86,21 @@ class ClientAlgorithm(LightningCallback):
         return {}, {}
 
 
-def check_algorithms(algorithms: Sequence[Any], owner: str) -> tuple[ClientAlgorithm, ...]:
-    """``algorithms`` as a tuple, refused when one is no :class:`ClientAlgorithm` or two conflict.
+def check_algorithms(
+    algorithms: Sequence[Any], owner: str, model: LightningModule | None = None
+) -> tuple[ClientAlgorithm, ...]:
+    """``algorithms`` as a tuple, refused when one is no ClientAlgorithm, two conflict or one refuses ``model``.
 
     Args:
         algorithms: The client algorithms of one fit, in order.
         owner: Who gives them (the strategy's class name), for the message.
+        model: The model the clients train, for each algorithm's :meth:`~ClientAlgorithm.check_model`.
+            Defaults to none (not checked).
 
     Raises:
         TypeError: An entry is not a ``ClientAlgorithm``, or has no ``name``.
         ValueError: Two share a name, or one names another among its ``conflicts``.
+        ArgumentError: An algorithm cannot train ``model``.
     """
     out = tuple(algorithms)
     for algorithm in out:
@@ -103,4 +115,6 @@ def check_algorithms(algorithms: Sequence[Any], owner: str) -> tuple[ClientAlgor
         clash = [other for other in algorithm.conflicts if other in names]
         if clash:
             raise ValueError(f"{owner}: client algorithm {algorithm.name!r} cannot run in the same fit as {clash[0]!r}")
+        if model is not None:
+            algorithm.check_model(model)
     return out

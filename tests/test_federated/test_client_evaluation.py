@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning
 import pytest
+import pytorch_lightning
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
@@ -232,6 +233,45 @@ def test_a_lightning_datamodule_is_a_clients_data(pairs4: Pairs, make_model: Cal
 
     assert [c.num_val_samples for c in fed.clients] == [c.num_val_samples for c in by_pairs.clients]
     assert fed.fit().metrics == by_pairs.fit().metrics
+
+
+class StandalonePieces(pytorch_lightning.LightningDataModule):
+    """A ``pytorch_lightning`` data module (the standalone package's, which Opacus's wrapper subclasses)."""
+
+    def __init__(self, pair: tuple[DataLoader, DataLoader], with_val: bool = True) -> None:
+        super().__init__()
+        self.pair, self.with_val = pair, with_val
+
+    def train_dataloader(self) -> DataLoader:
+        return self.pair[0]
+
+    def val_dataloader(self) -> DataLoader:
+        if not self.with_val:
+            return super().val_dataloader()  # pytorch_lightning's own: raises, as for a module that lacks one
+        return self.pair[1]
+
+
+class TrainOnly(pytorch_lightning.LightningDataModule):
+    """A ``pytorch_lightning`` data module with no validation loader."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        super().__init__()
+        self.loader = loader
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader
+
+
+def test_opacus_dp_lightning_datamodule_is_a_clients_data(pairs4: Pairs, make_model: Callable[..., MLP]) -> None:
+    from opacus.data_loader import DPDataLoader
+    from opacus.lightning import DPLightningDataModule
+
+    data = [DPLightningDataModule(StandalonePieces(pairs4[0])), DPLightningDataModule(TrainOnly(pairs4[1][0]))]
+    fed = FederatedTrainer(make_model(), data, rounds=1, evaluate_clients=1.0, seed=0)
+
+    assert isinstance(fed.clients[0].data, DPDataLoader) and fed.clients[0].val_data is pairs4[0][1]
+    assert fed.clients[1].val_data is None
+    assert [u.client_id for u in fed.fit().history[0].updates] == [0, 1]
 
 
 def test_tensorboard_and_metrics_logger_record_the_clients_evaluations(

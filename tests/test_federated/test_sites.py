@@ -145,6 +145,7 @@ def test_a_number_of_clients_needs_a_backend_whose_clients_hold_their_data() -> 
         FederatedTrainer(MLP(hidden=8), 3, rounds=1)
     assert str(raised.value) == (
         "`client_data`: 3 is a number of clients, which only a backend whose clients hold their own data takes "
-        "(backend 'flower'); give this one a DataLoader (or Dataset, (train, val) pair or LightningDataModule) "
-        "per client"
+        "(backend 'flower'); give this one an entry per client: a DataLoader, a Dataset, a (train, val) pair of "
+        "them, or a LightningDataModule (lightning.pytorch's or pytorch_lightning's, such as Opacus's "
+        "DPLightningDataModule)"
     )

@@ -59,7 +59,8 @@ def test_bad_model_and_data_fail_at_construction(digits4: Any, make_model: Calla
         FederatedTrainer(NoValidation(), loaders, test)
     with pytest.raises(ValueError, match="`client_data`: must be a non-empty list"):
         FederatedTrainer(make_model(), loaders[0])  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"`client_data\[1\]` must be a torch DataLoader or Dataset"):
+    every_form = r"a DataLoader, a Dataset, a \(train, val\) pair of them, or a LightningDataModule \(lightning"
+    with pytest.raises(TypeError, match=rf"`client_data\[1\]` must be {every_form}.*, got list"):
         FederatedTrainer(make_model(), [loaders[0], [1, 2]])
     empty = DataLoader(TensorDataset(torch.zeros(0, 64)))
     with pytest.raises(ValueError, match=r"`client_data\[0\]`: is empty"):

@@ -273,15 +273,25 @@ def run_on_flower_and_sequential(tmp_path: Path, changes: dict[str, Any]) -> tup
     return grid, flower_ckpt, sequential_ckpt
 
 
-def test_flower_backend_runs_scaffold_as_the_sequential_backend(tmp_path: Path) -> None:
-    # Prepare: the server's variate goes down in each task's payload, the change comes back up; each
-    # client's own variate stays on its SuperNode
-    changes = {"rounds": 3, "client_callbacks": [], "strategy": {"type": "scaffold", "args": {"eta_g": 0.9}}}
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        {"strategy": {"type": "scaffold", "args": {"eta_g": 0.9}}},
+        {"clients": {"min_clients": 1, "dp_sgd": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}}},
+    ],
+    ids=["scaffold", "dp_sgd"],
+)
+def test_flower_backend_runs_client_algorithms_as_the_sequential_backend(
+    tmp_path: Path, algorithm: dict[str, Any]
+) -> None:
+    # Prepare: SCAFFOLD's server variate goes down in each task's payload, the change comes back up; each
+    # client's own variate (DP-SGD's: its privacy account) stays on its SuperNode
+    changes = {"rounds": 3, "client_callbacks": [], **algorithm}
 
     # Execute
     grid, flower_ckpt, sequential_ckpt = run_on_flower_and_sequential(tmp_path, changes)
 
-    # Assert: the same weights and server variate, bit for bit; the clients' variates on their nodes
+    # Assert: the same weights and strategy state, bit for bit; the clients' kept states on their nodes
     assert [len(r["updates"]) for r in history(tmp_path / "flower" / "out")] == [2, 2, 2]
     for key in ("weights", "strategy"):
         torch.testing.assert_close(flower_ckpt[key], sequential_ckpt[key], rtol=0, atol=0)

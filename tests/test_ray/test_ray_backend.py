@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from callbacks import Callback
 from federated import MLP, FedAvg, FederatedTrainer, FedProx, RayBackend, Scaffold, digits_federation
+from federated.client import PrivateTraining
 from federated.privacy import DifferentialPrivacyClientSideAdaptiveClipping
 
 ray = pytest.importorskip("ray")
@@ -84,25 +85,31 @@ def federation(loaders: list[DataLoader], test: DataLoader | None, backend: Any,
     return FederatedTrainer(make_model(), loaders, test, seed=3, backend=backend, on_error="raise", **kwargs)
 
 
-def client_dp() -> DifferentialPrivacyClientSideAdaptiveClipping:
-    """DP-FedAvg clipped on the clients, its norm adapting, its noise drawn on the server, its account kept."""
-    inner = FedAvg(weighted=False)
-    return DifferentialPrivacyClientSideAdaptiveClipping(inner, 0.5, clipped_count_stddev=1.0, delta=1e-3)
+ALGORITHMS = {
+    "fedprox": lambda: {"strategy": FedProx(mu=0.1)},
+    "scaffold": lambda: {"strategy": Scaffold()},
+    "dp_sgd": lambda: {"client_algorithms": [PrivateTraining(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)]},
+    "client_dp": lambda: {
+        "strategy": DifferentialPrivacyClientSideAdaptiveClipping(
+            FedAvg(weighted=False), 0.5, clipped_count_stddev=1.0, delta=1e-3
+        )
+    },
+}
+"""The client algorithms each case runs, as ``FederatedTrainer`` arguments (client_dp: DP-FedAvg clipped on the
+clients, its norm adapting, its noise drawn on the server, its account kept)."""
 
 
-@pytest.mark.parametrize(
-    "make_strategy", [lambda: FedProx(mu=0.1), Scaffold, client_dp], ids=["fedprox", "scaffold", "client_dp"]
-)
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
 def test_ray_backend_gives_the_sequential_weights_also_across_a_resume(
-    digits6: Any, tmp_path: Path, make_strategy: Any
+    digits6: Any, tmp_path: Path, algorithm: str
 ) -> None:
-    # Prepare: a client algorithm in every fit (SCAFFOLD's: a payload per client, a variate kept per client),
-    # stateful client callbacks, server-side draws
+    # Prepare: a client algorithm in every fit (SCAFFOLD's: a payload per client, a variate kept per client;
+    # DP-SGD's: noise and Poisson draws, an account kept per client), stateful client callbacks, server-side draws
     loaders, test = digits6
 
     def federation_of(backend: Any, rounds: int) -> FederatedTrainer:
         return federation(
-            loaders, test, backend, rounds=rounds, clients_per_round=4, local_epochs=2, strategy=make_strategy(),
+            loaders, test, backend, rounds=rounds, clients_per_round=4, local_epochs=2, **ALGORITHMS[algorithm](),
             callbacks=[AdaptiveSelection()], client_callbacks=[FitCounter()],
             checkpoint_dir=tmp_path / ("seq" if backend == "sequential" else "ray"),
         )
