@@ -52,6 +52,7 @@ def test_notebooks_are_there() -> None:
         "01_drop_in_lightning.ipynb",
         "02_federated_walkthrough.ipynb",
         "03_custom_callbacks.ipynb",
+        "04_privacy.ipynb",
     ]
 
 
