@@ -4,14 +4,15 @@ Pure functions over state dicts. An *update* is a client's weights minus the glo
 fit started from; clipping scales the whole update (every floating tensor together, "flat"
 clipping, McMahan et al. 2018) so that its L2 norm is at most the clipping norm, and gives back
 ``start + clipped update``. Integer and boolean tensors (BatchNorm's ``num_batches_tracked``) are
-neither counted in the norm nor scaled: they pass as the client sent them. Norms are computed in
-``float64``.
+neither counted in the norm nor scaled: they pass as the client sent them. Differences are taken
+in the tensors' own dtype (``float32`` for half-precision ones), as Flower's are, and their squares
+summed in ``float64``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 
@@ -25,12 +26,7 @@ def update_norm(weights: Mapping[str, torch.Tensor], start: Mapping[str, torch.T
         >>> update_norm({"w": torch.tensor([3.0, 4.0])}, {"w": torch.zeros(2)})
         5.0
     """
-    total = 0.0
-    for name, base in start.items():
-        if base.is_floating_point():
-            diff = weights[name].detach().to("cpu", torch.float64) - base.detach().to("cpu", torch.float64)
-            total += float(diff.pow(2).sum())
-    return math.sqrt(total)
+    return _norm(_differences(weights, start).values())
 
 
 def clip_update(
@@ -51,16 +47,16 @@ def clip_update(
         >>> clipped["w"], was_clipped
         (tensor([0.6000, 0.8000]), True)
     """
-    norm = update_norm(weights, start)
-    scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
-    if scale >= 1.0:
+    differences = _differences(weights, start)
+    norm = _norm(differences.values())
+    if norm <= clipping_norm:
         return dict(weights), False
+    scale = clipping_norm / norm
     out = dict(weights)
-    for name, base in start.items():
-        if base.is_floating_point():
-            low = base.detach().to("cpu", torch.float64)
-            high = weights[name].detach().to("cpu", torch.float64)
-            out[name] = (low + (high - low) * scale).to(weights[name].dtype)
+    with torch.no_grad():
+        for name, difference in differences.items():
+            base = start[name].to(device=difference.device, dtype=difference.dtype)
+            out[name] = difference.mul_(scale).add_(base).to(weights[name].dtype)
     return out, True
 
 
@@ -85,3 +81,20 @@ def add_gaussian_noise(weights: Mapping[str, torch.Tensor], std: float) -> dict[
         noise = torch.randn(tensor.shape, dtype=dtype) * std
         out[name] = (tensor.to(dtype) + noise.to(tensor.device)).to(tensor.dtype)
     return out
+
+
+def _differences(weights: Mapping[str, torch.Tensor], start: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``weights[name] - start[name]`` for each floating tensor of ``start``, new tensors (``float32`` at least)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, base in start.items():
+        if base.is_floating_point():
+            tensor = weights[name].detach()
+            dtype = tensor.dtype if tensor.dtype in (torch.float32, torch.float64) else torch.float32
+            out[name] = tensor.to(dtype) - base.detach().to(device=tensor.device, dtype=dtype)
+    return out
+
+
+def _norm(tensors: Iterable[torch.Tensor]) -> float:
+    """The L2 norm of ``tensors`` flattened together, their squares summed in ``float64``."""
+    squares = [torch.linalg.vector_norm(t, dtype=torch.float64).square() for t in tensors]
+    return math.sqrt(float(torch.stack(squares).sum())) if squares else 0.0
