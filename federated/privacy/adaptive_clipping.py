@@ -33,6 +33,8 @@ class _AdaptiveClipping(DifferentialPrivacyWrapper):
     to (Flower 1.41 calibrates it to the norm already stepped for the next round).
     """
 
+    clipping_norm_argument = "initial_clipping_norm"
+
     def __init__(
         self,
         inner: Strategy,
@@ -45,8 +47,7 @@ class _AdaptiveClipping(DifferentialPrivacyWrapper):
         *,
         delta: float | None = None,
     ) -> None:
-        POSITIVE.check("initial_clipping_norm", initial_clipping_norm)
-        super().__init__(inner, noise_multiplier, initial_clipping_norm, num_sampled_clients, delta)
+        super().__init__(inner, noise_multiplier, initial_clipping_norm, num_sampled_clients, delta=delta)
         self.target_clipped_quantile = float(QUANTILE.check("target_clipped_quantile", target_clipped_quantile))
         self.clip_norm_lr = float(POSITIVE.check("clip_norm_lr", clip_norm_lr))
         self.clipped_count_stddev: float | None = None

@@ -64,17 +64,21 @@ class DifferentialPrivacyWrapper(StrategyWrapper):
     client_side: ClassVar[bool] = False
     """Whether the clients clip their own updates (the ``ClientSide`` wrappers) rather than the server."""
 
+    clipping_norm_argument: ClassVar[str] = "clipping_norm"
+    """The name the norm has in the constructor's arguments and messages (adaptive clipping's is its initial one)."""
+
     def __init__(
         self,
         inner: Strategy,
         noise_multiplier: float,
         clipping_norm: float,
         num_sampled_clients: int | None = None,
+        *,
         delta: float | None = None,
     ) -> None:
         super().__init__(inner)
         self.noise_multiplier = float(NON_NEGATIVE.check("noise_multiplier", noise_multiplier))
-        self.clipping_norm = float(clipping_norm)
+        self.clipping_norm = float(POSITIVE.check(self.clipping_norm_argument, clipping_norm))
         self.num_sampled_clients = None if num_sampled_clients is None else int(
             COUNT.check("num_sampled_clients", num_sampled_clients)
         )

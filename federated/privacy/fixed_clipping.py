@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from callbacks import register
 from federated.privacy.dp_wrapper import DifferentialPrivacyWrapper
-from federated.rules import POSITIVE
-
-if TYPE_CHECKING:
-    from federated.strategies.strategy import Strategy
 
 __all__ = ["DifferentialPrivacyClientSideFixedClipping", "DifferentialPrivacyServerSideFixedClipping"]
 
 
-class _FixedClipping(DifferentialPrivacyWrapper):
-    def __init__(
-        self,
-        inner: Strategy,
-        noise_multiplier: float,
-        clipping_norm: float,
-        num_sampled_clients: int | None = None,
-        *,
-        delta: float | None = None,
-    ) -> None:
-        POSITIVE.check("clipping_norm", clipping_norm)
-        super().__init__(inner, noise_multiplier, clipping_norm, num_sampled_clients, delta)
-
-
 @register("privacy.server_fixed_clipping")
-class DifferentialPrivacyServerSideFixedClipping(_FixedClipping):
+class DifferentialPrivacyServerSideFixedClipping(DifferentialPrivacyWrapper):
     """Central DP with fixed clipping on the server: each update clipped as it arrives, the aggregate noised.
 
     Flower's wrapper of the same name and arguments (``noise_multiplier``, ``clipping_norm``,
@@ -51,7 +31,7 @@ class DifferentialPrivacyServerSideFixedClipping(_FixedClipping):
 
 
 @register("privacy.client_fixed_clipping")
-class DifferentialPrivacyClientSideFixedClipping(_FixedClipping):
+class DifferentialPrivacyClientSideFixedClipping(DifferentialPrivacyWrapper):
     """Central DP with fixed clipping on each client: clients clip their own updates, the server noises the aggregate.
 
     Flower's wrapper of the same name (with its ``fixedclipping_mod`` on the client): every client
